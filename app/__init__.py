@@ -1,0 +1,1 @@
+"""HTTP front of the job service: Starlette routes over RQ queues. Nothing here runs jobs."""

@@ -1,0 +1,127 @@
+"""Problem documents (RFC 9457) for every error, and the handlers that produce them.
+
+ProblemError                    -> its own status
+  BadRequestError               -> 400  malformed JSON, body not an object
+  NotFoundError                 -> 404  no such job (or it expired)
+  ConflictError                 -> 409  the job's state forbids the action
+  PayloadTooLargeError          -> 413
+  UnsupportedMediaTypeError     -> 415
+  ValidationFailedError         -> 422  field problems in `errors`
+redis ConnectionError/TimeoutError -> 503  Redis unreachable
+any other exception             -> 500  logged, never echoed
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger("app.errors")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+class ProblemError(Exception):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers) if headers else None
+
+
+class BadRequestError(ProblemError):
+    status, slug, title = 400, "malformed-request", "Malformed request"
+
+
+class NotFoundError(ProblemError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class ConflictError(ProblemError):
+    status, slug, title = 409, "conflict", "Conflict with the job's state"
+
+
+class PayloadTooLargeError(ProblemError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaTypeError(ProblemError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class ValidationFailedError(ProblemError):
+    status, slug, title = 422, "validation-error", "Invalid request"
+
+    @classmethod
+    def field(cls, loc: Sequence[str | int], msg: str) -> ValidationFailedError:
+        where = ".".join(str(part) for part in loc)
+        return cls(f"{where}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = list(errors)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem(exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=exc.headers)
+
+
+async def handle_redis_down(request: Request, exc: Exception) -> Response:
+    logger.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
+    return problem(
+        503,
+        "redis-unavailable",
+        "Service unavailable",
+        "The job store (Redis) is unreachable; nothing was changed. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal-error", "Internal server error", "An unexpected error occurred; it has been logged.")
+
+
+EXCEPTION_HANDLERS = {
+    ProblemError: handle_problem,
+    HTTPException: handle_http_exception,
+    RedisConnectionError: handle_redis_down,
+    RedisTimeoutError: handle_redis_down,
+    Exception: handle_unexpected,
+}

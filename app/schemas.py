@@ -1,0 +1,22 @@
+"""Request models: the shapes clients send, validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from jobs.queues import QueueName
+
+
+class SubmitRequest(BaseModel):
+    """Body of `POST /jobs` (API.md section 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[StrictStr, Field(min_length=1, max_length=200, description="A registered job type")]
+    args: dict[str, Any] = Field(default_factory=dict, description="Validated against the type's argument schema")
+    queue: QueueName | None = Field(None, description="Defaults to the job type's queue")
+    timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Run-time limit in seconds")
+    retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
+    description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")

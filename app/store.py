@@ -1,0 +1,250 @@
+"""The web process's gateway to Redis: RQ's own job logic, Redis I/O on asyncio.
+
+RQ builds and serializes jobs, but its clients are blocking. Here RQ writes into an
+unexecuted (recording) pipeline, and the recorded commands are sent in one MULTI/EXEC on
+the asyncio client: one round trip, no thread hop, and either all of a submission lands or
+none of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` decode them.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.registry import BaseRegistry
+from rq.results import Result
+from rq.worker_registration import REDIS_WORKER_KEYS
+
+from jobs import keys
+from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
+from jobs.settings import Settings
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job: Job
+    result: Result | None
+    position: int | None
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[JobRecord]
+    next_cursor: str | None
+
+
+class InvalidCursorError(ValueError):
+    """A listing cursor that this service did not issue."""
+
+
+def retry_intervals(retries: int, base: int, cap: int) -> list[int]:
+    """Exponential backoff: base, 2*base, 4*base ... each capped."""
+    return [min(cap, base * 2**attempt) for attempt in range(retries)]
+
+
+class JobStore:
+    def __init__(self, settings: Settings, sync: redis.Redis, aio: aioredis.Redis) -> None:
+        self.settings = settings
+        self.sync = sync
+        self.aio = aio
+        self.queues: dict[str, Queue] = {name: make_queue(name, sync) for name in QUEUE_NAMES}
+        self._warm = False
+
+    async def warm_up(self) -> None:
+        """Learn the server version once, so RQ never asks for it (blocking) while recording."""
+        info = await self.aio.info("server")
+        version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+        for queue in self.queues.values():
+            queue.redis_server_version = version  # type: ignore[assignment]
+        self._warm = True
+
+    # -- writes -------------------------------------------------------------------------
+
+    def build_job(
+        self,
+        *,
+        func_path: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        timeout: int,
+        retries: int,
+        description: str,
+        meta: dict[str, Any],
+    ) -> Job:
+        """An RQ job, built in memory only."""
+        settings = self.settings
+        retry = (
+            Retry(
+                max=retries, interval=retry_intervals(retries, settings.retry_backoff_base, settings.retry_backoff_max)
+            )
+            if retries
+            else None
+        )
+        return self.queues[queue].create_job(
+            func_path,
+            kwargs=kwargs,
+            timeout=timeout,
+            result_ttl=settings.result_ttl,
+            failure_ttl=settings.failure_ttl,
+            description=description,
+            retry=retry,
+            meta=meta,
+        )
+
+    async def enqueue(self, job: Job, job_type: str) -> None:
+        """Enqueue `job` atomically, with the listing indexes, in one round trip."""
+        if not self._warm:
+            await self.warm_up()
+        queue = self.queues[job.origin]
+        recorder = self.sync.pipeline(transaction=True)
+        queue.enqueue_job(job, pipeline=recorder)
+        score = job.created_at.timestamp() * 1_000_000
+        for index in (keys.INDEX_ALL, keys.index_for_queue(queue.name), keys.index_for_type(job_type)):
+            recorder.zadd(index, {job.id: score})
+            recorder.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
+        await self._replay(recorder)
+
+    def _index_horizon_us(self) -> float:
+        return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
+
+    async def _replay(self, recorder: Any) -> list[Any]:
+        async with self.aio.pipeline(transaction=True) as pipe:
+            for args, options in recorder.command_stack:
+                pipe.execute_command(*args, **options)
+            recorder.reset()
+            return list(await pipe.execute())
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def fetch(self, job_id: str) -> JobRecord | None:
+        async with self.aio.pipeline(transaction=False) as pipe:
+            pipe.hgetall(Job.key_for(job_id))
+            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
+            raw, results = await pipe.execute()
+        if not raw or b"data" not in raw:
+            return None
+        job = self._restore(job_id, raw)
+        position = None
+        if job.get_status(refresh=False) == JobStatus.QUEUED and job.origin in self.queues:
+            found = await self.aio.lpos(self.queues[job.origin].key, job_id)
+            position = found if isinstance(found, int) else None
+        return JobRecord(job, self._latest_result(job_id, results), position)
+
+    def _restore(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
+        job = Job(job_id, connection=self.sync, serializer=SERIALIZER)
+        job.restore(raw)
+        return job
+
+    def _latest_result(self, job_id: str, entries: Sequence[Any]) -> Result | None:
+        if not entries:
+            return None
+        result_id, payload = entries[0]
+        return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
+
+    async def list(
+        self,
+        *,
+        status: str | None,
+        queue: str | None,
+        job_type: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """Newest first. Each page examines at most a bounded multiple of `limit` index entries,
+        so a selective filter may return a short page with a `next_cursor` to continue."""
+        index = keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
+        max_score, after_id = _decode_cursor(cursor) if cursor else ("+inf", None)
+        budget = limit if not (status or (queue and job_type)) else limit * 5
+        entries: list[tuple[bytes, float]] = await self.aio.zrevrangebyscore(  # type: ignore[assignment]
+            index, max_score, "-inf", start=0, num=budget + 1, withscores=True
+        )
+        if after_id is not None:
+            entries = [(m, s) for m, s in entries if not (s == float(max_score) and m.decode() >= after_id)]
+        more = len(entries) > budget
+        entries = entries[:budget]
+        async with self.aio.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hgetall(Job.key_for(member.decode()))
+            hashes = await pipe.execute() if entries else []
+        records: list[JobRecord] = []
+        expired: list[bytes] = []
+        last: tuple[bytes, float] | None = None
+        for (member, score), raw in zip(entries, hashes, strict=True):
+            if len(records) == limit:
+                more = True
+                break
+            last = (member, score)
+            if not raw or b"data" not in raw:
+                expired.append(member)
+                continue
+            job = self._restore(member.decode(), raw)
+            if status and job.get_status(refresh=False) != status:
+                continue
+            if queue and job.origin != queue:
+                continue
+            records.append(JobRecord(job, None, None))
+        if expired:
+            await self.aio.zrem(index, *expired)
+        next_cursor = _encode_cursor(last[1], last[0].decode()) if more and last else None
+        return Page(records, next_cursor)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters per queue from RQ's own lists and registries: O(queues), not O(jobs)."""
+        now = time.time()
+        async with self.aio.pipeline(transaction=False) as pipe:
+            for queue in self.queues.values():
+                pipe.llen(queue.key)
+                pipe.zcard(queue.started_job_registry.key)
+                pipe.zcard(queue.scheduled_job_registry.key)
+                pipe.zcard(queue.deferred_job_registry.key)
+                for registry in _expiring_registries(queue):
+                    pipe.zcount(registry.key, now, "+inf")
+            pipe.smembers(REDIS_WORKER_KEYS)
+            *counts, worker_keys = await pipe.execute()
+        names = ("queued", "started", "scheduled", "deferred", "finished", "failed", "canceled")
+        per_queue = {
+            name: dict(zip(names, counts[i * len(names) : (i + 1) * len(names)], strict=True))
+            for i, name in enumerate(self.queues)
+        }
+        workers = await self.workers(worker_keys)
+        return {"queues": per_queue, "workers": workers}
+
+    async def workers(self, worker_keys: set[bytes] | None = None) -> dict[str, int]:
+        keys_found: set[Any] = worker_keys if worker_keys is not None else await self.aio.smembers(REDIS_WORKER_KEYS)
+        ordered = sorted(keys_found)
+        if not ordered:
+            return {"count": 0, "busy": 0}
+        async with self.aio.pipeline(transaction=False) as pipe:
+            for key in ordered:
+                pipe.hget(key, "state")
+            states = await pipe.execute()
+        alive = [state for state in states if state is not None]
+        return {"count": len(alive), "busy": sum(1 for state in alive if state == b"busy")}
+
+    async def ping(self) -> bool:
+        return bool(await self.aio.ping())
+
+
+def _expiring_registries(queue: Queue) -> list[BaseRegistry]:
+    return [queue.finished_job_registry, queue.failed_job_registry, queue.canceled_job_registry]
+
+
+def _encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{score!r}|{job_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, job_id = raw.split("|", 1)
+        float(score)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursorError(cursor) from exc
+    return score, job_id

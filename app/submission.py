@@ -1,0 +1,57 @@
+"""Turn a request body into a validated submission: the job type, its arguments and options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.errors import ValidationFailedError
+from app.schemas import SubmitRequest
+from jobs.registry import JobSpec, Registry
+from jobs.settings import Settings
+
+
+@dataclass(frozen=True)
+class Submission:
+    spec: JobSpec
+    args: dict[str, Any]
+    queue: str
+    timeout: int
+    retries: int
+    description: str
+
+
+def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as API.md's `{"loc": [...], "msg": "..."}` items."""
+    return [{"loc": [*prefix, *error["loc"]], "msg": error["msg"]} for error in exc.errors(include_url=False)]
+
+
+def validate_model(model: type[BaseModel], data: Any, prefix: tuple[str | int, ...] = ()) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc, prefix)
+        where = ", ".join(".".join(str(part) for part in error["loc"]) or "body" for error in errors)
+        raise ValidationFailedError(f"invalid {where}", errors=errors) from None
+
+
+def parse_submission(body: dict[str, Any], registry: Registry, settings: Settings) -> Submission:
+    request: SubmitRequest = validate_model(SubmitRequest, body)
+    if request.type not in registry:
+        known = ", ".join(spec.name for spec in registry)
+        raise ValidationFailedError.field(["type"], f"unknown job type {request.type!r}; registered: {known}")
+    spec = registry.get(request.type)
+    args = validate_model(spec.args_model, request.args, ("args",)).model_dump(mode="json")
+
+    timeout = spec.timeout if request.timeout is None else request.timeout
+    if not 1 <= timeout <= settings.job_max_timeout:
+        raise ValidationFailedError.field(["timeout"], f"must be between 1 and {settings.job_max_timeout} seconds")
+    retries = spec.retries if request.retries is None else request.retries
+    if not 0 <= retries <= settings.job_max_retries:
+        raise ValidationFailedError.field(["retries"], f"must be between 0 and {settings.job_max_retries}")
+    description = request.description if request.description is not None else spec.name
+    if len(description) > settings.max_description_chars:
+        raise ValidationFailedError.field(["description"], f"at most {settings.max_description_chars} characters")
+    return Submission(spec, args, request.queue or spec.queue, timeout, retries, description)

@@ -1,0 +1,31 @@
+"""Redis clients built from settings: bounded timeouts, TLS options, one place for both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from jobs.settings import Settings
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "health_check_interval": 30,
+    }
+    if settings.redis_url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs
+    return options
+
+
+def sync_redis(settings: Settings, **overrides: Any) -> redis.Redis:
+    """A blocking client (RQ, workers, scripts). Commands never hang past the socket timeout."""
+    return redis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})
+
+
+def async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
+    """An asyncio client for the web process: Redis I/O without a thread hop."""
+    return aioredis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})

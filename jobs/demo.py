@@ -1,0 +1,57 @@
+"""Built-in demo job types: used by the README walk-through, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobs import progress
+from jobs.registry import job_type
+
+
+class DemoFailure(RuntimeError):
+    """Raised by `demo.steps` where it was asked to fail."""
+
+
+class StepsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(5, ge=1, le=10000, description="How many steps to run")
+    delay: float = Field(0.5, ge=0, le=60, description="Seconds each step sleeps")
+    fail_at: int | None = Field(None, ge=1, description="Raise at this step")
+    fail_attempts: int | None = Field(
+        None, ge=1, description="Only raise on the first N attempts (so a retry can succeed)"
+    )
+
+    @model_validator(mode="after")
+    def _fail_at_within_steps(self) -> StepsArgs:
+        if self.fail_at is not None and self.fail_at > self.steps:
+            raise ValueError("fail_at must not exceed steps")
+        return self
+
+
+@job_type(
+    "demo.steps",
+    args=StepsArgs,
+    description="Sleep through N steps, reporting progress after each; can fail on demand",
+    timeout=180,
+    retries=0,
+)
+def steps(
+    steps: int = 5, delay: float = 0.5, fail_at: int | None = None, fail_attempts: int | None = None
+) -> dict[str, Any]:
+    attempt = progress.attempt()
+    for step in range(1, steps + 1):
+        if step == fail_at and (fail_attempts is None or attempt <= fail_attempts):
+            raise DemoFailure(f"failing at step {step} as asked (attempt {attempt})")
+        if delay:
+            time.sleep(delay)
+        progress.report(step * 100 / steps, f"step {step}/{steps}")
+    return {"steps": steps, "attempt": attempt}
+
+
+@job_type("demo.noop", description="Do nothing and return null; for throughput measurements", timeout=30)
+def noop() -> None:
+    return None

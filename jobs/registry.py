@@ -1,0 +1,104 @@
+"""Job types: the only things a client can ask the service to run.
+
+A job type maps a public name (``demo.steps``) to a function, its argument model and its
+defaults. Clients name types, never Python paths; workers refuse any job whose function is
+not registered here.
+
+Job modules import their heavy dependencies inside the function body, so the web process
+can import every spec and argument model without paying for what the jobs need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from jobs.queues import QUEUE_NAMES, QueueName
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NoArgs(BaseModel):
+    """Argument model for job types that take none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    func_path: str
+    args_model: type[BaseModel]
+    description: str
+    queue: QueueName = "default"
+    timeout: int = 180
+    retries: int = 0
+
+    def args_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+
+class UnknownJobTypeError(LookupError):
+    """No job type is registered under that name or function."""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, JobSpec] = {}
+        self._by_func: dict[str, JobSpec] = {}
+
+    def add(self, spec: JobSpec) -> None:
+        if spec.queue not in QUEUE_NAMES:
+            raise ValueError(f"job type {spec.name!r}: unknown queue {spec.queue!r}")
+        if spec.name in self._by_name or spec.func_path in self._by_func:
+            raise ValueError(f"job type {spec.name!r} ({spec.func_path}) registered twice")
+        self._by_name[spec.name] = spec
+        self._by_func[spec.func_path] = spec
+
+    def get(self, name: str) -> JobSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownJobTypeError(name) from None
+
+    def for_function(self, func_path: str) -> JobSpec:
+        try:
+            return self._by_func[func_path]
+        except KeyError:
+            raise UnknownJobTypeError(func_path) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(sorted(self._by_name.values(), key=lambda spec: spec.name))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def job_type(
+        self,
+        name: str,
+        *,
+        args: type[BaseModel] = NoArgs,
+        description: str,
+        queue: QueueName = "default",
+        timeout: int = 180,
+        retries: int = 0,
+    ) -> Callable[[F], F]:
+        """Register the decorated module-level function as job type `name`."""
+
+        def register(func: F) -> F:
+            func_path = f"{func.__module__}.{func.__qualname__}"
+            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries))
+            return func
+
+        return register
+
+
+#: The service's registry; `jobs.catalog` fills it with every built-in job type.
+registry = Registry()
+job_type = registry.job_type

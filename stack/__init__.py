@@ -1,0 +1,1 @@
+"""Local process orchestration: the embedded Redis-compatible server and `python -m stack`."""

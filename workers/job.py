@@ -1,0 +1,56 @@
+"""The job class workers run: only registered job types, arguments re-validated, attempts counted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.client import Pipeline
+from rq.job import Job
+from rq.utils import import_attribute
+
+from jobs.catalog import registry
+from jobs.progress import ATTEMPT
+from jobs.registry import JobSpec, UnknownJobTypeError
+
+
+class UnregisteredJobError(RuntimeError):
+    """A job in Redis names a function that is not a registered job type; it is never imported."""
+
+
+class RegisteredJob(Job):
+    """An RQ job that refuses to import or run anything but a registered job type.
+
+    RQ itself imports whatever dotted path a job names; anyone who can write to Redis could
+    otherwise make a worker call `os.system`.
+    """
+
+    @property
+    def spec(self) -> JobSpec:
+        func_name = self.func_name
+        if func_name is None or self.instance is not None:
+            raise UnregisteredJobError(f"job {self.id} names no registered function")
+        try:
+            return registry.for_function(func_name)
+        except UnknownJobTypeError:
+            raise UnregisteredJobError(f"{func_name!r} is not a registered job type; refusing to run it") from None
+
+    @property
+    def func(self) -> Any:
+        return import_attribute(self.spec.func_path)
+
+    def _execute(self) -> Any:
+        spec = self.spec
+        if self.args:
+            raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
+        kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
+        result = import_attribute(spec.func_path)(**kwargs)
+        if asyncio.iscoroutine(result):
+            return asyncio.run(result)
+        return result
+
+    def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
+        """Count this start in `meta['attempt']`, written in the same round trip as RQ's own bookkeeping."""
+        super().prepare_for_execution(worker_name, pipeline)
+        self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
+        pipeline.hset(self.key, "meta", self._serialize_meta())

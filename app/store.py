@@ -59,8 +59,11 @@ class JobStore:
 
     async def warm_up(self) -> None:
         """Learn the server version once, so RQ never asks for it (blocking) while recording."""
-        info = await self.aio.info("server")
-        version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+        try:
+            info = await self.aio.info("server")
+            version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+        except redis.ResponseError:  # INFO disabled (some managed servers, fakeredis): assume RQ's minimum
+            version = (5, 0, 0)
         for queue in self.queues.values():
             queue.redis_server_version = version  # type: ignore[assignment]
         self._warm = True
@@ -162,11 +165,7 @@ class JobStore:
         index = keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
         max_score, after_id = _decode_cursor(cursor) if cursor else ("+inf", None)
         budget = limit if not (status or (queue and job_type)) else limit * 5
-        entries: list[tuple[bytes, float]] = await self.aio.zrevrangebyscore(  # type: ignore[assignment]
-            index, max_score, "-inf", start=0, num=budget + 1, withscores=True
-        )
-        if after_id is not None:
-            entries = [(m, s) for m, s in entries if not (s == float(max_score) and m.decode() >= after_id)]
+        entries = await self._index_slice(index, max_score, after_id, budget + 1)
         more = len(entries) > budget
         entries = entries[:budget]
         async with self.aio.pipeline(transaction=False) as pipe:
@@ -194,6 +193,21 @@ class JobStore:
             await self.aio.zrem(index, *expired)
         next_cursor = _encode_cursor(last[1], last[0].decode()) if more and last else None
         return Page(records, next_cursor)
+
+    async def _index_slice(self, index: str, max_score: str, after_id: str | None, count: int) -> list[Any]:
+        """Up to `count` (id, score) entries at or below `max_score`, skipping those a cursor already returned."""
+        num = count + (1 if after_id is not None else 0)
+        while True:
+            raw: list[tuple[bytes, float]] = await self.aio.zrevrangebyscore(  # type: ignore[assignment]
+                index, max_score, "-inf", start=0, num=num, withscores=True
+            )
+            entries = raw
+            if after_id is not None:
+                top = float(max_score)
+                entries = [(m, s) for m, s in raw if not (s == top and m.decode() >= after_id)]
+            if len(entries) >= count or len(raw) < num:
+                return entries[:count]
+            num *= 2
 
     async def stats(self) -> dict[str, Any]:
         """Counters per queue from RQ's own lists and registries: O(queues), not O(jobs)."""

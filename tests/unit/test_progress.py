@@ -1,0 +1,90 @@
+"""The progress API: meta layout, caps, one round trip, and no clobbering by RQ's own writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+from rq import Queue, Retry, SimpleWorker
+from rq.job import Job
+
+from jobs import progress
+from jobs.demo import DemoFailure, steps
+from jobs.queues import SERIALIZER
+from jobs.settings import get_settings
+from workers.job import RegisteredJob
+
+
+def run_all(connection: fakeredis.FakeRedis) -> None:
+    queue = Queue("default", connection=connection, serializer=SERIALIZER, job_class=RegisteredJob)
+    worker = SimpleWorker([queue], connection=connection, serializer=SERIALIZER, job_class=RegisteredJob)
+    worker.work(burst=True)
+
+
+def enqueue(connection: fakeredis.FakeRedis, func: str, **kwargs: Any) -> Job:
+    queue = Queue("default", connection=connection, serializer=SERIALIZER, job_class=RegisteredJob)
+    retry = kwargs.pop("retry", None)
+    return queue.enqueue_call(func, kwargs=kwargs, retry=retry, meta={"type": "demo.steps"})
+
+
+def test_report_outside_a_worker_is_a_noop() -> None:
+    progress.report(50, "nobody listens")
+    assert progress.attempt() == 1
+    assert steps(steps=2, delay=0) == {"steps": 2, "attempt": 1}
+
+
+def test_demo_steps_fails_where_asked() -> None:
+    with pytest.raises(DemoFailure, match="step 2"):
+        steps(steps=3, delay=0, fail_at=2)
+    with pytest.raises(DemoFailure, match="attempt 1"):
+        steps(steps=3, delay=0, fail_at=1, fail_attempts=1)
+
+
+def test_append_message_caps_count_and_length() -> None:
+    meta: dict[str, Any] = {}
+    settings = get_settings()
+    for i in range(settings.progress_max_messages + 7):
+        progress.append_message(meta, f"m{i}", i % 101)
+    assert len(meta["messages"]) == settings.progress_max_messages
+    assert meta["messages"][-1]["message"] == f"m{settings.progress_max_messages + 6}"
+    progress.append_message(meta, "x" * 10_000, 250)
+    assert len(meta["messages"][-1]["message"]) == settings.progress_max_message_chars
+    assert meta["progress"] == 100
+
+
+def test_message_reported_just_before_return_is_kept(fake_redis: fakeredis.FakeRedis) -> None:
+    job = enqueue(fake_redis, "jobs.demo.steps", steps=3, delay=0)
+    run_all(fake_redis)
+    job = Job.fetch(job.id, connection=fake_redis, serializer=SERIALIZER)
+    assert job.get_status() == "finished"
+    assert [m["message"] for m in job.meta["messages"]] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert job.meta["progress"] == 100 and job.meta["attempt"] == 1 and job.meta["type"] == "demo.steps"
+    assert job.return_value() == {"steps": 3, "attempt": 1}
+
+
+def test_messages_survive_failure_and_retries(fake_redis: fakeredis.FakeRedis) -> None:
+    job = enqueue(fake_redis, "jobs.demo.steps", steps=3, delay=0, fail_at=3, retry=Retry(max=2))
+    run_all(fake_redis)
+    job = Job.fetch(job.id, connection=fake_redis, serializer=SERIALIZER)
+    assert job.get_status() == "failed"
+    assert [m["message"] for m in job.meta["messages"]] == ["step 1/3", "step 2/3"] * 3
+    assert job.meta["attempt"] == 3
+
+
+class CountingRedis(fakeredis.FakeRedis):
+    commands: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_server: fakeredis.FakeServer) -> None:
+    connection = CountingRedis(server=fake_server)
+    connection.commands = []
+    job = Job.create("jobs.demo.noop", connection=connection, serializer=SERIALIZER)
+    monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    progress.report(40, "Found 12 resources")
+    assert connection.commands == ["HSET"]
+    assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"

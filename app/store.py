@@ -151,7 +151,7 @@ class JobStore:
         result_id, payload = entries[0]
         return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
 
-    async def list(
+    async def page(
         self,
         *,
         status: str | None,

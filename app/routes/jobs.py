@@ -72,7 +72,7 @@ async def list_jobs(request: Request) -> Response:
     if query.type is not None and query.type not in registry:
         raise ValidationFailedError.field(["type"], f"unknown job type {query.type!r}")
     try:
-        page = await _store(request).list(
+        page = await _store(request).page(
             status=query.status.value if query.status else None,
             queue=query.queue,
             job_type=query.type,

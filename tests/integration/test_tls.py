@@ -48,7 +48,9 @@ def tls_url(tls_server: TlsRedis) -> Iterator[str]:
 
 
 def test_server_speaks_tls_only_with_a_self_signed_certificate(tls_server: TlsRedis) -> None:
-    plain = redis.Redis(host=tls_server.host, port=tls_server.port, socket_connect_timeout=1, socket_timeout=2)
+    plain = redis.Redis(
+        host=tls_server.host, port=tls_server.port, socket_connect_timeout=1, socket_timeout=1, retry=None
+    )
     with pytest.raises(redis.ConnectionError):
         plain.ping()
     assert tls_server.client().ping(), "a client trusting exactly this certificate gets through"

@@ -78,9 +78,13 @@ class Lan:
         self.switch = f"jobsvc-{self.tag}-sw"
         self.hosts: dict[str, Host] = {}
         self._namespaces: list[str] = []
-        self._add_namespace(self.switch)
-        _ip(ip, "-n", self.switch, "link", "add", "br0", "type", "bridge")
-        _ip(ip, "-n", self.switch, "link", "set", "br0", "up")
+        try:
+            self._add_namespace(self.switch)
+            _ip(ip, "-n", self.switch, "link", "add", "br0", "type", "bridge")
+            _ip(ip, "-n", self.switch, "link", "set", "br0", "up")
+        except NamespacesUnavailableError:
+            self.close()
+            raise
 
     def _add_namespace(self, namespace: str) -> None:
         _ip(self.ip, "netns", "add", namespace)

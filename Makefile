@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration bench clean
+.PHONY: run test lint system-deps unit integration bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,18 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check, then the whole suite (unit, integration, reliability)
+# Debian packages some tests need (iproute2 for `ip netns`, redis-server built with TLS, openssl):
+# installed where missing, as root; elsewhere the tests that need them skip and say why.
+system-deps: $(VENV)/.dev
+	$(BIN)/python -m tests.support.system
+
+test: lint system-deps  ## lint, type-check, then the whole suite (unit, integration, reliability)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(VENV)/.dev
+integration: $(VENV)/.dev system-deps
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

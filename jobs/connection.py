@@ -21,6 +21,20 @@ def _client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def url_with_tls_options(settings: Settings) -> str:
+    """`REDIS_URL` with `ssl_cert_reqs` added for `rediss://`, for tools that take only a URL.
+
+    RQ's CLI (`workers.settings`) and rq-dashboard build their own clients from a URL; the
+    query parameter carries `REDIS_SSL_CERT_REQS` to them, so every process checks (or, on
+    Heroku, skips checking) the server certificate the same way. A URL that already names
+    `ssl_cert_reqs` is left as it is.
+    """
+    url = settings.redis_url
+    if not url.startswith("rediss://") or "ssl_cert_reqs=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}ssl_cert_reqs={settings.redis_ssl_cert_reqs}"
+
+
 def sync_redis(settings: Settings, **overrides: Any) -> redis.Redis:
     """A blocking client (RQ, workers, scripts). Commands never hang past the socket timeout."""
     return redis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})

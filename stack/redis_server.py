@@ -62,22 +62,30 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, socket_timeout=1)
+        client = self.client()
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"valkey-server exited with {self.process.returncode}; see {self.log_path}")
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
                 try:
                     if client.ping():
                         return self
                 except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError):
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise TimeoutError(f"valkey-server did not answer on {self.url} within {timeout}s") from None
+                        raise TimeoutError(f"{self.name} did not answer on {self.url} within {timeout}s") from None
                     time.sleep(0.05)
         finally:
             client.close()
+
+    def client(self) -> redis.Redis:
+        """The client that start() pings the server with."""
+        return redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, socket_timeout=1)
+
+    @property
+    def name(self) -> str:
+        return Path(self.command()[0]).name
 
     @property
     def log_path(self) -> Path:

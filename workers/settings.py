@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from jobs.connection import url_with_tls_options
 from jobs.queues import QUEUE_NAMES
 from jobs.settings import get_settings
 
-_settings = get_settings()
-
-
-def _url_with_tls_options(url: str, cert_reqs: str) -> str:
-    if not url.startswith("rediss://") or "ssl_cert_reqs=" in url:
-        return url
-    return f"{url}{'&' if '?' in url else '?'}ssl_cert_reqs={cert_reqs}"
-
-
-REDIS_URL = _url_with_tls_options(_settings.redis_url, _settings.redis_ssl_cert_reqs)
+#: The rq CLI's own connection (ghost cleanup, queues it builds) gets the TLS options too.
+REDIS_URL = url_with_tls_options(get_settings())
 
 #: Highest priority first; a worker always drains `high` before `default` before `low`.
 QUEUES = list(QUEUE_NAMES)

@@ -1,0 +1,91 @@
+"""The Procfile run as Heroku and Render run it: honcho, a runtime-only venv, PORT and REDIS_URL only.
+
+The processes start from a copy of what git would deploy, with a venv that holds
+`requirements.txt` and nothing else, and an environment of PORT, REDIS_URL and the PATH to
+that venv. The worker is scaled to 2; jobs go in through the API and both workers run one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from stack.redis_server import free_port
+from tests.factories import steps_job
+from tests.support.deploy import runtime_venv, slug
+from tests.support.procs import wait_for
+
+
+@pytest.fixture(scope="session")
+def venv() -> Path:
+    return runtime_venv()
+
+
+def test_runtime_venv_holds_requirements_only(venv: Path) -> None:
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import rq, starlette, uvicorn, honcho, rq_dashboard"]).returncode == 0
+    for dev_only in ("pytest", "fakeredis", "mypy", "ruff"):
+        found = subprocess.run([python, "-c", f"import {dev_only}"], capture_output=True)
+        assert found.returncode != 0, f"{dev_only} is a dev package and must not be in the runtime venv"
+
+
+def test_procfile_under_honcho_with_two_workers(
+    venv: Path, redis_url: str, rclient: redis.Redis, tmp_path: Path
+) -> None:
+    app = slug(tmp_path / "app")
+    assert not (app / ".env").exists() and (app / "Procfile").is_file()
+    port = free_port()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PORT": str(port), "REDIS_URL": redis_url}
+    log_path = tmp_path / "honcho.log"
+    with log_path.open("wb") as log:
+        honcho = subprocess.Popen(
+            ["honcho", "start", "-c", "web=1,worker=2"], cwd=app, env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def alive() -> bool:
+        if honcho.poll() is not None:
+            raise AssertionError(f"honcho exited with {honcho.returncode}:\n{log_path.read_text()}")
+        return True
+
+    try:
+        wait_for(lambda: alive() and rclient.scard("rq:workers") == 2, 60, what="2 workers registered")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
+
+            def ready() -> bool:
+                try:
+                    return alive() and api.get("/readyz").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(ready, 60, what="web /readyz")
+            assert api.get("/readyz").json()["workers"] == 2
+            # Each job runs for about a second, so the second one is taken by the other worker.
+            ids = [api.post("/jobs", json=steps_job(steps=4, delay=0.25)).json()["id"] for _ in range(2)]
+
+            def views() -> list[dict[str, Any]]:
+                return [api.get(f"/jobs/{job_id}").json() for job_id in ids]
+
+            wait_for(lambda: all(job["status"] == "finished" for job in views()), 60, what="both jobs")
+            assert [job["result"] for job in views()] == [{"steps": 4, "attempt": 1}] * 2
+        workers = {name.decode() for name in rclient.smembers("rq:workers")}
+        ran_on = {rclient.hget(f"rq:job:{job_id}", "worker_name") for job_id in ids}
+        assert {f"rq:worker:{name.decode()}" for name in ran_on if name} == workers, (ran_on, workers)
+    finally:
+        if honcho.poll() is None:
+            honcho.send_signal(signal.SIGTERM)  # honcho stops every process it started
+            try:
+                honcho.wait(30)
+            except subprocess.TimeoutExpired:
+                honcho.kill()
+                honcho.wait()
+    log = log_path.read_text()
+    assert honcho.returncode is not None
+    assert "web.1" in log and "worker.1" in log and "worker.2" in log, log
+    wait_for(lambda: rclient.scard("rq:workers") == 0, 10, what="workers to deregister on SIGTERM")

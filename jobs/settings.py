@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")
 
+    # -- job control (issue 3) --
+    job_max_delay: int = Field(30 * 86400, ge=1, description="Furthest ahead a job may be scheduled (delay/run_at, s)")
+    idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key is remembered")
+    job_stop_grace: float = Field(
+        1.0, ge=0, le=60, description="Seconds a job asked to stop may take to stop itself before it is killed"
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -13,7 +13,7 @@ from rq.job import Job, JobStatus
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import ConflictError, NotFoundError
-from app.store import JobRecord, JobStore
+from app.store import WATCH_ATTEMPTS, JobRecord, JobStore, contended
 from app.views import ENDED
 from jobs import keys
 from jobs.control import CANCEL_WAITING, WAITING, cancel_call, cancel_dependents
@@ -75,7 +75,7 @@ async def requeue(store: JobStore, job_id: str) -> JobRecord:
     key = Job.key_for(job_id)
     pipe: Any
     async with store.aio.pipeline(transaction=True) as pipe:
-        while True:
+        for _ in range(WATCH_ATTEMPTS):
             try:
                 await pipe.watch(key)
                 raw = await pipe.hgetall(key)
@@ -92,6 +92,8 @@ async def requeue(store: JobStore, job_id: str) -> JobRecord:
                 break
             except WatchError:
                 continue
+        else:
+            raise contended()
     record = await store.fetch(job_id)
     if record is None:
         raise _missing(job_id)

@@ -24,7 +24,7 @@ from rq.registry import BaseRegistry
 from rq.results import Result
 from rq.worker_registration import REDIS_WORKER_KEYS
 
-from app.errors import ValidationFailedError
+from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
@@ -42,6 +42,14 @@ class JobRecord:
 class Page:
     records: list[JobRecord]
     next_cursor: str | None
+
+
+#: Optimistic transactions (WATCH) retry this often before giving up with a 409.
+WATCH_ATTEMPTS = 100
+
+
+def contended() -> ConflictError:
+    return ConflictError("the jobs involved kept changing while this request was applied; try again")
 
 
 class InvalidCursorError(ValueError):
@@ -132,7 +140,7 @@ class JobStore:
         recorder.set(claim.key, claim.value(job.id), ex=claim.ttl)
         pipe: Any
         async with self.aio.pipeline(transaction=True) as pipe:
-            while True:
+            for _ in range(WATCH_ATTEMPTS):
                 try:
                     await pipe.watch(claim.key)
                     stored = await pipe.get(claim.key)
@@ -144,6 +152,7 @@ class JobStore:
                     return None
                 except WatchError:
                     continue
+        raise contended()
 
     def enqueue_dependent(
         self, make_job: Callable[[], Job], job_type: str, parents: Sequence[str], claim: Claim | None
@@ -154,7 +163,7 @@ class JobStore:
         parent_keys = [Job.key_for(parent) for parent in parents]
         pipe: Any
         with self.sync.pipeline(transaction=True) as pipe:
-            while True:
+            for _ in range(WATCH_ATTEMPTS):
                 try:
                     if claim is not None:
                         pipe.watch(claim.key)
@@ -172,6 +181,7 @@ class JobStore:
                     return job, None
                 except WatchError:
                     continue
+        raise contended()
 
     def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
         score = job.created_at.timestamp() * 1_000_000

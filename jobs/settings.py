@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     retry_backoff_base: int = Field(5, ge=1, description="First retry interval (s); doubles each attempt")
     retry_backoff_max: int = Field(600, ge=1, description="Cap on one retry interval (s)")
     result_ttl: int = Field(86400, ge=1, description="Seconds a finished job and its result are kept")
-    failure_ttl: int = Field(7 * 86400, ge=1, description="Seconds a failed job is kept")
+    failure_ttl: int = Field(7 * 86400, ge=1, description="Seconds a failed, stopped or canceled job is kept")
     progress_max_messages: int = Field(50, ge=1, le=10000, description="Newest progress messages kept per job")
     progress_max_message_chars: int = Field(500, ge=16, description="Longest progress message kept (characters)")
     max_description_chars: int = Field(500, ge=1, description="Longest job description accepted")

@@ -58,6 +58,10 @@ class StopRequested(Exception):
         super().__init__(message)
 
 
+#: The running job's last answer: job id -> (monotonic time asked, stop requested).
+_checks: dict[str, tuple[float, bool]] = {}
+
+
 def cancel_requested() -> bool:
     """True once someone asked to stop the running job (DELETE /jobs/{id}); False outside a worker.
 
@@ -74,9 +78,6 @@ def cancel_requested() -> bool:
     _checks.clear()  # one job per work horse: keep only the current one
     _checks[job.id] = (now, requested)
     return requested
-
-
-_checks: dict[str, tuple[float, bool]] = {}
 
 
 def stop_requested(connection: Redis, job_id: str) -> bool:

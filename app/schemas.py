@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from jobs.queues import QueueName
 
@@ -20,3 +20,13 @@ class SubmitRequest(BaseModel):
     timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Run-time limit in seconds")
     retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
     description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")
+    # -- job control (issue 3) --
+    delay: Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="Run no earlier than now + delay seconds"
+    )
+    run_at: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Run no earlier than this ISO 8601 time (with a UTC offset or Z)"
+    )
+    depends_on: (
+        Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]], Field(max_length=100)] | None
+    ) = Field(None, description="Start only after all these jobs finished")

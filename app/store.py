@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import BaseRegistry
 from rq.results import Result
 from rq.worker_registration import REDIS_WORKER_KEYS
 
+from app.errors import ConflictError, ValidationFailedError
+from app.idempotency import Claim
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
 from jobs.settings import Settings
@@ -40,12 +44,21 @@ class Page:
     next_cursor: str | None
 
 
+#: Optimistic transactions (WATCH) retry this often before giving up with a 409.
+WATCH_ATTEMPTS = 100
+
+
+def contended() -> ConflictError:
+    return ConflictError("the jobs involved kept changing while this request was applied; try again")
+
+
 class InvalidCursorError(ValueError):
     """A listing cursor that this service did not issue."""
 
 
 def retry_intervals(retries: int, base: int, cap: int) -> list[int]:
-    """Exponential backoff: base, 2*base, 4*base ... each capped."""
+    """Exponential backoff: base, 2*base, 4*base ... each capped. One interval per retry, so a job's
+    `retry_intervals` also tell how many retries it was submitted with (POST /jobs/{id}/retry)."""
     return [min(cap, base * 2**attempt) for attempt in range(retries)]
 
 
@@ -80,6 +93,7 @@ class JobStore:
         retries: int,
         description: str,
         meta: dict[str, Any],
+        depends_on: Sequence[str] = (),
     ) -> Job:
         """An RQ job, built in memory only."""
         settings = self.settings
@@ -99,30 +113,96 @@ class JobStore:
             description=description,
             retry=retry,
             meta=meta,
+            depends_on=list(depends_on) or None,
         )
 
-    async def enqueue(self, job: Job, job_type: str) -> None:
-        """Enqueue `job` atomically, with the listing indexes, in one round trip."""
+    async def enqueue(
+        self, job: Job, job_type: str, *, at: datetime | None = None, claim: Claim | None = None
+    ) -> str | None:
+        """Enqueue `job` (or schedule it for `at`) atomically, with the listing indexes, in one transaction.
+
+        With `claim` the job is written only if the claim's key is still free (WATCH + MULTI/EXEC,
+        so concurrent claimants on any process create one job); otherwise nothing is written and
+        the id of the job the claim names is returned.
+        """
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
         recorder = self.sync.pipeline(transaction=True)
-        queue.enqueue_job(job, pipeline=recorder)
+        if at is None:
+            queue.enqueue_job(job, pipeline=recorder)
+        else:
+            queue.schedule_job(job, at, pipeline=recorder)
+        self._record_indexes(recorder, job, job_type)
+        if claim is None:
+            await self._replay(recorder)
+            return None
+        recorder.set(claim.key, claim.value(job.id), ex=claim.ttl)
+        pipe: Any
+        async with self.aio.pipeline(transaction=True) as pipe:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    await pipe.watch(claim.key)
+                    stored = await pipe.get(claim.key)
+                    if stored is not None:
+                        return claim.job_for(stored)
+                    pipe.multi()
+                    self.copy_commands(recorder, pipe)
+                    await pipe.execute()
+                    return None
+                except WatchError:
+                    continue
+        raise contended()
+
+    def enqueue_dependent(
+        self, make_job: Callable[[], Job], job_type: str, parents: Sequence[str], claim: Claim | None
+    ) -> tuple[Job | None, str | None]:
+        """Blocking (run it in a thread): enqueue a job that depends on `parents` with RQ's own
+        dependency logic, which WATCHes the parents. Returns (job, None), or (None, id of the job
+        `claim` names) when the claim was taken. Unknown or failed parents are a 422."""
+        parent_keys = [Job.key_for(parent) for parent in parents]
+        pipe: Any
+        with self.sync.pipeline(transaction=True) as pipe:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    if claim is not None:
+                        pipe.watch(claim.key)
+                        stored = pipe.get(claim.key)
+                        if stored is not None:
+                            return None, claim.job_for(stored)
+                    pipe.watch(*parent_keys)
+                    _check_parents(parents, [pipe.hget(key, "status") for key in parent_keys])
+                    job = make_job()
+                    self.queues[job.origin].enqueue_job(job, pipeline=pipe)
+                    self._record_indexes(pipe, job, job_type)
+                    if claim is not None:
+                        pipe.set(claim.key, claim.value(job.id), ex=claim.ttl)
+                    pipe.execute()
+                    return job, None
+                except WatchError:
+                    continue
+        raise contended()
+
+    def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
         score = job.created_at.timestamp() * 1_000_000
-        for index in (keys.INDEX_ALL, keys.index_for_queue(queue.name), keys.index_for_type(job_type)):
-            recorder.zadd(index, {job.id: score})
-            recorder.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
-        await self._replay(recorder)
+        for index in (keys.INDEX_ALL, keys.index_for_queue(job.origin), keys.index_for_type(job_type)):
+            pipe.zadd(index, {job.id: score})
+            pipe.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
 
     def _index_horizon_us(self) -> float:
         return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
 
     async def _replay(self, recorder: Any) -> list[Any]:
         async with self.aio.pipeline(transaction=True) as pipe:
-            for args, options in recorder.command_stack:
-                pipe.execute_command(*args, **options)
-            recorder.reset()
+            self.copy_commands(recorder, pipe)
             return list(await pipe.execute())
+
+    @staticmethod
+    def copy_commands(recorder: Any, pipe: Any) -> None:
+        """Queue on `pipe` (asyncio, in MULTI) what RQ recorded on `recorder` (sync, never executed)."""
+        for args, options in recorder.command_stack:
+            pipe.execute_command(*args, **options)
+        recorder.reset()
 
     # -- reads --------------------------------------------------------------------------
 
@@ -133,14 +213,14 @@ class JobStore:
             raw, results = await pipe.execute()
         if not raw or b"data" not in raw:
             return None
-        job = self._restore(job_id, raw)
+        job = self.restore(job_id, raw)
         position = None
         if job.get_status(refresh=False) == JobStatus.QUEUED and job.origin in self.queues:
             found = await self.aio.lpos(self.queues[job.origin].key, job_id)
             position = found if isinstance(found, int) else None
         return JobRecord(job, self._latest_result(job_id, results), position)
 
-    def _restore(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
+    def restore(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
         job = Job(job_id, connection=self.sync, serializer=SERIALIZER)
         job.restore(raw)
         return job
@@ -183,7 +263,7 @@ class JobStore:
             if not raw or b"data" not in raw:
                 expired.append(member)
                 continue
-            job = self._restore(member.decode(), raw)
+            job = self.restore(member.decode(), raw)
             if status and job.get_status(refresh=False) != status:
                 continue
             if queue and job.origin != queue:
@@ -244,6 +324,18 @@ class JobStore:
 
     async def ping(self) -> bool:
         return bool(await self.aio.ping())
+
+
+def _check_parents(parents: Sequence[str], statuses: Sequence[Any]) -> None:
+    for position, (parent, status) in enumerate(zip(parents, statuses, strict=True)):
+        if status is None:
+            raise ValidationFailedError.field(
+                ["depends_on", position], f"no job {parent!r} (it never existed or expired)"
+            )
+        if status.decode() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            raise ValidationFailedError.field(
+                ["depends_on", position], f"job {parent!r} is {status.decode()}; it will never finish"
+            )
 
 
 def _expiring_registries(queue: Queue) -> list[BaseRegistry]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from app.errors import ValidationFailedError
+from app.scheduling import due_time
 from app.schemas import SubmitRequest
 from jobs.registry import JobSpec, Registry
 from jobs.settings import Settings
@@ -21,6 +23,8 @@ class Submission:
     timeout: int
     retries: int
     description: str
+    run_at: datetime | None = None  # scheduled start (whole second); None: now
+    depends_on: tuple[str, ...] = ()
 
 
 def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -54,4 +58,9 @@ def parse_submission(body: dict[str, Any], registry: Registry, settings: Setting
     description = request.description if request.description is not None else spec.name
     if len(description) > settings.max_description_chars:
         raise ValidationFailedError.field(["description"], f"at most {settings.max_description_chars} characters")
-    return Submission(spec, args, request.queue or spec.queue, timeout, retries, description)
+    depends_on = tuple(dict.fromkeys(request.depends_on or ()))
+    if depends_on and (request.delay is not None or request.run_at is not None):
+        raise ValidationFailedError.field(["depends_on"], "cannot be combined with delay or run_at")
+    run_at = due_time(request.delay, request.run_at, settings.job_max_delay)
+    queue = request.queue or spec.queue
+    return Submission(spec, args, queue, timeout, retries, description, run_at, depends_on)

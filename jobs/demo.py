@@ -44,6 +44,8 @@ def steps(
 ) -> dict[str, Any]:
     attempt = progress.attempt()
     for step in range(1, steps + 1):
+        if progress.cancel_requested():
+            raise progress.StopRequested(f"stopped by request before step {step}/{steps}")
         if step == fail_at and (fail_attempts is None or attempt <= fail_attempts):
             raise DemoFailure(f"failing at step {step} as asked (attempt {attempt})")
         if delay:

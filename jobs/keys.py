@@ -14,3 +14,13 @@ def index_for_queue(queue: str) -> str:
 
 def index_for_type(job_type: str) -> str:
     return f"{PREFIX}:index:type:{job_type}"
+
+
+def idempotency(owner: str, key_digest: str) -> str:
+    """The job an `Idempotency-Key` created, per owner (API key name; "anonymous" without auth)."""
+    return f"{PREFIX}:idempotency:{owner}:{key_digest}"
+
+
+def stop_requested(job_id: str) -> str:
+    """Set while a stop of the job was requested; `jobs.control.cancel_requested()` reads it."""
+    return f"{PREFIX}:stop:{job_id}"

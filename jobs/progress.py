@@ -17,7 +17,10 @@ from rq import get_current_job
 from rq.job import Job
 
 from jobs.clock import iso_z, utc_now
+from jobs.control import StopRequested, cancel_requested
 from jobs.settings import get_settings
+
+__all__ = ["StopRequested", "append_message", "attempt", "cancel_requested", "current_job", "report"]
 
 PROGRESS = "progress"
 MESSAGES = "messages"

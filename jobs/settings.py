@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     retry_backoff_base: int = Field(5, ge=1, description="First retry interval (s); doubles each attempt")
     retry_backoff_max: int = Field(600, ge=1, description="Cap on one retry interval (s)")
     result_ttl: int = Field(86400, ge=1, description="Seconds a finished job and its result are kept")
-    failure_ttl: int = Field(7 * 86400, ge=1, description="Seconds a failed job is kept")
+    failure_ttl: int = Field(7 * 86400, ge=1, description="Seconds a failed, stopped or canceled job is kept")
     progress_max_messages: int = Field(50, ge=1, le=10000, description="Newest progress messages kept per job")
     progress_max_message_chars: int = Field(500, ge=16, description="Longest progress message kept (characters)")
     max_description_chars: int = Field(500, ge=1, description="Longest job description accepted")
@@ -45,6 +45,13 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")
+
+    # -- job control (issue 3) --
+    job_max_delay: int = Field(30 * 86400, ge=1, description="Furthest ahead a job may be scheduled (delay/run_at, s)")
+    idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key is remembered")
+    job_stop_grace: float = Field(
+        1.0, ge=0, le=60, description="Seconds a job asked to stop may take to stop itself before it is killed"
+    )
 
 
 @lru_cache(maxsize=1)

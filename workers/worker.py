@@ -12,6 +12,7 @@ from rq.worker import HerokuWorker
 from jobs.connection import sync_redis
 from jobs.queues import SERIALIZER
 from jobs.settings import get_settings
+from workers import stopping
 from workers.job import RegisteredJob
 
 
@@ -33,4 +34,9 @@ class ServiceWorker(HerokuWorker):
         # re-read it so the retry's save keeps what the horse reported.
         if not self.is_horse:
             job.get_meta(refresh=True)
+        stopping.note_stop_request(self, job)
         super().handle_job_failure(job, queue, *args, **kwargs)
+        stopping.cancel_dependents_if_ended(self, job)
+
+    def handle_payload(self, message: dict[Any, Any]) -> None:
+        stopping.handle_payload(self, message, super().handle_payload)

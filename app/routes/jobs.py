@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.body import read_json_object
-from app.errors import NotFoundError, ValidationFailedError
+from app.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.idempotency import claim_for
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
 from app.views import TYPE, job_view
@@ -45,18 +47,36 @@ async def submit_job(request: Request) -> Response:
     settings = _settings(request)
     body = await read_json_object(request, settings.max_body_bytes)
     submission = parse_submission(body, registry, settings)
+    claim = claim_for(request, body, settings.idempotency_ttl)
     store = _store(request)
-    job = store.build_job(
-        func_path=submission.spec.func_path,
-        kwargs=submission.args,
-        queue=submission.queue,
-        timeout=submission.timeout,
-        retries=submission.retries,
-        description=submission.description,
-        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
-    )
-    await store.enqueue(job, submission.spec.name)
-    return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+    def make_job() -> Job:
+        return store.build_job(
+            func_path=submission.spec.func_path,
+            kwargs=submission.args,
+            queue=submission.queue,
+            timeout=submission.timeout,
+            retries=submission.retries,
+            description=submission.description,
+            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+            depends_on=submission.depends_on,
+        )
+
+    if submission.depends_on:  # RQ's dependency setup WATCHes the parents: blocking, so in a thread
+        new, existing = await run_in_threadpool(
+            store.enqueue_dependent, make_job, submission.spec.name, submission.depends_on, claim
+        )
+    else:
+        new = make_job()
+        existing = await store.enqueue(new, submission.spec.name, at=submission.run_at, claim=claim)
+    if existing is not None:  # same Idempotency-Key and body as before: the original job
+        record = await store.fetch(existing)
+        if record is None:
+            raise ConflictError("the job this Idempotency-Key created has expired; send a new key")
+        view = job_view(record.job, result=record.result, position=record.position)
+        return JSONResponse(view, status_code=200, headers={"Location": f"/jobs/{existing}"})
+    assert new is not None
+    return JSONResponse(job_view(new), status_code=202, headers={"Location": f"/jobs/{new.id}"})
 
 
 async def get_job(request: Request) -> Response:

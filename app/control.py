@@ -1,0 +1,118 @@
+"""Cancel, stop and requeue jobs from the web process: Redis I/O on asyncio, races settled in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import WatchError
+from rq.command import PUBSUB_CHANNEL_TEMPLATE
+from rq.job import Job, JobStatus
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import ConflictError, NotFoundError
+from app.store import WATCH_ATTEMPTS, JobRecord, JobStore, contended
+from app.views import ENDED
+from jobs import keys
+from jobs.control import CANCEL_WAITING, WAITING, cancel_call, cancel_dependents
+
+#: A job taken by a worker or the scheduler a moment ago is briefly in between states; look again.
+_SETTLE_ATTEMPTS = 100
+_SETTLE_PAUSE = 0.02
+
+
+@dataclass(frozen=True)
+class Canceled:
+    record: JobRecord
+    stopping: bool  # True: it was running and a stop was requested (202); False: canceled (200)
+
+
+def _missing(job_id: str) -> NotFoundError:
+    return NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
+
+
+async def cancel(store: JobStore, job_id: str) -> Canceled:
+    """DELETE /jobs/{id}: cancel a waiting job (and the jobs deferred on it) or stop a running one."""
+    script = store.aio.register_script(CANCEL_WAITING)
+    ttl = store.settings.failure_ttl
+    for _ in range(_SETTLE_ATTEMPTS):
+        record = await store.fetch(job_id)
+        if record is None:
+            raise _missing(job_id)
+        job = record.job
+        status = job.get_status(refresh=False)
+        if status in ENDED:
+            raise ConflictError(f"job {job_id!r} has already ended ({status.value}); there is nothing to cancel")
+        if status == JobStatus.STARTED:
+            await request_stop(store, job)
+            return Canceled(await store.fetch(job_id) or record, stopping=True)
+        if status in WAITING:
+            call_keys, call_args = cancel_call(job_id, job.origin, status, ttl)
+            if await script(keys=call_keys, args=call_args) == 1:
+                if await store.aio.scard(Job.dependents_key_for(job_id)):
+                    await run_in_threadpool(cancel_dependents, store.sync, job_id, ttl)
+                return Canceled(await store.fetch(job_id) or record, stopping=False)
+        await asyncio.sleep(_SETTLE_PAUSE)  # taken by a worker or the scheduler just now: look again
+    raise ConflictError(f"job {job_id!r} is changing state; try again")
+
+
+async def request_stop(store: JobStore, job: Job) -> None:
+    """Flag the job (jobs can check `cancel_requested()`) and send RQ's stop-job command to its worker."""
+    grace = store.settings.job_stop_grace
+    flag_ttl = int(max(job.timeout or 0, 0) + grace) + 60
+    async with store.aio.pipeline(transaction=True) as pipe:
+        pipe.set(keys.stop_requested(job.id), "1", ex=flag_ttl)
+        if job.worker_name:
+            payload = json.dumps({"command": "stop-job", "job_id": job.id})  # rq.command.send_command's format
+            pipe.publish(PUBSUB_CHANNEL_TEMPLATE % job.worker_name, payload)
+        await pipe.execute()
+
+
+async def requeue(store: JobStore, job_id: str) -> JobRecord:
+    """POST /jobs/{id}/retry: a failed or stopped job goes back on its queue with its retry budget restored."""
+    key = Job.key_for(job_id)
+    pipe: Any
+    async with store.aio.pipeline(transaction=True) as pipe:
+        for _ in range(WATCH_ATTEMPTS):
+            try:
+                await pipe.watch(key)
+                raw = await pipe.hgetall(key)
+                if not raw or b"data" not in raw:
+                    raise _missing(job_id)
+                job = store.restore(job_id, raw)
+                status = job.get_status(refresh=False)
+                if status not in (JobStatus.FAILED, JobStatus.STOPPED):
+                    state = status.value if status else "unknown"
+                    raise ConflictError(f"job {job_id!r} is {state}; only failed or stopped jobs can be retried")
+                pipe.multi()
+                store.copy_commands(_record_requeue(store, job), pipe)
+                await pipe.execute()
+                break
+            except WatchError:
+                continue
+        else:
+            raise contended()
+    record = await store.fetch(job_id)
+    if record is None:
+        raise _missing(job_id)
+    return record
+
+
+def _record_requeue(store: JobStore, job: Job) -> Any:
+    """RQ's requeue (FailedJobRegistry.requeue), recorded for one transaction, budget restored, kept for good."""
+    queue = store.queues[job.origin]
+    recorder = store.sync.pipeline(transaction=True)
+    recorder.zrem(queue.failed_job_registry.key, job.id)
+    job.started_at = None
+    job.ended_at = None
+    job._exc_info = ""
+    # build_job gives a job one retry interval per retry, so this is the budget it was submitted with
+    budget = len(job.retry_intervals or [])
+    job.retries_left = budget or None
+    queue._enqueue_job(job, pipeline=recorder)
+    for owned in (job.key, job.dependents_key, job.dependencies_key):
+        recorder.persist(owned)  # it was set to expire when it failed
+    recorder.delete(keys.stop_requested(job.id))
+    return recorder

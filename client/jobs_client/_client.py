@@ -147,8 +147,10 @@ class JobsClient:
                         for line in response.iter_lines():
                             event = decoder.feed(line)
                             job = event and waiter.saw_event(event)
-                            if job:
-                                return job if "result" in job.raw else self.get(job.id)
+                            if not job:
+                                waiter.check_deadline()
+                                continue
+                            return job if "result" in job.raw else self.get(job.id)
             except httpx.ReadTimeout:
                 waiter.stream_failures = 0  # a quiet job; reconnecting re-reads its state
                 continue

@@ -147,7 +147,7 @@ class Waiter:
         self.interval = poll_interval
         self.last: Job | None = None
         self._seen: set[tuple[Any, Any, float]] = set()
-        self._last_progress: float | None = None
+        self._last_progress = 0.0
         self.stream_failures = 0
 
     # deadline

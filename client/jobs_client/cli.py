@@ -9,6 +9,7 @@ one line per progress message. Results go to stdout; `--json` makes stdout machi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -232,7 +233,7 @@ def cmd_cancel(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
 def cmd_types(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
     types = client.types()
     if ui.as_json:
-        ui.data([{**t.__dict__} for t in types])
+        ui.data([dataclasses.asdict(t) for t in types])
         return EXIT_OK
     table = Table("type", "queue", "timeout", "retries", "arguments", "description")
     for t in types:

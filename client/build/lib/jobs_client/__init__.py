@@ -1,0 +1,54 @@
+"""Client for the jobs service: `JobsClient` (blocking) and `AsyncJobsClient` (asyncio).
+
+Depends on httpx only. The `jobs` command (`jobs_client.cli`) adds rich.
+"""
+
+from jobs_client._async_client import AsyncJobsClient
+from jobs_client._client import JobsClient
+from jobs_client._core import SSEDecoder, SSEEvent, __version__
+from jobs_client._exceptions import (
+    APIError,
+    BadRequest,
+    Conflict,
+    JobEndedBadly,
+    JobsError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    TransportError,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationError,
+    WaitTimeout,
+)
+from jobs_client._models import ENDED_STATUSES, Job, JobType, Page, ProgressEvent
+
+__all__ = [
+    "APIError",
+    "AsyncJobsClient",
+    "BadRequest",
+    "Conflict",
+    "ENDED_STATUSES",
+    "Job",
+    "JobEndedBadly",
+    "JobType",
+    "JobsClient",
+    "JobsError",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "ProgressEvent",
+    "RateLimited",
+    "SSEDecoder",
+    "SSEEvent",
+    "ServerError",
+    "ServiceUnavailable",
+    "TransportError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "ValidationError",
+    "WaitTimeout",
+    "__version__",
+]

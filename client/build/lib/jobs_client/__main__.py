@@ -1,0 +1,3 @@
+from jobs_client.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""`AsyncJobsClient`: the asyncio client, method for method the same as `JobsClient`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from jobs_client._core import (
+    DEFAULT_TIMEOUT,
+    EVENT_STREAM,
+    ProgressCallback,
+    SSEDecoder,
+    Waiter,
+    checked,
+    client_headers,
+    job_path,
+    list_params,
+    retry_after_header,
+    stream_unavailable,
+    submit_request,
+)
+from jobs_client._exceptions import TransportError, error_for
+from jobs_client._models import Job, JobType, Page
+
+JobTypes = list[JobType]
+
+
+class AsyncJobsClient:
+    """Talks to the jobs service over HTTP with asyncio; run many jobs at once with `asyncio.gather`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=client_headers(api_key, headers), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncJobsClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {self.base_url}{path}: {exc}") from exc
+        return checked(response)
+
+    async def submit(self, type: str, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
+        """Enqueue a job: `options` are the API's fields (queue, timeout, retries, description, delay,
+        run_at, depends_on, callback_url) plus `idempotency_key`."""
+        body, headers = submit_request(type, args, options)
+        return Job.from_json(await self._request("POST", "/jobs", json=body, headers=headers))
+
+    async def get(self, id: str) -> Job:
+        return Job.from_json(await self._request("GET", job_path(id)))
+
+    async def cancel(self, id: str) -> Job:
+        """Cancel a waiting job or stop a running one; `Conflict` if it already ended."""
+        return Job.from_json(await self._request("DELETE", job_path(id)))
+
+    async def types(self) -> JobTypes:
+        return [JobType.from_json(item) for item in await self._request("GET", "/job-types")]
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AsyncIterator[Page]:
+        """Pages of `GET /jobs`, newest first, following `next_cursor` until the last page."""
+        params = list_params(status, queue, type, limit)
+        while True:
+            if cursor:
+                params["cursor"] = cursor
+            data = await self._request("GET", "/jobs", params=params)
+            page = Page([Job.from_json(item) for item in data["jobs"]], data.get("next_cursor"))
+            yield page
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    async def wait(
+        self,
+        id: str,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        *,
+        stream: bool = True,
+        poll_interval: float = 0.25,
+        max_poll_interval: float = 2.0,
+    ) -> Job:
+        """Block until the job ends and return it; `on_progress(event)` sees each report once, in order.
+
+        Follows `GET /jobs/{id}/events` (SSE) when the server offers it, else polls with backoff,
+        honoring `Retry-After`. Raises `WaitTimeout` after `timeout` seconds."""
+        waiter = Waiter(id, timeout, on_progress, poll_interval, max_poll_interval)
+        if stream:
+            job = await self._follow_stream(waiter)
+            if job is not None:
+                return job
+        return await self._poll(waiter)
+
+    async def _follow_stream(self, waiter: Waiter) -> Job | None:
+        """The ended job, or None when the server has no event stream (then the caller polls)."""
+        decoder = SSEDecoder()
+        path = f"{job_path(waiter.job_id)}/events"
+        while waiter.stream_failures < 5:
+            waiter.check_deadline()
+            headers = {"Accept": EVENT_STREAM}
+            if decoder.last_id:
+                headers["Last-Event-ID"] = decoder.last_id
+            waiter.stream_failures += 1
+            retry_after: float | None = None
+            try:
+                async with self._http.stream(
+                    "GET", path, headers=headers, timeout=waiter.stream_timeout(self.timeout)
+                ) as response:
+                    if stream_unavailable(response):
+                        await response.aread()
+                        if response.status_code == 404:
+                            await self.get(waiter.job_id)  # NotFound when the job itself is unknown
+                        return None
+                    if not response.is_success:
+                        await response.aread()
+                        retry_after = waiter.retry_after(error_for(response))
+                    else:
+                        async for line in response.aiter_lines():
+                            event = decoder.feed(line)
+                            job = event and waiter.saw_event(event)
+                            if not job:
+                                waiter.check_deadline()
+                                continue
+                            return job if "result" in job.raw else await self.get(job.id)
+            except httpx.ReadTimeout:
+                waiter.stream_failures = 0  # a quiet job; reconnecting re-reads its state
+                continue
+            except httpx.TransportError:
+                pass
+            if decoder.retry_ms is not None and retry_after is None:
+                retry_after = decoder.retry_ms / 1000
+            await asyncio.sleep(waiter.next_delay(False, retry_after))
+        return None
+
+    async def _poll(self, waiter: Waiter) -> Job:
+        failures = 0
+        while True:
+            retry_after = None
+            changed = False
+            try:
+                response = await self._http.get(job_path(waiter.job_id))
+                if response.is_success:
+                    failures = 0
+                    job, changed = waiter.saw_view(response.json())
+                    if job.ended:
+                        return job
+                    retry_after = retry_after_header(response)
+                else:
+                    retry_after = waiter.retry_after(error_for(response))
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures >= 5:
+                    raise TransportError(f"GET {self.base_url}{job_path(waiter.job_id)}: {exc}") from exc
+            await asyncio.sleep(waiter.next_delay(changed, retry_after))

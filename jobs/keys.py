@@ -14,3 +14,7 @@ def index_for_queue(queue: str) -> str:
 
 def index_for_type(job_type: str) -> str:
     return f"{PREFIX}:index:type:{job_type}"
+
+
+#: Hash: job run-time histogram by type and outcome, written by workers, read by `/metrics` (jobs/runtime.py).
+JOB_RUNTIME = f"{PREFIX}:metrics:job_runtime"

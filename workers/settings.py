@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from jobs.logs import configure_logging
 from jobs.queues import QUEUE_NAMES
 from jobs.settings import get_settings
 
 _settings = get_settings()
+# RQ reads this module before it sets up its own log handlers; it then finds ours and adds none.
+configure_logging(_settings)
 
 
 def _url_with_tls_options(url: str, cert_reqs: str) -> str:

@@ -13,9 +13,10 @@ from jobs.connection import sync_redis
 from jobs.queues import SERIALIZER
 from jobs.settings import get_settings
 from workers.job import RegisteredJob
+from workers.observe import ObservedWorker
 
 
-class ServiceWorker(HerokuWorker):
+class ServiceWorker(ObservedWorker, HerokuWorker):
     """RQ's Heroku worker (SIGTERM-safe horses) pinned to this service's conventions.
 
     Whatever the command line says, it uses the JSON serializer, `RegisteredJob` and a Redis

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from app.body import read_json_object
 from app.errors import NotFoundError, ValidationFailedError
+from app.metrics import track_submission
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
 from app.views import TYPE, job_view
@@ -41,9 +42,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+@track_submission
 async def submit_job(request: Request) -> Response:
     settings = _settings(request)
     body = await read_json_object(request, settings.max_body_bytes)
+    request.state.job_type = body.get("type")  # for track_submission
     submission = parse_submission(body, registry, settings)
     store = _store(request)
     job = store.build_job(
@@ -56,6 +59,7 @@ async def submit_job(request: Request) -> Response:
         meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
     )
     await store.enqueue(job, submission.spec.name)
+    request.state.job = job  # for track_submission
     return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 

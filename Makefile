@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint unit integration bench clean
+.PHONY: run test lint unit integration bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,18 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check, then the whole suite (unit, integration, reliability)
+test: lint browser  ## lint, type-check, then the whole suite (unit, integration, reliability)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+browser:  ## Debian's chromium + chromedriver for the dashboard browser test (skipped where apt-get cannot install them)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "make browser: could not install chromium + chromium-driver; the browser test will be skipped"; }
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(VENV)/.dev
+integration: $(VENV)/.dev browser
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem
 from app.store import JobStore
-from jobs.queues import SERIALIZER
+from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
 from jobs.settings import Settings
 
 logger = logging.getLogger("app.dashboard")
@@ -120,12 +120,19 @@ def build_flask_app(connection: Callable[[], redis.Redis], settings: Settings) -
     hooks = flask_app.before_request_funcs.get(rq_dashboard.blueprint.name, [])
     hooks[:] = [hook for hook in hooks if hook is not dashboard_web.push_rq_connection]
 
+    listed: list[bool] = []
+
     @flask_app.before_request
     def use_service_connection() -> None:
         instance = (request.view_args or {}).get("instance_number")
         if instance not in (None, 0):
             abort(404)
-        current_app.redis_conn = connection()  # type: ignore[attr-defined]
+        client = connection()
+        if not listed:
+            # RQ lists a queue only once a job was enqueued to it; show the service's queues from the start.
+            client.sadd(Queue.redis_queues_keys, *(make_queue(name, client).key for name in QUEUE_NAMES))
+            listed.append(True)
+        current_app.redis_conn = client  # type: ignore[attr-defined]
 
     @flask_app.errorhandler(NoSuchJobError)
     def no_such_job(exc: NoSuchJobError) -> tuple[str, int]:

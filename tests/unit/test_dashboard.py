@@ -210,10 +210,11 @@ def test_api_keys_without_dashboard_credentials_disable_it(fake_server: fakeredi
         assert client.get("/dashboard/").json()["title"] == "Dashboard disabled"
 
 
-def test_dashboard_is_open_without_api_keys_or_credentials(client: TestClient) -> None:
+def test_dashboard_is_open_without_api_keys_or_credentials_and_lists_every_queue(client: TestClient) -> None:
     response = client.get("/dashboard/0/data/queues.json")
     assert response.status_code == 200
-    assert {queue["name"] for queue in response.json()["queues"]} == set()  # nothing submitted yet
+    queues = {queue["name"]: queue["count"] for queue in response.json()["queues"]}
+    assert queues == {"high": 0, "default": 0, "low": 0}  # listed before any job was submitted
     client.post("/jobs", json=steps_job())
-    names = {queue["name"] for queue in client.get("/dashboard/0/data/queues.json").json()["queues"]}
-    assert names == {"default"}
+    queues = {queue["name"]: queue["count"] for queue in client.get("/dashboard/0/data/queues.json").json()["queues"]}
+    assert queues == {"high": 0, "default": 1, "low": 0}

@@ -9,6 +9,8 @@
   every path below `/dashboard`, static files and state-changing POSTs included, before Flask
   sees the request. With API keys configured and no dashboard credentials the dashboard is
   disabled (404), never open.
+
+`app/dashboard_service.py` serves the same dashboard as a service of its own.
 """
 
 from __future__ import annotations
@@ -197,21 +199,21 @@ async def _disabled(scope: Scope, receive: Receive, send: Send) -> None:
         404,
         "dashboard-disabled",
         "Dashboard disabled",
-        "API keys are configured but dashboard credentials are not: set DASHBOARD_USERNAME and DASHBOARD_PASSWORD.",
+        "The dashboard needs credentials here: set DASHBOARD_USERNAME and DASHBOARD_PASSWORD.",
     )
     await response(scope, receive, send)
 
 
-def dashboard_app(starlette_app: Starlette, settings: Settings) -> ASGIApp:
+def dashboard_app(
+    connection: Callable[[], redis.Redis], settings: Settings, *, require_credentials: bool = False
+) -> ASGIApp:
+    """The dashboard as an ASGI app, guarded as `settings` say; `require_credentials` refuses to run it open."""
     mode = access(settings)
+    if mode is Access.OPEN and require_credentials:
+        mode = Access.DISABLED
     if mode is Access.DISABLED:
-        logger.warning("dashboard disabled: API keys or half of the credentials are set, but not both credentials")
+        logger.warning("dashboard disabled: set both DASHBOARD_USERNAME and DASHBOARD_PASSWORD to serve it")
         return _disabled
-
-    def connection() -> redis.Redis:
-        store: JobStore = starlette_app.state.store
-        return store.sync
-
     wsgi = cast(ASGIApp, WSGIMiddleware(build_flask_app(connection, settings), workers=4))  # type: ignore[arg-type]
     if mode is Access.OPEN:
         logger.warning("dashboard open without credentials: set DASHBOARD_USERNAME and DASHBOARD_PASSWORD")
@@ -220,5 +222,10 @@ def dashboard_app(starlette_app: Starlette, settings: Settings) -> ASGIApp:
 
 
 def mount_dashboard(app: Starlette, settings: Settings) -> None:
-    """Serve rq-dashboard under `/dashboard` of `app`, guarded as `settings` say."""
-    app.mount(PATH, dashboard_app(app, settings), name="dashboard")
+    """Serve rq-dashboard under `/dashboard` of the API app, through the app's own Redis client."""
+
+    def connection() -> redis.Redis:
+        store: JobStore = app.state.store
+        return store.sync
+
+    app.mount(PATH, dashboard_app(connection, settings), name="dashboard")

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.redis_server import EmbeddedRedis
+from stack.redis_server import EmbeddedRedis, free_port
 from tests.factories import noop_job, steps_job
 from tests.integration.conftest import TEST_ENV
-from tests.support.procs import ProcessFactory, wait_for
+from tests.support.procs import ProcessFactory, base_env, wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -215,3 +215,23 @@ def test_dashboard_in_the_web_process_needs_basic_auth(procs: ProcessFactory) ->
             assert client.get(path, auth=("ops", "nope")).status_code == 401
             assert client.get(path, auth=("ops", "pw")).status_code == 200, path
         assert client.post("/dashboard/queue/default/compact").status_code == 401
+
+
+def test_dashboard_as_a_service_of_its_own(procs: ProcessFactory, redis_url: str) -> None:
+    """The start command README gives for a separate Render service."""
+    port = free_port()
+    env = base_env(redis_url, DASHBOARD_USERNAME="ops", DASHBOARD_PASSWORD="pw", PORT=str(port))
+    service = procs.spawn("dashboard", "exec uvicorn app.dashboard_service:app --host 127.0.0.1 --port $PORT", env)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert service.alive(), service.log()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 30, what="dashboard service")
+    assert httpx.get(f"{url}/dashboard/").status_code == 401
+    queues = httpx.get(f"{url}/dashboard/0/data/queues.json", auth=("ops", "pw")).json()["queues"]
+    assert sorted(queue["name"] for queue in queues) == ["default", "high", "low"]

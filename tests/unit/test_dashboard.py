@@ -22,6 +22,7 @@ from rq.worker import Worker
 from starlette.testclient import TestClient
 
 from app.dashboard import Access, access, build_flask_app
+from app.dashboard_service import create_dashboard_service
 from app.main import create_app
 from jobs.queues import SERIALIZER
 from jobs.settings import Settings
@@ -218,3 +219,16 @@ def test_dashboard_is_open_without_api_keys_or_credentials_and_lists_every_queue
     client.post("/jobs", json=steps_job())
     queues = {queue["name"]: queue["count"] for queue in client.get("/dashboard/0/data/queues.json").json()["queues"]}
     assert queues == {"high": 0, "default": 1, "low": 0}
+
+
+def test_standalone_dashboard_service_needs_credentials(fake_redis: fakeredis.FakeRedis) -> None:
+    with TestClient(create_dashboard_service(settings_with(), fake_redis)) as unconfigured:
+        assert unconfigured.get("/healthz").json() == {"status": "ok"}
+        assert unconfigured.get("/dashboard/0/data/queues.json").status_code == 404  # never open on its own
+
+    protected = settings_with(dashboard_username=USER, dashboard_password=PASSWORD)
+    with TestClient(create_dashboard_service(protected, fake_redis)) as service:
+        assert service.get("/", follow_redirects=False).headers["location"] == "/dashboard/"
+        assert service.get("/dashboard/0/data/queues.json").status_code == 401
+        queues = service.get("/dashboard/0/data/queues.json", headers=AUTH).json()["queues"]
+        assert sorted(queue["name"] for queue in queues) == ["default", "high", "low"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint system-deps unit integration bench clean
+.PHONY: run test lint system-deps browser unit integration bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,18 @@ lint: $(VENV)/.dev
 system-deps: $(VENV)/.dev
 	$(BIN)/python -m tests.support.system
 
-test: lint system-deps  ## lint, type-check, then the whole suite (unit, integration, reliability)
+test: lint system-deps browser  ## lint, type-check, then the whole suite (unit, integration, reliability)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+browser:  ## Debian's chromium + chromedriver for the dashboard browser test (skipped where apt-get cannot install them)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "make browser: could not install chromium + chromium-driver; the browser test will be skipped"; }
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(VENV)/.dev system-deps
+integration: $(VENV)/.dev system-deps browser
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from app import metrics
+from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.routes import control, jobs, ops
 from app.store import JobStore
 from jobs.connection import async_redis, sync_redis
+from jobs.logs import configure_logging
 from jobs.settings import Settings, get_settings
 
 logger = logging.getLogger("app")
@@ -41,13 +45,18 @@ def create_app(
             await store.aio.aclose()
             store.sync.close()
 
+    app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *ops.routes],
+        routes=[*jobs.routes, *control.routes, *ops.routes, *metrics.routes],
+        middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = app_metrics
+    mount_dashboard(app, settings)
     return app
 
 
+configure_logging(get_settings())
 app = create_app()

@@ -24,3 +24,7 @@ def idempotency(owner: str, key_digest: str) -> str:
 def stop_requested(job_id: str) -> str:
     """Set while a stop of the job was requested; `jobs.control.cancel_requested()` reads it."""
     return f"{PREFIX}:stop:{job_id}"
+
+
+#: Hash: job run-time histogram by type and outcome, written by workers, read by `/metrics` (jobs/runtime.py).
+JOB_RUNTIME = f"{PREFIX}:metrics:job_runtime"

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     job_stop_grace: float = Field(
         1.0, ge=0, le=60, description="Seconds a job asked to stop may take to stop itself before it is killed"
     )
+
+    # -- security (issue 6; field added early by issue 5, which only reads whether it is set) --
+    api_keys: str = Field("", description="Comma-separated name=key entries (issue 6)")
+
+    # -- operations (issue 5) --
+    dashboard_username: str = Field("", description="HTTP basic auth user for /dashboard (with DASHBOARD_PASSWORD)")
+    dashboard_password: SecretStr = Field(
+        SecretStr(""), description="HTTP basic auth password for /dashboard; unset with API_KEYS set disables it"
+    )
+    metrics_token: SecretStr = Field(SecretStr(""), description="Bearer token /metrics requires; empty: no token")
+    readyz_timeout: float = Field(1.0, gt=0, description="Seconds /readyz waits for Redis before answering 503")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log lines as JSON or text; auto: JSON on Heroku/Render (DYNO/RENDER set), else text"
+    )
+    dyno: str = Field("", description="Set by Heroku on every dyno (read to pick JSON logs)")
+    render: str = Field("", description="Set by Render on every service (read to pick JSON logs)")
 
 
 @lru_cache(maxsize=1)

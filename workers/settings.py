@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from jobs.connection import url_with_tls_options
+from jobs.logs import configure_logging
 from jobs.queues import QUEUE_NAMES
 from jobs.settings import get_settings
+
+# RQ reads this module before it sets up its own log handlers; it then finds ours and adds none.
+configure_logging(get_settings())
 
 #: The rq CLI's own connection (ghost cleanup, queues it builds) gets the TLS options too.
 REDIS_URL = url_with_tls_options(get_settings())

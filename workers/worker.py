@@ -14,9 +14,10 @@ from jobs.queues import SERIALIZER
 from jobs.settings import get_settings
 from workers import stopping
 from workers.job import RegisteredJob
+from workers.observe import ObservedWorker
 
 
-class ServiceWorker(HerokuWorker):
+class ServiceWorker(ObservedWorker, HerokuWorker):
     """RQ's Heroku worker (SIGTERM-safe horses) pinned to this service's conventions.
 
     Whatever the command line says, it uses the JSON serializer, `RegisteredJob` and a Redis

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from app.body import read_json_object
 from app.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.idempotency import claim_for
+from app.metrics import track_submission
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
 from app.views import TYPE, job_view
@@ -43,9 +44,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+@track_submission
 async def submit_job(request: Request) -> Response:
     settings = _settings(request)
     body = await read_json_object(request, settings.max_body_bytes)
+    request.state.job_type = body.get("type")  # for track_submission
     submission = parse_submission(body, registry, settings)
     claim = claim_for(request, body, settings.idempotency_ttl)
     store = _store(request)
@@ -73,9 +76,11 @@ async def submit_job(request: Request) -> Response:
         record = await store.fetch(existing)
         if record is None:
             raise ConflictError("the job this Idempotency-Key created has expired; send a new key")
+        request.state.job = record.job  # for track_submission
         view = job_view(record.job, result=record.result, position=record.position)
         return JSONResponse(view, status_code=200, headers={"Location": f"/jobs/{existing}"})
     assert new is not None
+    request.state.job = new  # for track_submission
     return JSONResponse(job_view(new), status_code=202, headers={"Location": f"/jobs/{new.id}"})
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.store import JobStore
 from jobs.catalog import registry
+from jobs.settings import Settings
 
 
 def _store(request: Request) -> JobStore:
@@ -21,11 +26,29 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers (a Redis error becomes a 503 problem)."""
+    """Readiness: Redis answers within READYZ_TIMEOUT, with the live worker count; else a 503 problem.
+
+    Zero workers is still ready: the web accepts jobs, they wait in their queues.
+    """
     store = _store(request)
-    await store.ping()
-    workers = await store.workers()
-    return JSONResponse({"status": "ready", "redis": "ok", "workers": workers["count"]})
+    settings: Settings = request.app.state.settings
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(settings.readyz_timeout):
+            await store.ping()
+            ping_ms = (time.perf_counter() - started) * 1000
+            workers = await store.workers()
+    except TimeoutError:
+        raise RedisTimeoutError(f"Redis did not answer within {settings.readyz_timeout} s") from None
+    return JSONResponse(
+        {
+            "status": "ready",
+            "redis": "ok",
+            "redis_ping_ms": round(ping_ms, 2),
+            "workers": workers["count"],
+            "workers_busy": workers["busy"],
+        }
+    )
 
 
 async def stats(request: Request) -> Response:

@@ -173,4 +173,11 @@ def test_readyz_counts_workers(api: httpx.Client, procs: ProcessFactory) -> None
     assert api.get("/readyz").json()["workers"] == 0
     procs.worker()
     body = api.get("/readyz").json()
-    assert body == {"status": "ready", "redis": "ok", "workers": 1}
+    assert body == {
+        "status": "ready",
+        "redis": "ok",
+        "workers": 1,
+        "workers_busy": 0,
+        "redis_ping_ms": body["redis_ping_ms"],
+    }
+    assert 0 <= body["redis_ping_ms"] < 1000

@@ -7,12 +7,15 @@ ProblemError                    -> its own status
   PayloadTooLargeError          -> 413
   UnsupportedMediaTypeError     -> 415
   ValidationFailedError         -> 422  field problems in `errors`
+  TooManyRequestsError          -> 429  rate or active-jobs quota exceeded, with Retry-After
+401 (missing/invalid API key) is answered by the auth middleware (app/auth.py) with WWW-Authenticate
 redis ConnectionError/TimeoutError -> 503  Redis unreachable
 any other exception             -> 500  logged, never echoed
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +32,10 @@ logger = logging.getLogger("app.errors")
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        # ASCII-escaped: a detail quoting client input (a lone surrogate, say) can never fail to encode.
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 class ProblemError(Exception):
@@ -74,7 +81,14 @@ class ValidationFailedError(ProblemError):
     @classmethod
     def field(cls, loc: Sequence[str | int], msg: str) -> ValidationFailedError:
         where = ".".join(str(part) for part in loc)
-        return cls(f"{where}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
+        return cls(f"{where}: {msg}" if where else msg, errors=[{"loc": list(loc), "msg": msg}])
+
+
+class TooManyRequestsError(ProblemError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
 def problem(

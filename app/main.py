@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from app.errors import EXCEPTION_HANDLERS
-from app.routes import jobs, ops
+from app.middleware import middleware
+from app.routes import docs, jobs, ops
 from app.store import JobStore
 from jobs.connection import async_redis, sync_redis
 from jobs.settings import Settings, get_settings
@@ -42,7 +43,8 @@ def create_app(
             store.sync.close()
 
     app = Starlette(
-        routes=[*jobs.routes, *ops.routes],
+        routes=[*jobs.routes, *ops.routes, *docs.routes],
+        middleware=middleware(settings),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

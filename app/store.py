@@ -22,6 +22,8 @@ from rq.registry import BaseRegistry
 from rq.results import Result
 from rq.worker_registration import REDIS_WORKER_KEYS
 
+from app.quota import replay_within_quota
+from app.views import TYPE
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
 from jobs.settings import Settings
@@ -101,17 +103,27 @@ class JobStore:
             meta=meta,
         )
 
-    async def enqueue(self, job: Job, job_type: str) -> None:
-        """Enqueue `job` atomically, with the listing indexes, in one round trip."""
+    async def enqueue(self, job: Job, job_type: str, owner: str | None = None, max_active: int = 0) -> None:
+        """Enqueue `job` atomically, with the listing indexes, in one round trip.
+
+        With `owner` and `max_active`, the owner's active-jobs quota is checked in the same transaction (429)."""
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
         recorder = self.sync.pipeline(transaction=True)
         queue.enqueue_job(job, pipeline=recorder)
         score = job.created_at.timestamp() * 1_000_000
-        for index in (keys.INDEX_ALL, keys.index_for_queue(queue.name), keys.index_for_type(job_type)):
+        indexes = [keys.INDEX_ALL, keys.index_for_queue(queue.name), keys.index_for_type(job_type)]
+        if owner is not None:
+            indexes.append(keys.index_for_owner(owner))
+        for index in indexes:
             recorder.zadd(index, {job.id: score})
             recorder.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
+        if owner is not None and max_active:
+            recorder.sadd(keys.active_for_owner(owner), job.id)
+            await replay_within_quota(self.aio, keys.active_for_owner(owner), max_active, recorder.command_stack)
+            recorder.reset()
+            return
         await self._replay(recorder)
 
     def _index_horizon_us(self) -> float:
@@ -159,12 +171,20 @@ class JobStore:
         job_type: str | None,
         limit: int,
         cursor: str | None,
+        owner: str | None = None,
     ) -> Page:
         """Newest first. Each page examines at most a bounded multiple of `limit` index entries,
-        so a selective filter may return a short page with a `next_cursor` to continue."""
-        index = keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
+        so a selective filter may return a short page with a `next_cursor` to continue.
+        With `owner`, only that API key's jobs (its own index; queue and type then filter)."""
+        if owner is not None:
+            index = keys.index_for_owner(owner)
+        else:
+            index = (
+                keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
+            )
         max_score, after_id = _decode_cursor(cursor) if cursor else ("+inf", None)
-        budget = limit if not (status or (queue and job_type)) else limit * 5
+        filtered = status or (queue and job_type) or (owner is not None and (queue or job_type))
+        budget = limit if not filtered else limit * 5
         entries = await self._index_slice(index, max_score, after_id, budget + 1)
         more = len(entries) > budget
         entries = entries[:budget]
@@ -187,6 +207,8 @@ class JobStore:
             if status and job.get_status(refresh=False) != status:
                 continue
             if queue and job.origin != queue:
+                continue
+            if owner is not None and job_type and job.meta.get(TYPE) != job_type:
                 continue
             records.append(JobRecord(job, None, None))
         if expired:

@@ -14,3 +14,20 @@ def index_for_queue(queue: str) -> str:
 
 def index_for_type(job_type: str) -> str:
     return f"{PREFIX}:index:type:{job_type}"
+
+
+# -- security and limits (issue 6) --
+
+
+def index_for_owner(owner: str) -> str:
+    """Sorted set of the job ids one API key submitted (same scores as the other indexes)."""
+    return f"{PREFIX}:index:owner:{owner}"
+
+
+def active_for_owner(owner: str) -> str:
+    """Set of one API key's jobs that may still be active; pruned of ended jobs at each submission."""
+    return f"{PREFIX}:active:{owner}"
+
+
+#: Prefix of the `limits` library's rate-limit windows: `jobsvc:ratelimit:LIMITER/submit/<key name>/...`.
+RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"

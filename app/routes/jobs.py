@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.auth import principal
 from app.body import read_json_object
-from app.errors import NotFoundError, ValidationFailedError
+from app.errors import ValidationFailedError
+from app.ownership import listing_owner, owned_job
+from app.ratelimit import count_submission
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
-from app.views import TYPE, job_view
+from app.views import OWNER, TYPE, job_view
 from jobs.catalog import registry
 from jobs.progress import MESSAGES, PROGRESS
 from jobs.queues import QueueName
@@ -43,6 +46,8 @@ def _settings(request: Request) -> Settings:
 
 async def submit_job(request: Request) -> Response:
     settings = _settings(request)
+    caller = principal(request)
+    await count_submission(request, caller.name)
     body = await read_json_object(request, settings.max_body_bytes)
     submission = parse_submission(body, registry, settings)
     store = _store(request)
@@ -53,17 +58,14 @@ async def submit_job(request: Request) -> Response:
         timeout=submission.timeout,
         retries=submission.retries,
         description=submission.description,
-        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: [], OWNER: caller.name},
     )
-    await store.enqueue(job, submission.spec.name)
+    await store.enqueue(job, submission.spec.name, owner=caller.name, max_active=settings.max_active_jobs)
     return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
 async def get_job(request: Request) -> Response:
-    job_id: str = request.path_params["job_id"]
-    record = await _store(request).fetch(job_id)
-    if record is None:
-        raise NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
+    record = await owned_job(request, request.path_params["job_id"])
     return JSONResponse(job_view(record.job, result=record.result, position=record.position))
 
 
@@ -78,6 +80,7 @@ async def list_jobs(request: Request) -> Response:
             job_type=query.type,
             limit=query.limit,
             cursor=query.cursor,
+            owner=listing_owner(request),
         )
     except InvalidCursorError:
         raise ValidationFailedError.field(["cursor"], "not a cursor issued by this service") from None

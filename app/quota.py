@@ -1,0 +1,66 @@
+"""Active jobs per API key (`MAX_ACTIVE_JOBS`): queued + scheduled + deferred + started.
+
+Each key has a Redis set of its possibly-active job ids. A submission WATCHes that set, drops
+members that have ended or expired (one pipelined status read, O(limit)), and either refuses
+with 429 or adds the new job in the same MULTI/EXEC as the enqueue itself. A concurrent
+submission by the same key in another web process touches the set, so one of the two retries:
+the count holds across processes without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+from rq.job import Job, JobStatus
+
+from app.errors import TooManyRequestsError
+
+ACTIVE_STATUSES = frozenset(
+    status.value.encode() for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
+)
+#: Seconds a client refused by the quota is told to wait: when a job ends is unknown, so poll.
+QUOTA_RETRY_AFTER = 5
+
+
+async def active_members(aio: aioredis.Redis, members: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Split job ids into (active, ended-or-expired) by their current RQ status."""
+    if not members:
+        return [], []
+    async with aio.pipeline(transaction=False) as reads:
+        for member in members:
+            reads.hget(Job.key_for(member.decode()), "status")
+        statuses = await reads.execute()
+    active = [m for m, status in zip(members, statuses, strict=True) if status in ACTIVE_STATUSES]
+    ended = [m for m, status in zip(members, statuses, strict=True) if status not in ACTIVE_STATUSES]
+    return active, ended
+
+
+async def replay_within_quota(
+    aio: aioredis.Redis, active_key: str, limit: int, commands: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+) -> None:
+    """Run `commands` (which must add the new job to `active_key`) in one MULTI/EXEC, or raise 429."""
+    while True:
+        async with aio.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(active_key)
+                found: set[bytes] = await pipe.smembers(active_key)  # type: ignore[assignment]
+                members = sorted(found)
+                active, ended = await active_members(aio, members)
+                if len(active) >= limit:
+                    raise TooManyRequestsError(
+                        f"this API key already has {len(active)} active jobs (limit {limit}); "
+                        "retry when one of them has ended",
+                        QUOTA_RETRY_AFTER,
+                    )
+                pipe.multi()  # type: ignore[no-untyped-call]
+                if ended:
+                    pipe.srem(active_key, *ended)
+                for args, options in commands:
+                    pipe.execute_command(*args, **options)
+                await pipe.execute()
+                return
+            except WatchError:
+                continue

@@ -96,6 +96,15 @@ OPERATIONS: list[Operation] = [
         "GET", "/readyz", "readyz", "Readiness: Redis answers",
         replies={200: Reply("Ready", Ready)}, problems=REDIS_DOWN, public=True, tag="operations",
     ),
+    Operation(
+        "GET", "/openapi.json", "getOpenAPI", "This API description (OpenAPI 3.1)",
+        replies={200: Reply("The OpenAPI document", schema={"type": "object"})}, public=True, tag="docs",
+    ),
+    Operation(
+        "GET", "/docs", "getDocs", "Swagger UI for this API description (served by this process, no CDN)",
+        replies={200: Reply("An HTML page", media_type="text/html", schema={"type": "string"})},
+        public=True, tag="docs",
+    ),
 ]  # fmt: skip
 
 PROBLEM_HEADERS = {

@@ -40,7 +40,7 @@ class SubmissionRateLimit:
         stats = await self.limiter.get_window_stats(self.item, NAMESPACE, key_name)
         retry_after = math.ceil(stats.reset_time - time.time())
         raise TooManyRequestsError(
-            f"rate limit of {self.item} submissions per API key reached; retry after {max(1, retry_after)} s",
+            f"rate limit of {self.item} submissions reached for this API key; retry after {max(1, retry_after)} s",
             retry_after,
         )
 

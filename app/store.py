@@ -9,7 +9,9 @@ none of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` d
 from __future__ import annotations
 
 import base64
+import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,8 @@ from app.views import TYPE
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
 from jobs.settings import Settings
+
+logger = logging.getLogger("app.store")
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,11 @@ class JobStore:
         if not entries:
             return None
         result_id, payload = entries[0]
-        return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
+        try:
+            return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
+        except (ValueError, TypeError, zlib.error) as exc:  # not JSON (a planted pickle, say): never unpickled
+            logger.warning("job %s: stored result is not readable as JSON (%s); showing none", job_id, exc)
+            return None
 
     async def page(
         self,

@@ -1,0 +1,122 @@
+"""Per-key submission rate (RATE_LIMIT) and active-jobs quota (MAX_ACTIVE_JOBS): 429 + Retry-After."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import fakeredis
+import pytest
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from starlette.testclient import TestClient
+
+from jobs import keys
+from jobs.queues import SERIALIZER
+from jobs.settings import Settings
+from tests.factories import noop_job
+from tests.unit.conftest import KEYS, bearer
+from tests.unit.test_api_validation import assert_problem
+from workers.job import RegisteredJob
+
+API_KEYS = ",".join(f"{name}={key}" for name, key in KEYS.items())
+
+
+def run_jobs(fake_server: fakeredis.FakeServer) -> None:
+    connection = fakeredis.FakeRedis(server=fake_server)
+    queue = Queue("default", connection=connection, serializer=SERIALIZER, job_class=RegisteredJob)
+    SimpleWorker([queue], connection=connection, serializer=SERIALIZER, job_class=RegisteredJob).work(burst=True)
+
+
+def test_rate_limit_429_with_retry_after_while_other_keys_go_on(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_keys=API_KEYS, rate_limit="3/minute")
+    for _ in range(3):
+        assert client.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    refused = client.post("/jobs", json=noop_job(), headers=bearer("alice"))
+    body = assert_problem(refused, 429)
+    assert body["type"] == "/problems/too-many-requests" and "3 per 1 minute" in body["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert client.post("/jobs", json=noop_job(), headers=bearer("bob")).status_code == 202
+    assert client.get("/jobs", headers=bearer("alice")).status_code == 200  # reads are not rate limited
+
+
+def test_rate_limit_is_shared_by_web_processes(make_client: Callable[..., TestClient]) -> None:
+    first = make_client(api_keys=API_KEYS, rate_limit="2/hour")
+    second = make_client(api_keys=API_KEYS, rate_limit="2/hour")  # another app on the same Redis
+    assert first.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    assert second.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    refused = first.post("/jobs", json=noop_job(), headers=bearer("alice"))
+    assert_problem(refused, 429)
+    assert 3000 < int(refused.headers["retry-after"]) <= 3600
+
+
+def test_invalid_rate_limit_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        Settings(rate_limit="sixty a minute")
+
+
+def test_active_jobs_quota_429_until_jobs_end(
+    make_client: Callable[..., TestClient], fake_server: fakeredis.FakeServer
+) -> None:
+    client = make_client(api_keys=API_KEYS, max_active_jobs=2)
+    for _ in range(2):
+        assert client.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    refused = client.post("/jobs", json=noop_job(), headers=bearer("alice"))
+    body = assert_problem(refused, 429)
+    assert "2 active jobs" in body["detail"] and int(refused.headers["retry-after"]) >= 1
+    assert client.post("/jobs", json=noop_job(), headers=bearer("bob")).status_code == 202
+    assert len(client.get("/jobs", headers=bearer("alice")).json()["jobs"]) == 2  # the refused one left no trace
+
+    run_jobs(fake_server)
+    for _ in range(2):
+        assert client.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    assert_problem(client.post("/jobs", json=noop_job(), headers=bearer("alice")), 429)
+
+
+@pytest.mark.parametrize(
+    ("status", "counts"),
+    [
+        ("queued", True),
+        ("scheduled", True),
+        ("deferred", True),
+        ("started", True),
+        ("finished", False),
+        ("failed", False),
+        ("stopped", False),
+        ("canceled", False),
+        (None, False),  # expired: the job hash is gone
+    ],
+)
+def test_quota_counts_queued_scheduled_deferred_started(
+    make_client: Callable[..., TestClient], fake_server: fakeredis.FakeServer, status: str | None, counts: bool
+) -> None:
+    client = make_client(api_keys=API_KEYS, max_active_jobs=1)
+    job_id = client.post("/jobs", json=noop_job(), headers=bearer("alice")).json()["id"]
+    redis = fakeredis.FakeRedis(server=fake_server)
+    if status is None:
+        redis.delete(Job.key_for(job_id))
+    else:
+        redis.hset(Job.key_for(job_id), "status", status)
+    second = client.post("/jobs", json=noop_job(), headers=bearer("alice"))
+    assert second.status_code == (429 if counts else 202), second.text
+    active = {member.decode() for member in redis.smembers(keys.active_for_owner("alice"))}  # type: ignore[union-attr]
+    assert (job_id in active) is counts  # ended jobs are pruned from the set
+
+
+def test_unset_limits_mean_unlimited(make_client: Callable[..., TestClient], fake_server: fakeredis.FakeServer) -> None:
+    client = make_client(api_keys=API_KEYS)
+    for _ in range(30):
+        assert client.post("/jobs", json=noop_job(), headers=bearer("alice")).status_code == 202
+    redis = fakeredis.FakeRedis(server=fake_server)
+    assert not redis.exists(keys.active_for_owner("alice"))
+    assert not redis.keys(f"{keys.RATE_LIMIT_PREFIX}*")
+
+
+def test_rate_limit_counters_live_under_the_service_prefix(
+    make_client: Callable[..., TestClient], fake_server: fakeredis.FakeServer
+) -> None:
+    client = make_client(api_keys=API_KEYS, rate_limit="5/second")
+    client.post("/jobs", json=noop_job(), headers=bearer("bob"))
+    names = [name.decode() for name in fakeredis.FakeRedis(server=fake_server).keys(f"{keys.RATE_LIMIT_PREFIX}*")]
+    assert names and all("bob" in name for name in names)
+    assert hashlib.sha256(KEYS["bob"].encode()).hexdigest() not in "".join(names) and KEYS["bob"] not in "".join(names)

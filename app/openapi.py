@@ -18,6 +18,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
 from app.schemas import SubmitRequest
+from jobs.catalog import registry
+from jobs.settings import Settings
 
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}
@@ -114,7 +116,10 @@ PROBLEM_HEADERS = {
 }
 
 
-def build_openapi(operations: list[Operation] | None = None, *, title: str = "jobs service") -> dict[str, Any]:
+def build_openapi(
+    operations: list[Operation] | None = None, *, settings: Settings | None = None, title: str = "jobs service"
+) -> dict[str, Any]:
+    """The document; with `settings`, it also names this deployment's job types and limits."""
     operations = OPERATIONS if operations is None else operations
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
     for op in operations:
@@ -143,7 +148,7 @@ def build_openapi(operations: list[Operation] | None = None, *, title: str = "jo
         if not entry["parameters"]:
             del entry["parameters"]
         paths.setdefault(op.path, {})[op.method.lower()] = entry
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
@@ -164,6 +169,30 @@ def build_openapi(operations: list[Operation] | None = None, *, title: str = "jo
             },
         },
     }
+    if settings is not None:
+        _deployment_limits(document, settings)
+    return document
+
+
+def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
+    """What the pydantic models leave to run-time checks: registered type names and configured maxima."""
+    names = [spec.name for spec in registry]
+    submit = document["components"]["schemas"].get("SubmitRequest", {}).get("properties", {})
+    if "type" in submit:
+        submit["type"]["enum"] = names
+    for field_name, keyword, value in (
+        ("timeout", "maximum", settings.job_max_timeout),
+        ("retries", "maximum", settings.job_max_retries),
+        ("description", "maxLength", settings.max_description_chars),
+    ):
+        for branch in submit.get(field_name, {}).get("anyOf", []):
+            if branch.get("type") != "null":
+                branch[keyword] = value
+    for methods in document["paths"].values():
+        for entry in methods.values():
+            for param in entry.get("parameters", []):
+                if param["in"] == "query" and param["name"] == "type":
+                    param["schema"]["enum"] = names
 
 
 def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:

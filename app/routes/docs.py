@@ -57,7 +57,7 @@ def swagger_ui_static() -> Path:
 async def openapi_json(request: Request) -> Response:
     spec: dict[str, Any] | None = getattr(request.app.state, "openapi", None)
     if spec is None:
-        spec = request.app.state.openapi = build_openapi()
+        spec = request.app.state.openapi = build_openapi(settings=request.app.state.settings)
     return JSONResponse(spec)
 
 

@@ -11,9 +11,12 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from starlette.testclient import TestClient
 
+from app.main import create_app
 from jobs import keys
+from jobs.connection import async_redis, sync_redis
 from jobs.queues import SERIALIZER
 from jobs.settings import Settings
+from stack.redis_server import free_port
 from tests.factories import noop_job
 from tests.unit.conftest import KEYS, bearer
 from tests.unit.test_api_validation import assert_problem
@@ -120,3 +123,11 @@ def test_rate_limit_counters_live_under_the_service_prefix(
     names = [name.decode() for name in fakeredis.FakeRedis(server=fake_server).keys(f"{keys.RATE_LIMIT_PREFIX}*")]
     assert names and all("bob" in name for name in names)
     assert hashlib.sha256(KEYS["bob"].encode()).hexdigest() not in "".join(names) and KEYS["bob"] not in "".join(names)
+
+
+@pytest.mark.parametrize("overrides", [{"rate_limit": "5/minute"}, {"max_active_jobs": 3}])
+def test_limits_answer_503_when_redis_is_down(overrides: dict[str, object]) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", api_keys=API_KEYS, **overrides)
+    with TestClient(create_app(settings, (sync_redis(settings), async_redis(settings)))) as client:
+        response = client.post("/jobs", json=noop_job(), headers=bearer("alice"))
+    assert_problem(response, 503)

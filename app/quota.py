@@ -64,3 +64,8 @@ async def replay_within_quota(
                 return
             except WatchError:
                 continue
+
+
+async def reserve_slot(aio: aioredis.Redis, active_key: str, limit: int, job_id: str) -> None:
+    """Count an existing job (a retried one, say) as active again, or raise 429 when the key is at its limit."""
+    await replay_within_quota(aio, active_key, limit, [(("SADD", active_key, job_id), {})])

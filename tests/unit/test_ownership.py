@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from starlette.testclient import TestClient
 
+from app.openapi import OPERATIONS, Operation
 from tests.factories import noop_job, steps_job
 from tests.unit.conftest import bearer
 from tests.unit.test_api_validation import assert_problem
@@ -65,3 +69,19 @@ def test_listing_pages_through_own_jobs_only(keyed: TestClient) -> None:
         if not cursor:
             break
     assert seen == list(reversed(mine))
+
+
+JOB_ROUTES = [op for op in OPERATIONS if "{job_id}" in op.path]
+
+
+@pytest.mark.parametrize("op", JOB_ROUTES, ids=[f"{op.method} {op.path}" for op in JOB_ROUTES])
+def test_no_job_route_lets_another_key_touch_a_job(keyed: TestClient, op: Operation) -> None:
+    """Every documented route on one job (status, cancel, retry, events … as they are added) is a 404 for
+    another key and leaves the job as it was."""
+    job_id = submit(keyed, "alice")
+    before = keyed.get(f"/jobs/{job_id}", headers=bearer("alice")).json()
+    path = op.path.replace("{job_id}", job_id)
+    kwargs: dict[str, Any] = {"json": {}} if op.body is not None else {}
+    assert_problem(keyed.request(op.method, path, headers=bearer("bob"), **kwargs), 404)
+    after = keyed.get(f"/jobs/{job_id}", headers=bearer("alice")).json()
+    assert after["status"] == before["status"] and after["owner"] == "alice"

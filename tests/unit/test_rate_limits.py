@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 
@@ -11,7 +12,9 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from starlette.testclient import TestClient
 
+from app.errors import TooManyRequestsError
 from app.main import create_app
+from app.quota import reserve_slot
 from jobs import keys
 from jobs.connection import async_redis, sync_redis
 from jobs.queues import SERIALIZER
@@ -131,3 +134,21 @@ def test_limits_answer_503_when_redis_is_down(overrides: dict[str, object]) -> N
     with TestClient(create_app(settings, (sync_redis(settings), async_redis(settings)))) as client:
         response = client.post("/jobs", json=noop_job(), headers=bearer("alice"))
     assert_problem(response, 503)
+
+
+def test_reserve_slot_counts_a_requeued_job(
+    make_client: Callable[..., TestClient], fake_server: fakeredis.FakeServer
+) -> None:
+    client = make_client(api_keys=API_KEYS, max_active_jobs=1)
+    job_id = client.post("/jobs", json=noop_job(), headers=bearer("alice")).json()["id"]
+    run_jobs(fake_server)
+    aio = fakeredis.FakeAsyncRedis(server=fake_server)
+    redis = fakeredis.FakeRedis(server=fake_server)
+    active_key = keys.active_for_owner("alice")
+    redis.srem(active_key, job_id)  # ended jobs are pruned from the set
+    asyncio.run(reserve_slot(aio, active_key, 1, job_id))  # it had ended: the slot was free
+    assert redis.sismember(active_key, job_id)
+    redis.hset(Job.key_for(job_id), "status", "queued")  # as a retry would leave it
+    assert_problem(client.post("/jobs", json=noop_job(), headers=bearer("alice")), 429)
+    with pytest.raises(TooManyRequestsError):
+        asyncio.run(reserve_slot(aio, active_key, 1, "another-job"))

@@ -27,8 +27,8 @@ from jobs.settings import Settings
 logger = logging.getLogger("app.auth")
 
 #: Paths served without a key: probes, and the API description (it holds no data).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/",)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js"})
+PUBLIC_PREFIXES = ("/docs/static/",)
 REALM = "jobs"
 OPEN_NAME = "anonymous"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

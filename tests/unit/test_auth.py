@@ -30,7 +30,8 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str]) ->
 
 def test_every_app_route_but_the_public_ones_is_protected() -> None:
     app = create_app(Settings(redis_url="redis://unused:6379/0"))
-    paths = {route.path for route in app.routes if isinstance(route, Route | Mount)}
+    paths = {route.path for route in app.routes if isinstance(route, Route)}
+    paths |= {f"{route.path}/" for route in app.routes if isinstance(route, Mount)}
     protected = {path for _, path in PROTECTED}
     for path in paths:
         concrete = path.replace("{job_id}", "some-id")
@@ -132,3 +133,9 @@ def test_configured_keys_log_no_warning(
 def test_unknown_routes_need_a_key_before_saying_404(keyed: TestClient) -> None:
     assert_problem(keyed.get("/nope"), 401)
     assert_problem(keyed.get("/nope", headers=bearer("bob")), 404)
+
+
+def test_public_paths_are_exact() -> None:
+    assert all(is_public(path) for path in ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/x.css"))
+    for path in ("/healthz/", "/healthzx", "/docs/", "/docs/x", "/docsx", "/openapi.json/x", "/jobs", "/stats", "/"):
+        assert not is_public(path), path

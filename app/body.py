@@ -1,4 +1,4 @@
-"""Reading request bodies: JSON objects only, size-capped while streaming."""
+"""Reading request bodies: JSON objects only, size-capped while streaming, depth and strings bounded."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationFailedError
+from app.sizelimit import check_json_limits
+from jobs.settings import Settings
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -34,11 +36,15 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not is_json_media_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaTypeError("send the body as JSON with Content-Type: application/json")
     raw = await read_body(request, max_bytes)
+    settings: Settings = request.app.state.settings
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise ValidationFailedError.field([], f"body nested deeper than {settings.max_json_depth} levels") from None
+    except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8 JSON"
         raise BadRequestError(f"malformed JSON: {reason}") from None
     if not isinstance(body, dict):
         raise BadRequestError(f"the body must be a JSON object, not {type(body).__name__}")
+    check_json_limits(body, settings.max_json_depth, settings.max_string_chars)
     return body

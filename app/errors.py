@@ -7,12 +7,15 @@ ProblemError                    -> its own status
   PayloadTooLargeError          -> 413
   UnsupportedMediaTypeError     -> 415
   ValidationFailedError         -> 422  field problems in `errors`
+  TooManyRequestsError          -> 429  rate or active-jobs quota exceeded, with Retry-After
+401 (missing/invalid API key) is answered by the auth middleware (app/auth.py) with WWW-Authenticate
 redis ConnectionError/TimeoutError -> 503  Redis unreachable
 any other exception             -> 500  logged, never echoed
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("app.errors")
@@ -29,6 +33,10 @@ logger = logging.getLogger("app.errors")
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        # ASCII-escaped: a detail quoting client input (a lone surrogate, say) can never fail to encode.
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 class ProblemError(Exception):
@@ -74,7 +82,14 @@ class ValidationFailedError(ProblemError):
     @classmethod
     def field(cls, loc: Sequence[str | int], msg: str) -> ValidationFailedError:
         where = ".".join(str(part) for part in loc)
-        return cls(f"{where}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
+        return cls(f"{where}: {msg}" if where else msg, errors=[{"loc": list(loc), "msg": msg}])
+
+
+class TooManyRequestsError(ProblemError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
 def problem(
@@ -99,7 +114,18 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first route's methods when a path has several routes
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def handle_redis_down(request: Request, exc: Exception) -> Response:

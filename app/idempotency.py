@@ -3,7 +3,7 @@
 The key is claimed in the same Redis transaction that enqueues the job (WATCH on the claim,
 MULTI/EXEC: Redis's check-and-set), so concurrent identical requests on any number of web
 processes create exactly one job. Claims are scoped per owner: "anonymous" until API keys
-exist, then the API key's name (set `request.state.owner`).
+exist, then the API key's name.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from jobs import keys
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -42,19 +41,14 @@ class Claim:
         return str(record["job"])
 
 
-def request_owner(request: Request) -> str:
-    """Whose keys these are: the authenticated API key's name once auth exists, else "anonymous"."""
-    owner = getattr(request.state, "owner", None)
-    return str(owner) if owner else ANONYMOUS
-
-
 def fingerprint(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def claim_for(request: Request, body: dict[str, Any], ttl: int) -> Claim | None:
-    """The claim this request makes, or None without the header; 422 for a malformed key."""
+def claim_for(request: Request, body: dict[str, Any], ttl: int, owner: str) -> Claim | None:
+    """The claim `owner` (the caller's API key name) makes with this request, or None without the
+    header; 422 for a malformed key."""
     value = request.headers.get(HEADER)
     if value is None:
         return None
@@ -63,4 +57,4 @@ def claim_for(request: Request, body: dict[str, Any], ttl: int) -> Claim | None:
             ["header", HEADER], f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters"
         )
     digest = hashlib.sha256(value.encode()).hexdigest()
-    return Claim(keys.idempotency(request_owner(request), digest), fingerprint(body), ttl)
+    return Claim(keys.idempotency(owner, digest), fingerprint(body), ttl)

@@ -14,7 +14,8 @@ from starlette.middleware import Middleware
 from app import metrics
 from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
-from app.routes import control, jobs, ops
+from app.middleware import middleware
+from app.routes import control, docs, jobs, ops
 from app.store import JobStore
 from jobs.connection import async_redis, sync_redis
 from jobs.logs import configure_logging
@@ -47,8 +48,8 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *ops.routes, *metrics.routes],
-        middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics)],
+        routes=[*jobs.routes, *control.routes, *ops.routes, *metrics.routes, *docs.routes],
+        middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

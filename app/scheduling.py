@@ -30,6 +30,8 @@ def due_time(delay: float | None, run_at: str | None, max_delay: int, now: datet
         raise ValidationFailedError.field(["run_at"], "give either delay or run_at, not both")
     now = now or datetime.now(UTC)
     if delay is not None:
+        if delay > max_delay:  # before the arithmetic: a huge delay overflows datetime
+            raise ValidationFailedError.field(["delay"], f"at most {max_delay} seconds ahead (JOB_MAX_DELAY)")
         field, due = "delay", now + timedelta(seconds=delay)
     elif run_at is not None:
         field, due = "run_at", parse_run_at(run_at)

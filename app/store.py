@@ -9,7 +9,9 @@ none of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` d
 from __future__ import annotations
 
 import base64
+import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +28,13 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
+from app.quota import Quota, prune_and_check, prune_and_check_sync
+from app.views import OWNER, TYPE
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
 from jobs.settings import Settings
+
+logger = logging.getLogger("app.store")
 
 
 @dataclass(frozen=True)
@@ -117,13 +123,20 @@ class JobStore:
         )
 
     async def enqueue(
-        self, job: Job, job_type: str, *, at: datetime | None = None, claim: Claim | None = None
+        self,
+        job: Job,
+        job_type: str,
+        *,
+        at: datetime | None = None,
+        claim: Claim | None = None,
+        quota: Quota | None = None,
     ) -> str | None:
         """Enqueue `job` (or schedule it for `at`) atomically, with the listing indexes, in one transaction.
 
-        With `claim` the job is written only if the claim's key is still free (WATCH + MULTI/EXEC,
-        so concurrent claimants on any process create one job); otherwise nothing is written and
-        the id of the job the claim names is returned.
+        With `claim` the job is written only if the claim's key is still free; with `quota` only if
+        its owner has fewer active jobs than the limit (429 otherwise). Both are checked under WATCH
+        and written in the same MULTI/EXEC, so concurrent requests on any process agree. When the
+        claim was taken, nothing is written and the id of the job the claim names is returned.
         """
         if not self._warm:
             await self.warm_up()
@@ -134,19 +147,26 @@ class JobStore:
         else:
             queue.schedule_job(job, at, pipeline=recorder)
         self._record_indexes(recorder, job, job_type)
-        if claim is None:
+        if claim is None and quota is None:
             await self._replay(recorder)
             return None
-        recorder.set(claim.key, claim.value(job.id), ex=claim.ttl)
+        if claim is not None:
+            recorder.set(claim.key, claim.value(job.id), ex=claim.ttl)
+        if quota is not None:
+            recorder.sadd(quota.key, job.id)
         pipe: Any
         async with self.aio.pipeline(transaction=True) as pipe:
             for _ in range(WATCH_ATTEMPTS):
                 try:
-                    await pipe.watch(claim.key)
-                    stored = await pipe.get(claim.key)
-                    if stored is not None:
-                        return claim.job_for(stored)
+                    await pipe.watch(*[key for key in (claim and claim.key, quota and quota.key) if key])
+                    if claim is not None:
+                        stored = await pipe.get(claim.key)
+                        if stored is not None:
+                            return claim.job_for(stored)
+                    ended = await prune_and_check(self.aio, pipe, quota) if quota is not None else []
                     pipe.multi()
+                    if quota is not None and ended:
+                        pipe.srem(quota.key, *ended)
                     self.copy_commands(recorder, pipe)
                     await pipe.execute()
                     return None
@@ -155,11 +175,17 @@ class JobStore:
         raise contended()
 
     def enqueue_dependent(
-        self, make_job: Callable[[], Job], job_type: str, parents: Sequence[str], claim: Claim | None
+        self,
+        make_job: Callable[[], Job],
+        job_type: str,
+        parents: Sequence[str],
+        claim: Claim | None,
+        quota: Quota | None = None,
     ) -> tuple[Job | None, str | None]:
         """Blocking (run it in a thread): enqueue a job that depends on `parents` with RQ's own
         dependency logic, which WATCHes the parents. Returns (job, None), or (None, id of the job
-        `claim` names) when the claim was taken. Unknown or failed parents are a 422."""
+        `claim` names) when the claim was taken. Unknown or failed parents are a 422; a full
+        `quota` is a 429."""
         parent_keys = [Job.key_for(parent) for parent in parents]
         pipe: Any
         with self.sync.pipeline(transaction=True) as pipe:
@@ -170,6 +196,10 @@ class JobStore:
                         stored = pipe.get(claim.key)
                         if stored is not None:
                             return None, claim.job_for(stored)
+                    ended: list[bytes] = []
+                    if quota is not None:
+                        pipe.watch(quota.key)
+                        ended = prune_and_check_sync(self.sync, pipe, quota)
                     pipe.watch(*parent_keys)
                     _check_parents(parents, [pipe.hget(key, "status") for key in parent_keys])
                     job = make_job()
@@ -177,6 +207,10 @@ class JobStore:
                     self._record_indexes(pipe, job, job_type)
                     if claim is not None:
                         pipe.set(claim.key, claim.value(job.id), ex=claim.ttl)
+                    if quota is not None:
+                        if ended:
+                            pipe.srem(quota.key, *ended)
+                        pipe.sadd(quota.key, job.id)
                     pipe.execute()
                     return job, None
                 except WatchError:
@@ -185,7 +219,11 @@ class JobStore:
 
     def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
         score = job.created_at.timestamp() * 1_000_000
-        for index in (keys.INDEX_ALL, keys.index_for_queue(job.origin), keys.index_for_type(job_type)):
+        indexes = [keys.INDEX_ALL, keys.index_for_queue(job.origin), keys.index_for_type(job_type)]
+        owner = job.meta.get(OWNER)
+        if owner:
+            indexes.append(keys.index_for_owner(str(owner)))
+        for index in indexes:
             pipe.zadd(index, {job.id: score})
             pipe.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
 
@@ -229,7 +267,11 @@ class JobStore:
         if not entries:
             return None
         result_id, payload = entries[0]
-        return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
+        try:
+            return Result.restore(job_id, result_id.decode(), payload, connection=self.sync, serializer=SERIALIZER)
+        except (ValueError, TypeError, zlib.error) as exc:  # not JSON (a planted pickle, say): never unpickled
+            logger.warning("job %s: stored result is not readable as JSON (%s); showing none", job_id, exc)
+            return None
 
     async def page(
         self,
@@ -239,12 +281,20 @@ class JobStore:
         job_type: str | None,
         limit: int,
         cursor: str | None,
+        owner: str | None = None,
     ) -> Page:
         """Newest first. Each page examines at most a bounded multiple of `limit` index entries,
-        so a selective filter may return a short page with a `next_cursor` to continue."""
-        index = keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
+        so a selective filter may return a short page with a `next_cursor` to continue.
+        With `owner`, only that API key's jobs (its own index; queue and type then filter)."""
+        if owner is not None:
+            index = keys.index_for_owner(owner)
+        else:
+            index = (
+                keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
+            )
         max_score, after_id = _decode_cursor(cursor) if cursor else ("+inf", None)
-        budget = limit if not (status or (queue and job_type)) else limit * 5
+        filtered = status or (queue and job_type) or (owner is not None and (queue or job_type))
+        budget = limit if not filtered else limit * 5
         entries = await self._index_slice(index, max_score, after_id, budget + 1)
         more = len(entries) > budget
         entries = entries[:budget]
@@ -267,6 +317,8 @@ class JobStore:
             if status and job.get_status(refresh=False) != status:
                 continue
             if queue and job.origin != queue:
+                continue
+            if owner is not None and job_type and job.meta.get(TYPE) != job_type:
                 continue
             records.append(JobRecord(job, None, None))
         if expired:

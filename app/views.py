@@ -12,6 +12,9 @@ from jobs.clock import iso_z
 from jobs.progress import MESSAGES, PROGRESS
 
 TYPE = "type"
+OWNER = "owner"  # the name of the API key that submitted the job
+UNREADABLE = "job metadata in Redis is not JSON; it was not deserialized (refusing non-JSON job data)"
+ERROR_STATUSES = (JobStatus.FAILED, JobStatus.STOPPED)
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 _TIMEOUT = re.compile(r"JobTimeoutException: .*?\((\d+) seconds?\)")
 _EXCEPTION_LINE = re.compile(
@@ -28,7 +31,8 @@ def job_view(
 ) -> dict[str, Any]:
     """The public view of `job`; `details=False` leaves out messages and result (for listings)."""
     status = job.get_status(refresh=False)
-    meta = job.meta
+    unreadable = job._unreadable_meta is not None  # not JSON (a planted pickle, say): never deserialized
+    meta = {} if unreadable else job.meta
     view: dict[str, Any] = {
         "id": job.id,
         "type": meta.get(TYPE),
@@ -36,12 +40,13 @@ def job_view(
         "queue": job.origin,
         "status": status.value if status else None,
         "progress": 100 if status == JobStatus.FINISHED else meta.get(PROGRESS, 0),
+        "owner": meta.get(OWNER),
     }
     if details:
         view["messages"] = list(meta.get(MESSAGES, []))
         view["result"] = result.return_value if status == JobStatus.FINISHED and result is not None else None
     view.update(
-        error=error_line(job, result) if status in (JobStatus.FAILED, JobStatus.STOPPED) else None,
+        error=UNREADABLE if unreadable else error_line(job, result) if status in ERROR_STATUSES else None,
         created_at=iso_z(job.created_at),
         enqueued_at=iso_z(job.enqueued_at),
         started_at=iso_z(job.started_at),

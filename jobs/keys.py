@@ -28,3 +28,20 @@ def stop_requested(job_id: str) -> str:
 
 #: Hash: job run-time histogram by type and outcome, written by workers, read by `/metrics` (jobs/runtime.py).
 JOB_RUNTIME = f"{PREFIX}:metrics:job_runtime"
+
+
+# -- security and limits (issue 6) --
+
+
+def index_for_owner(owner: str) -> str:
+    """Sorted set of the job ids one API key submitted (same scores as the other indexes)."""
+    return f"{PREFIX}:index:owner:{owner}"
+
+
+def active_for_owner(owner: str) -> str:
+    """Set of one API key's jobs that may still be active; pruned of ended jobs at each submission."""
+    return f"{PREFIX}:active:{owner}"
+
+
+#: Prefix of the `limits` library's rate-limit windows: `jobsvc:ratelimit:LIMITER/submit/<key name>/...`.
+RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"

@@ -10,7 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from limits import parse as parse_rate_limit
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,9 +54,6 @@ class Settings(BaseSettings):
         1.0, ge=0, le=60, description="Seconds a job asked to stop may take to stop itself before it is killed"
     )
 
-    # -- security (issue 6; field added early by issue 5, which only reads whether it is set) --
-    api_keys: str = Field("", description="Comma-separated name=key entries (issue 6)")
-
     # -- operations (issue 5) --
     dashboard_username: str = Field("", description="HTTP basic auth user for /dashboard (with DASHBOARD_PASSWORD)")
     dashboard_password: SecretStr = Field(
@@ -68,6 +66,25 @@ class Settings(BaseSettings):
     )
     dyno: str = Field("", description="Set by Heroku on every dyno (read to pick JSON logs)")
     render: str = Field("", description="Set by Render on every service (read to pick JSON logs)")
+
+    # -- security and limits (issue 6) --
+    api_keys: str = Field(
+        "",
+        description="Comma-separated name=key entries (key may be sha256:<hex>); empty = open service (warned)",
+    )
+    admin_keys: str = Field("", description="Comma-separated names from API_KEYS whose keys see every job")
+    rate_limit: str = Field("", description="Submissions per key and window, e.g. '60/minute'; empty = unlimited")
+    max_active_jobs: int = Field(0, ge=0, description="Queued+scheduled+deferred+started jobs per key; 0 = unlimited")
+    max_json_depth: int = Field(32, ge=2, le=500, description="Deepest JSON nesting accepted in a request body")
+    max_string_chars: int = Field(65536, ge=16, description="Longest JSON string (key or value) accepted in a body")
+    cors_origins: str = Field("", description="Comma-separated browser origins allowed by CORS; empty = none")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_rate_limit(value)  # raises ValueError naming the bad item
+        return value.strip()
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from redis.client import Pipeline
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.utils import import_attribute
 
@@ -16,6 +17,10 @@ from jobs.registry import JobSpec, UnknownJobTypeError
 
 class UnregisteredJobError(RuntimeError):
     """A job in Redis names a function that is not a registered job type; it is never imported."""
+
+
+class UnreadableJobError(RuntimeError):
+    """A job's data or meta in Redis is not JSON; it is never deserialized by any other means."""
 
 
 class RegisteredJob(Job):
@@ -49,8 +54,18 @@ class RegisteredJob(Job):
             return asyncio.run(result)
         return result
 
+    def ensure_json(self) -> None:
+        """Refuse a job whose data or meta in Redis is not JSON (a planted pickle, say): nothing is unpickled."""
+        if self._unreadable_meta is not None:
+            raise UnreadableJobError(f"job {self.id}: meta in Redis is not JSON; refusing to run it")
+        try:
+            self.func_name  # noqa: B018  (decodes `data` with the JSON serializer)
+        except DeserializationError:
+            raise UnreadableJobError(f"job {self.id}: data in Redis is not JSON; refusing to run it") from None
+
     def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
         """Count this start in `meta['attempt']`, written in the same round trip as RQ's own bookkeeping."""
+        self.ensure_json()
         super().prepare_for_execution(worker_name, pipeline)
         self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
         pipeline.hset(self.key, "meta", self._serialize_meta())

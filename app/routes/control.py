@@ -7,12 +7,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app import control
-from app.routes.jobs import _store
+from app.ownership import owned_job, owner_of
+from app.quota import reserve_slot
+from app.routes.jobs import _settings, _store
 from app.views import job_view
+from jobs import keys
 
 
 async def cancel_job(request: Request) -> Response:
     """Waiting jobs are canceled at once (200); a running job is asked to stop (202)."""
+    await owned_job(request, request.path_params["job_id"])  # another key's job is a 404
     outcome = await control.cancel(_store(request), request.path_params["job_id"])
     record = outcome.record
     view = job_view(record.job, result=record.result, position=record.position)
@@ -20,7 +24,13 @@ async def cancel_job(request: Request) -> Response:
 
 
 async def retry_job(request: Request) -> Response:
-    record = await control.requeue(_store(request), request.path_params["job_id"])
+    job_id = request.path_params["job_id"]
+    owned = await owned_job(request, job_id)
+    settings = _settings(request)
+    owner = owner_of(owned.job)
+    if settings.max_active_jobs and owner:
+        await reserve_slot(_store(request).aio, keys.active_for_owner(owner), settings.max_active_jobs, job_id)
+    record = await control.requeue(_store(request), job_id)
     view = job_view(record.job, result=record.result, position=record.position)
     return JSONResponse(view, status_code=202, headers={"Location": f"/jobs/{record.job.id}"})
 

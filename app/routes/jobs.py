@@ -11,13 +11,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.auth import principal
 from app.body import read_json_object
-from app.errors import ConflictError, NotFoundError, ValidationFailedError
+from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import claim_for
 from app.metrics import track_submission
+from app.ownership import listing_owner, owned_job
+from app.quota import Quota
+from app.ratelimit import count_submission
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
-from app.views import TYPE, job_view
+from app.views import OWNER, TYPE, job_view
 from jobs.catalog import registry
 from jobs.progress import MESSAGES, PROGRESS
 from jobs.queues import QueueName
@@ -47,10 +51,13 @@ def _settings(request: Request) -> Settings:
 @track_submission
 async def submit_job(request: Request) -> Response:
     settings = _settings(request)
+    caller = principal(request)
+    await count_submission(request, caller.name)
     body = await read_json_object(request, settings.max_body_bytes)
     request.state.job_type = body.get("type")  # for track_submission
     submission = parse_submission(body, registry, settings)
-    claim = claim_for(request, body, settings.idempotency_ttl)
+    claim = claim_for(request, body, settings.idempotency_ttl, caller.name)
+    quota = Quota(caller.name, settings.max_active_jobs) if settings.max_active_jobs else None
     store = _store(request)
 
     def make_job() -> Job:
@@ -61,17 +68,17 @@ async def submit_job(request: Request) -> Response:
             timeout=submission.timeout,
             retries=submission.retries,
             description=submission.description,
-            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: [], OWNER: caller.name},
             depends_on=submission.depends_on,
         )
 
     if submission.depends_on:  # RQ's dependency setup WATCHes the parents: blocking, so in a thread
         new, existing = await run_in_threadpool(
-            store.enqueue_dependent, make_job, submission.spec.name, submission.depends_on, claim
+            store.enqueue_dependent, make_job, submission.spec.name, submission.depends_on, claim, quota
         )
     else:
         new = make_job()
-        existing = await store.enqueue(new, submission.spec.name, at=submission.run_at, claim=claim)
+        existing = await store.enqueue(new, submission.spec.name, at=submission.run_at, claim=claim, quota=quota)
     if existing is not None:  # same Idempotency-Key and body as before: the original job
         record = await store.fetch(existing)
         if record is None:
@@ -85,10 +92,7 @@ async def submit_job(request: Request) -> Response:
 
 
 async def get_job(request: Request) -> Response:
-    job_id: str = request.path_params["job_id"]
-    record = await _store(request).fetch(job_id)
-    if record is None:
-        raise NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
+    record = await owned_job(request, request.path_params["job_id"])
     return JSONResponse(job_view(record.job, result=record.result, position=record.position))
 
 
@@ -103,6 +107,7 @@ async def list_jobs(request: Request) -> Response:
             job_type=query.type,
             limit=query.limit,
             cursor=query.cursor,
+            owner=listing_owner(request),
         )
     except InvalidCursorError:
         raise ValidationFailedError.field(["cursor"], "not a cursor issued by this service") from None

@@ -108,7 +108,7 @@ def test_text_characters_through_the_api(web_url: str, redis_url: str, procs: Pr
 
 def test_text_characters_one_megabyte_through_the_api(procs: ProcessFactory) -> None:
     procs.worker()
-    _, url = procs.web(MAX_BODY_BYTES=str(4 * 1024 * 1024))
+    _, url = procs.web(MAX_BODY_BYTES=str(4 * 1024 * 1024), MAX_STRING_CHARS=str(4 * 1024 * 1024))
     novel = generated_novel(1_000_000)
     with JobsClient(url, timeout=30) as client:
         job = client.submit("text.characters", {"text": novel.text})

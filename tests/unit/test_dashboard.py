@@ -49,6 +49,7 @@ def dashboard(fake_server: fakeredis.FakeServer) -> Iterator[TestClient]:
     settings = settings_with(dashboard_username=USER, dashboard_password=PASSWORD, api_keys="app=k1")
     connections = (fakeredis.FakeRedis(server=fake_server), fakeredis.FakeAsyncRedis(server=fake_server))
     with TestClient(create_app(settings, connections), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = "Bearer k1"  # the API's key; dashboard paths send basic auth
         yield client
 
 

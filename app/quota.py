@@ -1,0 +1,104 @@
+"""Active jobs per API key (`MAX_ACTIVE_JOBS`): queued + scheduled + deferred + started.
+
+Each key has a Redis set of its possibly-active job ids. A submission WATCHes that set, drops
+members that have ended or expired (one pipelined status read, O(limit)), and either refuses
+with 429 or adds the new job in the same MULTI/EXEC as the enqueue itself. A concurrent
+submission by the same key in another web process touches the set, so one of the two retries:
+the count holds across processes without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+from rq.job import Job, JobStatus
+
+from app.errors import TooManyRequestsError
+from jobs import keys
+
+ACTIVE_STATUSES = frozenset(
+    status.value.encode() for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
+)
+#: Seconds a client refused by the quota is told to wait: when a job ends is unknown, so poll.
+QUOTA_RETRY_AFTER = 5
+
+
+async def active_members(aio: aioredis.Redis, members: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Split job ids into (active, ended-or-expired) by their current RQ status."""
+    if not members:
+        return [], []
+    async with aio.pipeline(transaction=False) as reads:
+        for member in members:
+            reads.hget(Job.key_for(member.decode()), "status")
+        statuses = await reads.execute()
+    active = [m for m, status in zip(members, statuses, strict=True) if status in ACTIVE_STATUSES]
+    ended = [m for m, status in zip(members, statuses, strict=True) if status not in ACTIVE_STATUSES]
+    return active, ended
+
+
+@dataclass(frozen=True)
+class Quota:
+    """At most `limit` active jobs for `owner` (an API key name)."""
+
+    owner: str
+    limit: int
+
+    @property
+    def key(self) -> str:
+        return keys.active_for_owner(self.owner)
+
+
+def _over_quota(active: int, limit: int) -> TooManyRequestsError:
+    return TooManyRequestsError(
+        f"this API key already has {active} active jobs (limit {limit}); retry when one of them has ended",
+        QUOTA_RETRY_AFTER,
+    )
+
+
+async def prune_and_check(aio: aioredis.Redis, watching: Any, quota: Quota) -> list[bytes]:
+    """With `quota.key` WATCHed on `watching`: raise 429 at the limit, else return the members that ended."""
+    found: set[bytes] = await watching.smembers(quota.key)
+    active, ended = await active_members(aio, sorted(found))
+    if len(active) >= quota.limit:
+        raise _over_quota(len(active), quota.limit)
+    return ended
+
+
+def prune_and_check_sync(sync: redis.Redis, watching: Any, quota: Quota) -> list[bytes]:
+    """`prune_and_check` for blocking code (the dependency path, run in a thread)."""
+    members = sorted(watching.smembers(quota.key))
+    if not members:
+        return []
+    with sync.pipeline(transaction=False) as reads:
+        for member in members:
+            reads.hget(Job.key_for(member.decode()), "status")
+        statuses = reads.execute()
+    active = [m for m, status in zip(members, statuses, strict=True) if status in ACTIVE_STATUSES]
+    if len(active) >= quota.limit:
+        raise _over_quota(len(active), quota.limit)
+    return [m for m, status in zip(members, statuses, strict=True) if status not in ACTIVE_STATUSES]
+
+
+async def reserve_slot(aio: aioredis.Redis, active_key: str, limit: int, job_id: str) -> None:
+    """Count an existing job (a retried one, say) as active again, or raise 429 when the key is at its limit."""
+    while True:
+        async with aio.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(active_key)
+                found: set[bytes] = await pipe.smembers(active_key)  # type: ignore[assignment]
+                active, ended = await active_members(aio, sorted(found))
+                if len(active) >= limit and job_id.encode() not in active:
+                    raise _over_quota(len(active), limit)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                if ended:
+                    pipe.srem(active_key, *ended)
+                pipe.sadd(active_key, job_id)
+                await pipe.execute()
+                return
+            except WatchError:
+                continue

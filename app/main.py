@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from app.errors import EXCEPTION_HANDLERS
-from app.routes import jobs, ops
+from app.live import EventHub
+from app.routes import events, jobs, ops
 from app.store import JobStore
 from jobs.connection import async_redis, sync_redis
 from jobs.settings import Settings, get_settings
@@ -31,6 +32,7 @@ def create_app(
         sync, aio = connections or (sync_redis(settings), async_redis(settings))
         store = JobStore(settings, sync, aio)
         app.state.store = store
+        app.state.events = EventHub(store, settings)
         try:
             await store.warm_up()
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
@@ -38,11 +40,12 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.events.aclose()
             await store.aio.aclose()
             store.sync.close()
 
     app = Starlette(
-        routes=[*jobs.routes, *ops.routes],
+        routes=[*jobs.routes, *events.routes, *ops.routes],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, StrictStr, UrlConstraints
 
 from jobs.queues import QueueName
 
@@ -20,3 +20,6 @@ class SubmitRequest(BaseModel):
     timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Run-time limit in seconds")
     retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
     description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")
+    callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
+        None, description="http(s) URL that receives a signed POST when the job ends"
+    )

@@ -21,6 +21,7 @@ class Submission:
     timeout: int
     retries: int
     description: str
+    callback_url: str | None = None
 
 
 def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -54,4 +55,5 @@ def parse_submission(body: dict[str, Any], registry: Registry, settings: Setting
     description = request.description if request.description is not None else spec.name
     if len(description) > settings.max_description_chars:
         raise ValidationFailedError.field(["description"], f"at most {settings.max_description_chars} characters")
-    return Submission(spec, args, request.queue or spec.queue, timeout, retries, description)
+    callback_url = str(request.callback_url) if request.callback_url is not None else None
+    return Submission(spec, args, request.queue or spec.queue, timeout, retries, description, callback_url)

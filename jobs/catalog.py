@@ -1,6 +1,6 @@
 """Imports every job module so that `registry` holds all job types. Import the registry from here."""
 
-from jobs import demo  # noqa: F401  (registers demo.*)
+from jobs import callbacks, demo  # noqa: F401  (registers callbacks.*, demo.*)
 from jobs.registry import registry
 
 __all__ = ["registry"]

@@ -14,3 +14,12 @@ def index_for_queue(queue: str) -> str:
 
 def index_for_type(job_type: str) -> str:
     return f"{PREFIX}:index:type:{job_type}"
+
+
+#: Pub/sub channel: each message is the id of a job whose event stream just grew (issue 4).
+EVENTS_CHANNEL = f"{PREFIX}:channel:events"
+
+
+def events_for(job_id: str) -> str:
+    """A job's capped stream of progress and status events, kept as long as the job."""
+    return f"{PREFIX}:events:{job_id}"

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.body import read_json_object
+from app.callback_url import callback_meta
 from app.errors import NotFoundError, ValidationFailedError
 from app.store import InvalidCursorError, JobStore
 from app.submission import parse_submission, validate_model
@@ -53,7 +54,12 @@ async def submit_job(request: Request) -> Response:
         timeout=submission.timeout,
         retries=submission.retries,
         description=submission.description,
-        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+        meta={
+            TYPE: submission.spec.name,
+            PROGRESS: 0,
+            MESSAGES: [],
+            **await callback_meta(submission.callback_url, settings),
+        },
     )
     await store.enqueue(job, submission.spec.name)
     return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})

@@ -75,6 +75,9 @@ class EventHub:
         self._feeds: dict[str, _Feed] = {}
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        # Reads share the web process's Redis pool with every route: a burst of (re)connecting
+        # streams waits here instead of exhausting the pool (MaxConnectionsError -> 503).
+        self._reads = asyncio.Semaphore(max(1, store.aio.connection_pool.max_connections // 4))
 
     # -- listeners ------------------------------------------------------------------------
 
@@ -129,14 +132,14 @@ class EventHub:
     async def snapshot(self, job_id: str, after: str | None) -> Snapshot | None:
         """The job and its newest event id, read atomically; with `after`, the events since. None: no such job."""
         stream = keys.events_for(job_id)
-        async with self.store.aio.pipeline(transaction=True) as pipe:
+        async with self._reads, self.store.aio.pipeline(transaction=True) as pipe:
             pipe.hgetall(Job.key_for(job_id))
             pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
             pipe.xrevrange(stream, "+", "-", count=1)
             if after is not None:
                 pipe.xrange(stream, f"({after}", "+")
             raw, results, newest, *since = await pipe.execute()
-        record = await self._record(job_id, raw, results)
+            record = await self._record(job_id, raw, results)
         if record is None:
             return None
         last = events.decode(newest)
@@ -157,16 +160,17 @@ class EventHub:
     async def _read_since(self, job_id: str, cursor: tuple[int, int]) -> Batch:
         stream = keys.events_for(job_id)
         after = f"({cursor[0]}-{cursor[1]}"
-        found = events.decode(await self.store.aio.xrange(stream, after, "+"))
-        if not any(event.kind == events.STATUS for event in found):
-            return Batch(found, None)
-        # A status change: read the events again with the job, atomically, so the view matches them.
-        async with self.store.aio.pipeline(transaction=True) as pipe:
-            pipe.xrange(stream, after, "+")
-            pipe.hgetall(Job.key_for(job_id))
-            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-            entries, raw, results = await pipe.execute()
-        return Batch(events.decode(entries), await self._record(job_id, raw, results))
+        async with self._reads:
+            found = events.decode(await self.store.aio.xrange(stream, after, "+"))
+            if not any(event.kind == events.STATUS for event in found):
+                return Batch(found, None)
+            # A status change: read the events again with the job, atomically, so the view matches them.
+            async with self.store.aio.pipeline(transaction=True) as pipe:
+                pipe.xrange(stream, after, "+")
+                pipe.hgetall(Job.key_for(job_id))
+                pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
+                entries, raw, results = await pipe.execute()
+            return Batch(events.decode(entries), await self._record(job_id, raw, results))
 
     # -- fan-out --------------------------------------------------------------------------
 

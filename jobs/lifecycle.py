@@ -21,6 +21,7 @@ def job_ended(job: Job, connection: redis.Redis, settings: Settings | None = Non
     if status not in events.FINAL_STATUSES:
         raise ValueError(f"job {job.id} has not ended (status {status!r})")
     with connection.pipeline(transaction=True) as pipe:
+        pipe.multi()  # explicit, as RQ's enqueue expects of a caller's pipeline
         events.add_status(pipe, job, status, settings)
         if status in callbacks.CALLBACK_STATUSES and job.meta.get(callbacks.CALLBACK_URL):
             callbacks.enqueue_delivery(job, status, connection, pipe, settings)

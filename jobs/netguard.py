@@ -40,10 +40,10 @@ def refusal(address: IPAddress) -> str | None:
         return "a cloud metadata address"
     for reason, flagged in (
         ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("private", address.is_private),
         ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
+        ("private", address.is_private),
         ("reserved", address.is_reserved),
     ):
         if flagged:

@@ -125,3 +125,20 @@ def test_an_ended_job_streams_its_state_and_closes(client: TestClient, fake_redi
     assert [(e.event, e.data["status"]) for e in received] == [("status", "canceled")]
     assert received[0].id is not None
     assert client.get("/jobs/nope/events").status_code == 404
+
+
+def test_the_web_can_announce_on_its_asyncio_pipeline(fake_server: fakeredis.FakeServer) -> None:
+    """What a web-side status change (e.g. a cancel) does: the same commands, on redis.asyncio."""
+    sync = fakeredis.FakeRedis(server=fake_server)
+    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+
+    async def scenario() -> None:
+        aio = fakeredis.FakeAsyncRedis(server=fake_server)
+        async with aio.pipeline(transaction=True) as pipe:
+            events.add_status(pipe, job, "canceled")
+            await pipe.execute()
+        await aio.aclose()
+
+    asyncio.run(scenario())
+    [event] = events.decode(sync.xrange(f"jobsvc:events:{job.id}"))
+    assert event.kind == "status" and event.data == {"status": "canceled"}

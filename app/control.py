@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ConflictError, NotFoundError
 from app.store import WATCH_ATTEMPTS, JobRecord, JobStore, contended
 from app.views import ENDED
-from jobs import keys
+from jobs import events, keys
 from jobs.control import CANCEL_WAITING, WAITING, cancel_call, cancel_dependents
 
 #: A job taken by a worker or the scheduler a moment ago is briefly in between states; look again.
@@ -51,9 +51,13 @@ async def cancel(store: JobStore, job_id: str) -> Canceled:
         if status in WAITING:
             call_keys, call_args = cancel_call(job_id, job.origin, status, ttl)
             if await script(keys=call_keys, args=call_args) == 1:
+                canceled = await store.fetch(job_id) or record
+                async with store.aio.pipeline(transaction=True) as announce:  # ends the job's live streams
+                    events.add_status(announce, canceled.job, JobStatus.CANCELED, store.settings)
+                    await announce.execute()
                 if await store.aio.scard(Job.dependents_key_for(job_id)):
                     await run_in_threadpool(cancel_dependents, store.sync, job_id, ttl)
-                return Canceled(await store.fetch(job_id) or record, stopping=False)
+                return Canceled(canceled, stopping=False)
         await asyncio.sleep(_SETTLE_PAUSE)  # taken by a worker or the scheduler just now: look again
     raise ConflictError(f"job {job_id!r} is changing state; try again")
 

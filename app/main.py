@@ -14,8 +14,9 @@ from starlette.middleware import Middleware
 from app import metrics
 from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
+from app.live import EventHub
 from app.middleware import middleware
-from app.routes import control, docs, jobs, ops
+from app.routes import control, docs, events, jobs, ops
 from app.store import JobStore
 from jobs.connection import async_redis, sync_redis
 from jobs.logs import configure_logging
@@ -36,6 +37,7 @@ def create_app(
         sync, aio = connections or (sync_redis(settings), async_redis(settings))
         store = JobStore(settings, sync, aio)
         app.state.store = store
+        app.state.events = EventHub(store, settings)
         try:
             await store.warm_up()
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
@@ -43,12 +45,13 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.events.aclose()
             await store.aio.aclose()
             store.sync.close()
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *ops.routes, *metrics.routes, *docs.routes],
+        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -83,6 +83,15 @@ OPERATIONS: list[Operation] = [
         problems={404: "No such job, it expired, or another API key's job", **REDIS_DOWN},
     ),
     Operation(
+        "GET", "/jobs/{job_id}/events", "streamJobEvents",
+        "Live progress as Server-Sent Events: the current state, then `progress` and `status` events until the end",
+        path_params=JOB_ID,
+        replies={200: Reply("An event stream (`text/event-stream`)", media_type="text/event-stream",
+                            schema={"type": "string"})},
+        problems={404: "No such job, it expired, or another API key's job",
+                  422: "Last-Event-ID is not an event id of this stream", **REDIS_DOWN},
+    ),
+    Operation(
         "DELETE", "/jobs/{job_id}", "cancelJob",
         "Cancel a waiting job (200) or stop a running one (202; its status becomes `stopped`)",
         path_params=JOB_ID,

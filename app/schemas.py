@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, UrlConstraints
 
 from jobs.queues import QueueName
 
@@ -30,3 +30,8 @@ class SubmitRequest(BaseModel):
     depends_on: (
         Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]], Field(max_length=100)] | None
     ) = Field(None, description="Start only after all these jobs finished")
+
+    # -- completion callbacks (issue 4) --
+    callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
+        None, description="http(s) URL that receives a signed POST when the job ends"
+    )

@@ -25,6 +25,7 @@ class Submission:
     description: str
     run_at: datetime | None = None  # scheduled start (whole second); None: now
     depends_on: tuple[str, ...] = ()
+    callback_url: str | None = None
 
 
 def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -63,4 +64,5 @@ def parse_submission(body: dict[str, Any], registry: Registry, settings: Setting
         raise ValidationFailedError.field(["depends_on"], "cannot be combined with delay or run_at")
     run_at = due_time(request.delay, request.run_at, settings.job_max_delay)
     queue = request.queue or spec.queue
-    return Submission(spec, args, queue, timeout, retries, description, run_at, depends_on)
+    callback_url = str(request.callback_url) if request.callback_url is not None else None
+    return Submission(spec, args, queue, timeout, retries, description, run_at, depends_on, callback_url)

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from jobs.callbacks import CALLBACK
 from jobs.clock import iso_z
+from jobs.outcome import error_line, summarize_exception
 from jobs.progress import MESSAGES, PROGRESS
 
 TYPE = "type"
 OWNER = "owner"  # the name of the API key that submitted the job
 UNREADABLE = "job metadata in Redis is not JSON; it was not deserialized (refusing non-JSON job data)"
 ERROR_STATUSES = (JobStatus.FAILED, JobStatus.STOPPED)
+
+__all__ = ["ENDED", "OWNER", "TYPE", "error_line", "job_view", "summarize_exception"]
+
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
-_TIMEOUT = re.compile(r"JobTimeoutException: .*?\((\d+) seconds?\)")
-_EXCEPTION_LINE = re.compile(
-    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure|Warning)\b.*)$"
-)
 
 
 def job_view(
@@ -54,32 +54,6 @@ def job_view(
         timeout=job.timeout,
         retries_left=job.retries_left or 0,
         position=position if status == JobStatus.QUEUED else None,
+        callback=meta.get(CALLBACK),
     )
     return view
-
-
-def error_line(job: Job, result: Result | None) -> str | None:
-    """A one-line reason, never a traceback: exception type and message, or why the job ended."""
-    exc_string = (result.exc_string if result is not None else None) or job._exc_info
-    if job.get_status(refresh=False) == JobStatus.STOPPED:
-        return "stopped by request"
-    if not exc_string:
-        return None
-    return summarize_exception(exc_string)
-
-
-def summarize_exception(exc_string: str) -> str:
-    timed_out = _TIMEOUT.search(exc_string)
-    if timed_out:
-        return f"timed out: exceeded its {timed_out.group(1)} s run-time limit (JobTimeoutException)"
-    lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        match = _EXCEPTION_LINE.match(line)
-        if match:
-            return _one_line(match.group(1))
-    return _one_line(lines[-1]) if lines else "failed"
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

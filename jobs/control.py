@@ -24,7 +24,8 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, DeferredJobRegistry, ScheduledJobRegistry
 from rq.utils import as_text, utcformat
 
-from jobs import keys
+from jobs import events, keys
+from jobs.queues import SERIALIZER
 
 #: How often a running job's `cancel_requested()` asks Redis at most (s); in between it answers from memory.
 STOP_CHECK_INTERVAL = 0.25
@@ -132,4 +133,16 @@ def cancel_dependents(connection: Redis, job_id: str, ttl: int) -> list[str]:
             if script(keys=call_keys, args=call_args) == 1:
                 canceled.append(child)
                 parents.append(child)
+    announce_canceled(connection, canceled)
     return canceled
+
+
+def announce_canceled(connection: Redis, job_ids: list[str]) -> None:
+    """Publish the final `canceled` status of these jobs, so their live streams end (jobs.events)."""
+    if not job_ids:
+        return
+    with connection.pipeline(transaction=True) as pipe:
+        for job in Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER):
+            if job is not None:
+                events.add_status(pipe, job, JobStatus.CANCELED)
+        pipe.execute()

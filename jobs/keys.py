@@ -45,3 +45,14 @@ def active_for_owner(owner: str) -> str:
 
 #: Prefix of the `limits` library's rate-limit windows: `jobsvc:ratelimit:LIMITER/submit/<key name>/...`.
 RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
+
+
+# -- live events (issue 4) --
+
+#: Pub/sub channel: each message is the id of a job whose event stream just grew (issue 4).
+EVENTS_CHANNEL = f"{PREFIX}:channel:events"
+
+
+def events_for(job_id: str) -> str:
+    """A job's capped stream of progress and status events, kept as long as the job."""
+    return f"{PREFIX}:events:{job_id}"

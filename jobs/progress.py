@@ -1,11 +1,11 @@
 """The one API a running job uses to talk back: `report(40, "Found 12 resources")`.
 
 Progress lives in `job.meta` (`progress`, `messages`, `attempt`), so rq-dashboard shows it
-too. `report()` updates the running job's own `meta` object and writes it in one Redis
-round trip; RQ's success and failure paths save the job without `meta`, and the worker
-re-reads `meta` before it handles a crash, so a message written just before the job
-returns or dies is kept. Outside a worker every call here is a no-op, so job functions
-stay testable as plain functions.
+too. `report()` updates the running job's own `meta` object and writes it, with a
+`progress` event for live streams (`jobs.events`), in one Redis round trip; RQ's success
+and failure paths save the job without `meta`, and the worker re-reads `meta` before it
+handles a crash, so a message written just before the job returns or dies is kept.
+Outside a worker every call here is a no-op, so job functions stay testable as plain functions.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from jobs import events
 from jobs.clock import iso_z, utc_now
 from jobs.control import StopRequested, cancel_requested
 from jobs.settings import get_settings
@@ -53,9 +54,13 @@ def report(progress: float | None = None, message: str | None = None) -> None:
         if progress is None:
             return
         job.meta[PROGRESS] = _clamp(progress)
+        entry: dict[str, Any] = {"time": iso_z(utc_now()), "message": None, "progress": job.meta[PROGRESS]}
     else:
-        append_message(job.meta, message, progress)
-    job.save_meta()
+        entry = append_message(job.meta, message, progress)
+    with job.connection.pipeline(transaction=True) as pipe:  # one round trip: meta, event, announcement
+        pipe.hset(job.key, "meta", job._serialize_meta())
+        events.add_progress(pipe, job, entry)
+        pipe.execute()
 
 
 def current_job() -> Job | None:

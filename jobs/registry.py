@@ -36,6 +36,8 @@ class JobSpec:
     queue: QueueName = "default"
     timeout: int = 180
     retries: int = 0
+    #: Run by workers but hidden from clients: not submittable, not listed in /job-types.
+    internal: bool = False
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -59,25 +61,29 @@ class Registry:
         self._by_func[spec.func_path] = spec
 
     def get(self, name: str) -> JobSpec:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownJobTypeError(name) from None
+        """A job type clients may submit (internal ones are unknown to them)."""
+        spec = self._by_name.get(name)
+        if spec is None or spec.internal:
+            raise UnknownJobTypeError(name)
+        return spec
 
     def for_function(self, func_path: str) -> JobSpec:
+        """Any registered job type, internal ones included: what workers may run."""
         try:
             return self._by_func[func_path]
         except KeyError:
             raise UnknownJobTypeError(func_path) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._by_name
+        spec = self._by_name.get(name) if isinstance(name, str) else None
+        return spec is not None and not spec.internal
 
     def __iter__(self) -> Iterator[JobSpec]:
-        return iter(sorted(self._by_name.values(), key=lambda spec: spec.name))
+        """The public job types, by name."""
+        return iter(sorted((spec for spec in self._by_name.values() if not spec.internal), key=lambda s: s.name))
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return sum(1 for _ in self)
 
     def job_type(
         self,
@@ -88,12 +94,13 @@ class Registry:
         queue: QueueName = "default",
         timeout: int = 180,
         retries: int = 0,
+        internal: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated module-level function as job type `name`."""
 
         def register(func: F) -> F:
             func_path = f"{func.__module__}.{func.__qualname__}"
-            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries))
+            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries, internal))
             return func
 
         return register

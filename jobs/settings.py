@@ -86,6 +86,21 @@ class Settings(BaseSettings):
             parse_rate_limit(value)  # raises ValueError naming the bad item
         return value.strip()
 
+    # -- live progress and callbacks (issue 4) --
+    sse_keepalive: float = Field(
+        15.0, gt=0, le=15, description="Seconds between keep-alive comments on a quiet event stream (at most 15)"
+    )
+    callback_secret: SecretStr = Field(
+        SecretStr(""), description="Key of the callbacks' HMAC-SHA256 signature; callback_url is refused while unset"
+    )
+    callback_max_attempts: int = Field(10, ge=1, le=30, description="Delivery attempts, the first included")
+    callback_backoff_base: int = Field(2, ge=1, le=5, description="Seconds before the first retry; doubles each retry")
+    callback_backoff_max: int = Field(600, ge=1, description="Cap on one interval between delivery attempts (s)")
+    callback_timeout: float = Field(10.0, gt=0, le=60, description="Seconds one delivery attempt may take")
+    callback_allow_private: bool = Field(
+        False, description="Allow callbacks to loopback, private, link-local and metadata addresses (tests, intranets)"
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -7,9 +7,10 @@ from typing import Any
 
 from redis.client import Pipeline
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.utils import import_attribute
 
+from jobs import events
 from jobs.catalog import registry
 from jobs.progress import ATTEMPT
 from jobs.registry import JobSpec, UnknownJobTypeError
@@ -64,8 +65,9 @@ class RegisteredJob(Job):
             raise UnreadableJobError(f"job {self.id}: data in Redis is not JSON; refusing to run it") from None
 
     def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
-        """Count this start in `meta['attempt']`, written in the same round trip as RQ's own bookkeeping."""
+        """Count this start in `meta['attempt']` and announce it, in the same round trip as RQ's own bookkeeping."""
         self.ensure_json()
         super().prepare_for_execution(worker_name, pipeline)
         self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
         pipeline.hset(self.key, "meta", self._serialize_meta())
+        events.add_status(pipeline, self, JobStatus.STARTED.value)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from app.auth import principal
 from app.body import read_json_object
+from app.callback_url import callback_meta
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import claim_for
 from app.metrics import track_submission
@@ -60,6 +61,8 @@ async def submit_job(request: Request) -> Response:
     quota = Quota(caller.name, settings.max_active_jobs) if settings.max_active_jobs else None
     store = _store(request)
 
+    callback = await callback_meta(submission.callback_url, settings)
+
     def make_job() -> Job:
         return store.build_job(
             func_path=submission.spec.func_path,
@@ -68,7 +71,7 @@ async def submit_job(request: Request) -> Response:
             timeout=submission.timeout,
             retries=submission.retries,
             description=submission.description,
-            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: [], OWNER: caller.name},
+            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: [], OWNER: caller.name, **callback},
             depends_on=submission.depends_on,
         )
 

@@ -73,18 +73,32 @@ def test_messages_survive_failure_and_retries(fake_redis: fakeredis.FakeRedis) -
 
 
 class CountingRedis(fakeredis.FakeRedis):
-    commands: list[str]
+    """Records each round trip: a lone command, or the commands of one pipeline execution."""
+
+    round_trips: list[list[str]]
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.commands.append(str(args[0]))
+        self.round_trips.append([str(args[0])])
         return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def counted(raise_on_error: bool = True) -> Any:
+            self.round_trips.append([str(args[0]) for args, _ in pipe.command_stack])
+            return execute(raise_on_error)
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
 
 
 def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_server: fakeredis.FakeServer) -> None:
     connection = CountingRedis(server=fake_server)
-    connection.commands = []
+    connection.round_trips = []
     job = Job.create("jobs.demo.noop", connection=connection, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     progress.report(40, "Found 12 resources")
-    assert connection.commands == ["HSET"]
+    # meta, the progress event (capped stream, its TTL) and the announcement: one MULTI/EXEC
+    assert connection.round_trips == [["HSET", "XADD", "EXPIRE", "PUBLISH"]]
     assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"

@@ -13,12 +13,12 @@ def test_view_of_a_queued_job(fake_redis: fakeredis.FakeRedis) -> None:
     job = queue.enqueue_call("jobs.demo.noop", description="hello", meta={"type": "demo.noop", "progress": 0})
     view = job_view(job, position=0)
     assert view["status"] == "queued" and view["queue"] == "low" and view["type"] == "demo.noop"
-    assert view["position"] == 0 and view["result"] is None and view["error"] is None
+    assert view["position"] == 0 and view["result"] is None and view["error"] is None and view["callback"] is None
     assert view["created_at"].endswith("Z") and view["started_at"] is None
     assert set(view) == {
         "id", "type", "description", "queue", "status", "progress", "messages", "result", "error",
         "created_at", "enqueued_at", "started_at", "ended_at", "timeout", "retries_left", "position",
-        "owner",
+        "owner", "callback",
     }  # fmt: skip
     assert "messages" not in job_view(job, details=False)
 

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from app.errors import EXCEPTION_HANDLERS
 from app.routes import jobs, ops
 from app.store import JobStore
+from jobs import durability
 from jobs.connection import async_redis, sync_redis
 from jobs.settings import Settings, get_settings
 
@@ -33,6 +34,8 @@ def create_app(
         app.state.store = store
         try:
             await store.warm_up()
+            for warning in await durability.check_async(aio):
+                logger.warning(warning)
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
             logger.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
         try:

@@ -46,6 +46,33 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")
 
+    # -- reliability (issue 7) --
+    abandoned_job_timeout: float = Field(
+        60,
+        ge=3,
+        le=120,
+        description="Seconds within which a job whose worker died is retried (retries left) or failed",
+    )
+    worker_shutdown_grace: float = Field(
+        20,
+        ge=0,
+        le=300,
+        description="Seconds a running job may take to finish after a worker's SIGTERM before it is requeued",
+    )
+    job_max_memory: int | None = Field(
+        None,
+        ge=16,
+        description="Megabytes a job may allocate on top of the worker's own footprint; unset = no limit",
+    )
+    job_modules: str = Field(
+        "", description="Comma-separated extra modules to import at start-up; each registers job types"
+    )
+    worker_test_pause_after_dequeue: float = Field(
+        0,
+        ge=0,
+        description="TEST HOOK: seconds a worker waits between taking a job and starting it; leave 0 in production",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

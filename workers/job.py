@@ -12,10 +12,15 @@ from rq.utils import import_attribute
 from jobs.catalog import registry
 from jobs.progress import ATTEMPT
 from jobs.registry import JobSpec, UnknownJobTypeError
+from jobs.settings import get_settings
 
 
 class UnregisteredJobError(RuntimeError):
     """A job in Redis names a function that is not a registered job type; it is never imported."""
+
+
+class JobMemoryLimitError(MemoryError):
+    """The job allocated more than `JOB_MAX_MEMORY` allows."""
 
 
 class RegisteredJob(Job):
@@ -44,10 +49,16 @@ class RegisteredJob(Job):
         if self.args:
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
-        result = import_attribute(spec.func_path)(**kwargs)
-        if asyncio.iscoroutine(result):
-            return asyncio.run(result)
-        return result
+        try:
+            result = import_attribute(spec.func_path)(**kwargs)
+            if asyncio.iscoroutine(result):
+                return asyncio.run(result)
+            return result
+        except MemoryError as exc:
+            limit = get_settings().job_max_memory
+            if limit is None or isinstance(exc, JobMemoryLimitError):
+                raise
+            raise JobMemoryLimitError(f"the job exceeded its memory limit of {limit} MB (JOB_MAX_MEMORY)") from exc
 
     def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
         """Count this start in `meta['attempt']`, written in the same round trip as RQ's own bookkeeping."""

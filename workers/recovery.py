@@ -261,6 +261,7 @@ class Recovery:
                 else:
                     outcome = self._lose_attempt(job, queue, pipe, reason)
             elif status == JobStatus.QUEUED and self.connection.lpos(queue.key, job_id) is None:
+                self._drop_executions(job, pipe)  # the worker may have died between its execution and the start
                 outcome = self._requeue(job, queue, pipe, f"requeued: {reason}")
             pipe.hdel(keys.CLAIMS, job_id)
             pipe.execute()

@@ -32,7 +32,7 @@ def statuses(client: redis.Redis, ids: list[str]) -> dict[str, str]:
 def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
     api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ids = [submit(api, steps_job(steps=2, delay=0.03, retries=3))["id"] for _ in range(JOBS)]
+    ids = [submit(api, steps_job(steps=2, delay=0.06, retries=3))["id"] for _ in range(JOBS)]
     workers = [procs.worker(wait=False) for _ in range(WORKERS)]
     rng = random.Random(7)
     kills = 0

@@ -57,7 +57,7 @@ def test_sigterm_requeues_a_long_job_without_spending_a_retry(api: httpx.Client,
         "attempt 1 interrupted: the worker shut down before the job finished; requeued without spending a retry"
     )
 
-    procs.worker()
+    procs.worker(WORKER_SHUTDOWN_GRACE="0")  # requeues at once when the test stops it
 
     def ran_again() -> bool:
         messages = [m["message"] for m in view(api, job["id"])["messages"]]

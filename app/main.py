@@ -18,6 +18,7 @@ from app.live import EventHub
 from app.middleware import middleware
 from app.routes import control, docs, events, jobs, ops
 from app.store import JobStore
+from jobs import durability
 from jobs.connection import async_redis, sync_redis
 from jobs.logs import configure_logging
 from jobs.settings import Settings, get_settings
@@ -40,6 +41,8 @@ def create_app(
         app.state.events = EventHub(store, settings)
         try:
             await store.warm_up()
+            for warning in await durability.check_async(aio):
+                logger.warning(warning)
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
             logger.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
         try:

@@ -1,6 +1,15 @@
-"""Imports every job module so that `registry` holds all job types. Import the registry from here."""
+"""Imports every job module so that `registry` holds all job types. Import the registry from here.
+
+Modules named in `JOB_MODULES` (comma-separated) are imported too, after the built-in ones.
+"""
+
+import importlib
 
 from jobs import callbacks, demo, text  # noqa: F401  (registers callbacks.*, demo.*, text.*)
 from jobs.registry import registry
+from jobs.settings import get_settings
+
+for _module in filter(None, (name.strip() for name in get_settings().job_modules.split(","))):
+    importlib.import_module(_module)
 
 __all__ = ["registry"]

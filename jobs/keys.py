@@ -56,3 +56,17 @@ EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 def events_for(job_id: str) -> str:
     """A job's capped stream of progress and status events, kept as long as the job."""
     return f"{PREFIX}:events:{job_id}"
+
+
+# -- reliability (issue 7) --
+
+#: Hash job id -> name of the worker that took it off its queue and has not settled it yet.
+CLAIMS = f"{PREFIX}:claims"
+
+#: Lock held by the worker running the abandoned-job sweep (value: worker name).
+RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
+
+
+def worker_alive(worker_name: str) -> str:
+    """String with a short TTL that a live worker keeps refreshing (value: JSON about the worker)."""
+    return f"{PREFIX}:alive:{worker_name}"

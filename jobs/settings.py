@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     max_string_chars: int = Field(65536, ge=16, description="Longest JSON string (key or value) accepted in a body")
     cors_origins: str = Field("", description="Comma-separated browser origins allowed by CORS; empty = none")
 
+    @field_validator("job_max_memory", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
@@ -99,6 +104,33 @@ class Settings(BaseSettings):
     callback_timeout: float = Field(10.0, gt=0, le=60, description="Seconds one delivery attempt may take")
     callback_allow_private: bool = Field(
         False, description="Allow callbacks to loopback, private, link-local and metadata addresses (tests, intranets)"
+    )
+
+    # -- reliability (issue 7) --
+    abandoned_job_timeout: float = Field(
+        60,
+        ge=3,
+        le=120,
+        description="Seconds within which a job whose worker died is retried (retries left) or failed",
+    )
+    worker_shutdown_grace: float = Field(
+        20,
+        ge=0,
+        le=300,
+        description="Seconds a running job may take to finish after a worker's SIGTERM before it is requeued",
+    )
+    job_max_memory: int | None = Field(
+        None,
+        ge=16,
+        description="Megabytes a job may allocate on top of the worker's own footprint; unset = no limit",
+    )
+    job_modules: str = Field(
+        "", description="Comma-separated extra modules to import at start-up; each registers job types"
+    )
+    worker_test_pause_after_dequeue: float = Field(
+        0,
+        ge=0,
+        description="TEST HOOK: seconds a worker waits between taking a job and starting it; leave 0 in production",
     )
 
 

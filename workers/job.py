@@ -14,6 +14,7 @@ from jobs import events
 from jobs.catalog import registry
 from jobs.progress import ATTEMPT
 from jobs.registry import JobSpec, UnknownJobTypeError
+from jobs.settings import get_settings
 
 
 class UnregisteredJobError(RuntimeError):
@@ -22,6 +23,10 @@ class UnregisteredJobError(RuntimeError):
 
 class UnreadableJobError(RuntimeError):
     """A job's data or meta in Redis is not JSON; it is never deserialized by any other means."""
+
+
+class JobMemoryLimitError(MemoryError):
+    """The job allocated more than `JOB_MAX_MEMORY` allows."""
 
 
 class RegisteredJob(Job):
@@ -50,10 +55,16 @@ class RegisteredJob(Job):
         if self.args:
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
-        result = import_attribute(spec.func_path)(**kwargs)
-        if asyncio.iscoroutine(result):
-            return asyncio.run(result)
-        return result
+        try:
+            result = import_attribute(spec.func_path)(**kwargs)
+            if asyncio.iscoroutine(result):
+                return asyncio.run(result)
+            return result
+        except MemoryError as exc:
+            limit = get_settings().job_max_memory
+            if limit is None or isinstance(exc, JobMemoryLimitError):
+                raise
+            raise JobMemoryLimitError(f"the job exceeded its memory limit of {limit} MB (JOB_MAX_MEMORY)") from exc
 
     def ensure_json(self) -> None:
         """Refuse a job whose data or meta in Redis is not JSON (a planted pickle, say): nothing is unpickled."""

@@ -16,6 +16,7 @@ from jobs.settings import get_settings
 from workers import stopping
 from workers.job import RegisteredJob
 from workers.observe import ObservedWorker
+from workers.reliable import ReliableWorkerMixin
 
 
 class AnnouncingWorker(BaseWorker):
@@ -47,11 +48,12 @@ class AnnouncingWorker(BaseWorker):
             self.log.exception("Worker %s: could not announce the status of job %s", self.name, job.id)
 
 
-class ServiceWorker(AnnouncingWorker, ObservedWorker, HerokuWorker):
+class ServiceWorker(ReliableWorkerMixin, AnnouncingWorker, ObservedWorker, HerokuWorker):
     """RQ's Heroku worker (SIGTERM-safe horses) pinned to this service's conventions.
 
     Whatever the command line says, it uses the JSON serializer, `RegisteredJob` and a Redis
-    client built from settings (bounded connect timeout, TLS options).
+    client built from settings (bounded connect timeout, TLS options). `ReliableWorkerMixin`
+    adds claim-based dequeue, abandoned-job recovery, horse supervision and graceful shutdown.
     """
 
     def __init__(self, queues: Sequence[str | Queue] | str | Queue, *args: Any, **kwargs: Any) -> None:
@@ -59,6 +61,7 @@ class ServiceWorker(AnnouncingWorker, ObservedWorker, HerokuWorker):
         queue_names = [q.name if isinstance(q, Queue) else q for q in names]
         kwargs.update(connection=sync_redis(get_settings()), job_class=RegisteredJob, serializer=SERIALIZER)
         super().__init__(queue_names, *args, **kwargs)
+        self.setup_reliability()
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         # In the parent (horse crashed or was stopped) `job.meta` is the copy from dequeue time;

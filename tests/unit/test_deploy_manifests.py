@@ -25,6 +25,8 @@ SET_BY_PLATFORM = {
     "PORT": "Heroku and Render: the port the web must bind",
     "DYNO": "Heroku: the dyno's name (web.1, worker.2)",
     "RENDER": "Render: 'true' on every service",
+    # Not set by a platform, but never to be set in a deployment either:
+    "WORKER_TEST_PAUSE_AFTER_DEQUEUE": "test hook of the reliability suite; 0 (off) in production",
 }
 
 

@@ -1,0 +1,46 @@
+"""Reliability fixtures: the integration ones, plus the test-only job types and a short recovery bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import TEST_ENV, rclient, redis_server_url, redis_url  # noqa: F401
+from tests.support.procs import ProcessFactory
+
+#: Seconds within which the tests expect an abandoned job to be handled (short, so the suite is quick).
+ABANDONED_JOB_TIMEOUT = 6.0
+
+RELIABILITY_ENV = {
+    **TEST_ENV,
+    "ABANDONED_JOB_TIMEOUT": str(ABANDONED_JOB_TIMEOUT),
+    "JOB_MODULES": "tests.reliability.jobs",
+}
+
+
+@pytest.fixture
+def procs(redis_url: str, tmp_path: Path) -> Iterator[ProcessFactory]:  # noqa: F811
+    factory = ProcessFactory(redis_url, tmp_path, RELIABILITY_ENV)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def web_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web"), RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        yield url
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def api(web_url: str, redis_url: str) -> Iterator[httpx.Client]:  # noqa: F811
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        yield client

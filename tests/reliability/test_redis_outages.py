@@ -1,0 +1,100 @@
+"""Redis dies: queued jobs survive a kill -9 (append-only file), the web says 503, workers wait it out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from stack.redis_server import EmbeddedRedis
+from tests.factories import steps_job
+from tests.integration.test_spine import submit, view, wait_status
+from tests.reliability.conftest import RELIABILITY_ENV
+from tests.support.procs import ProcessFactory, wait_for
+
+#: The issue's bound: workers must survive an outage at least this long.
+OUTAGE = 62.0
+
+
+def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        with httpx.Client(base_url=url, timeout=10) as api:
+            ids = {submit(api, steps_job(steps=1))["id"] for _ in range(200)}
+            server.kill()
+
+            for method, path in (("POST", "/jobs"), ("GET", "/readyz")):
+                started = time.monotonic()
+                response = api.request(method, path, json=steps_job() if method == "POST" else None)
+                assert response.status_code == 503, response.text
+                assert response.headers["content-type"] == "application/problem+json"
+                assert time.monotonic() - started < 3
+
+            server.start()  # same port, same data directory: the append-only file is replayed
+            client = redis.Redis.from_url(server.url)
+            assert client.llen("rq:queue:default") == 200
+            assert {key.decode().removeprefix("rq:job:") for key in client.keys("rq:job:*")} == ids
+            assert client.zcard("jobsvc:index:all") == 200  # nothing half-written by the refused POST
+            wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
+
+            factory.worker()
+            factory.worker()
+            wait_for(lambda: client.zcard("rq:finished:default") == 200, 120, interval=0.5, what="200 jobs finished")
+            assert all(view(api, job_id)["status"] == "finished" for job_id in list(ids)[:20])
+            assert api.post("/jobs", json=steps_job()).status_code == 202
+            client.close()
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        worker = factory.worker()
+        client = redis.Redis.from_url(server.url)
+        (worker_key,) = (key.decode() for key in client.smembers("rq:workers"))
+        with httpx.Client(base_url=url, timeout=10) as api:
+            before = submit(api, steps_job(steps=1))
+            wait_status(api, before["id"], {"finished"})
+
+            server.kill()
+            down_until = time.monotonic() + OUTAGE
+            while time.monotonic() < down_until:
+                assert worker.alive(), worker.log()
+                time.sleep(1)
+            server.start()
+
+            wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
+            after = submit(api, steps_job(steps=1))
+            assert wait_status(api, after["id"], {"finished"}, timeout=30)["result"] == {"steps": 1, "attempt": 1}
+            assert worker.alive()
+            ran_on = client.hget(f"rq:job:{after['id']}", "worker_name")
+            assert ran_on is not None and worker_key.endswith(ran_on.decode())  # the same worker, not a new one
+            assert "quitting" not in worker.log()
+        client.close()
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+def test_startup_warns_about_a_redis_without_persistence(tmp_path: Path) -> None:
+    server = EmbeddedRedis(
+        tmp_path / "valkey", appendonly=False, extra_args=("--maxmemory-policy", "allkeys-lru")
+    ).start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        worker = factory.worker()
+        web, _ = factory.web()
+        for proc in (worker, web):
+            wait_for(lambda proc=proc: "maxmemory-policy is 'allkeys-lru'" in proc.log(), 10, what="warning")  # type: ignore[misc]
+            assert "Redis has no persistence (appendonly no, no snapshots)" in proc.log()
+    finally:
+        factory.stop_all()
+        server.stop()

@@ -1,0 +1,138 @@
+"""Claims, settling and the abandoned-job sweep on fakeredis (real processes: tests/reliability)."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+
+from jobs import keys
+from jobs.durability import warnings_for
+from jobs.progress import ATTEMPT
+from jobs.queues import SERIALIZER
+from workers.dequeue import Claims
+from workers.recovery import WORKER_DIED, Recovery, Timing
+from workers.reliable import horse_death
+
+TIMING = Timing(6)
+
+
+def enqueue(conn: fakeredis.FakeRedis, queue: str = "default", retries: int = 0) -> Job:
+    return Queue(queue, connection=conn, serializer=SERIALIZER).enqueue_call(
+        "jobs.demo.noop", retry=Retry(max=retries, interval=[1] * retries) if retries else None
+    )
+
+
+def recovery(conn: fakeredis.FakeRedis, name: str = "sweeper") -> Recovery:
+    return Recovery(conn, name, TIMING, serializer=SERIALIZER)
+
+
+@pytest.fixture
+def conn() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis()
+
+
+def test_claim_takes_the_highest_priority_job_and_records_the_owner(conn: fakeredis.FakeRedis) -> None:
+    low, default, high = enqueue(conn, "low"), enqueue(conn, "default"), enqueue(conn, "high")
+    claims = Claims(conn)
+    queue_keys = [f"rq:queue:{name}" for name in ("high", "default", "low")]
+    taken = [claims.claim(queue_keys, "w1") for _ in range(4)]
+    assert taken == [("rq:queue:high", high.id), ("rq:queue:default", default.id), ("rq:queue:low", low.id), None]
+    assert claims.all() == {high.id: "w1", default.id: "w1", low.id: "w1"}
+
+
+def test_settle_releases_only_recorded_outcomes(conn: fakeredis.FakeRedis) -> None:
+    job = enqueue(conn)
+    claims = Claims(conn)
+    claims.claim(["rq:queue:default"], "w1")
+    assert claims.settle(job.key, "rq:queue:default", job.id, "w2") == 0  # not its claim
+    assert claims.settle(job.key, "rq:queue:default", job.id, "w1") == -1  # queued, in no queue: lost
+    job.set_status(JobStatus.STARTED)
+    assert claims.settle(job.key, "rq:queue:default", job.id, "w1") == -1
+    job.set_status(JobStatus.FINISHED)
+    assert claims.settle(job.key, "rq:queue:default", job.id, "w1") == 1
+    assert claims.all() == {}
+
+
+def start(conn: fakeredis.FakeRedis, job: Job, owner: str) -> None:
+    Claims(conn).claim(["rq:queue:default"], owner)
+    job.meta[ATTEMPT] = 1
+    job.save_meta()
+    job.set_status(JobStatus.STARTED)
+
+
+def test_sweep_retries_or_fails_started_jobs_of_dead_workers_and_spares_live_ones(conn: fakeredis.FakeRedis) -> None:
+    retried, failed, alive = enqueue(conn, retries=2), enqueue(conn), enqueue(conn)
+    start(conn, retried, "dead1")
+    start(conn, failed, "dead2")
+    start(conn, alive, "live")
+    recovery(conn, "live").beat(force=True)
+
+    outcomes = recovery(conn).sweep()
+
+    assert outcomes == {retried.id: "retried", failed.id: "failed"}
+    retried.refresh()
+    assert retried.get_status() == JobStatus.SCHEDULED and retried.retries_left == 1
+    assert retried.meta["messages"][-1]["message"] == f"attempt 1 lost: {WORKER_DIED}; retrying (1 retries left)"
+    failed.refresh()
+    assert failed.get_status() == JobStatus.FAILED
+    assert failed.latest_result().exc_string == f"AbandonedJobError: {WORKER_DIED}"  # type: ignore[union-attr]
+    assert failed.id in Queue("default", connection=conn).failed_job_registry
+    assert Claims(conn).all() == {alive.id: "live"}
+
+
+def test_sweep_puts_a_claimed_unstarted_job_back_at_the_front(conn: fakeredis.FakeRedis) -> None:
+    first, second = enqueue(conn), enqueue(conn)
+    Claims(conn).claim(["rq:queue:default"], "dead")
+    assert recovery(conn).sweep() == {first.id: "requeued"}
+    assert [item.decode() for item in conn.lrange("rq:queue:default", 0, -1)] == [first.id, second.id]
+    first.refresh()
+    assert first.retries_left is None and first.meta["messages"][0]["message"] == f"requeued: {WORKER_DIED}"
+
+
+def test_one_sweeper_at_a_time_and_none_right_after_a_redis_error(conn: fakeredis.FakeRedis) -> None:
+    job = enqueue(conn)
+    Claims(conn).claim(["rq:queue:default"], "dead")
+    shaken = recovery(conn, "shaken")
+    shaken.note_redis_error()
+    assert shaken.sweep() == {}  # its own link just failed: others may not have re-beaten yet
+    conn.set(keys.RECOVERY_LOCK, "other")
+    assert recovery(conn).sweep() == {}
+    conn.delete(keys.RECOVERY_LOCK)
+    assert recovery(conn).sweep() == {job.id: "requeued"}
+
+
+def test_interrupted_job_is_requeued_without_spending_a_retry(conn: fakeredis.FakeRedis) -> None:
+    job = enqueue(conn, retries=1)
+    start(conn, job, "me")
+    assert recovery(conn, "me").requeue_interrupted(job.id, "shutting down") == "requeued"
+    job.refresh()
+    assert job.get_status() == JobStatus.QUEUED and job.retries_left == 1
+    assert conn.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
+    assert job.meta["messages"][-1]["message"] == "attempt 1 interrupted: shutting down"
+
+
+def test_timing_keeps_the_bound() -> None:
+    timing = Timing(60)
+    assert timing.liveness_ttl + timing.sweep_interval < 60
+    assert timing.beat_interval * 3 <= timing.liveness_ttl
+
+
+def test_horse_death_names_the_signal_or_the_timeout() -> None:
+    assert horse_death(9, timed_out=False, timeout=5)[0] == (
+        "WorkHorseKilledError: work horse killed by SIGKILL (signal 9) (out of memory, or killed from outside)"
+    )
+    assert horse_death(15, timed_out=False, timeout=5)[1] == "work horse killed by SIGTERM (signal 15)"
+    assert horse_death(3 << 8, timed_out=False, timeout=5)[1] == "work horse exited with code 3 before the job ended"
+    assert horse_death(9, timed_out=True, timeout=5)[0].startswith(
+        "JobTimeoutException: Task exceeded maximum timeout value (5 seconds)"
+    )
+
+
+def test_durability_warnings() -> None:
+    assert warnings_for({"appendonly": "yes", "save": "", "maxmemory-policy": "noeviction"}) == []
+    assert "no persistence" in warnings_for({"appendonly": "no", "save": ""})[0]
+    assert "snapshots only" in warnings_for({"appendonly": "no", "save": "3600 1"})[0]
+    assert "may evict" in warnings_for({"appendonly": "yes", "maxmemory-policy": "allkeys-lru"})[0]
+    assert "could not verify" in warnings_for({})[0]

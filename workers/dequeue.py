@@ -1,0 +1,103 @@
+"""Reliable dequeue across several priority queues: a job is always in a queue or claimed.
+
+RQ pops with BLPOP when a worker listens on more than one queue; a worker killed between
+the pop and its own bookkeeping loses the job (its reliable BLMOVE path only covers
+single-queue workers). Here one Lua script takes the first job of the highest-priority
+non-empty queue AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in
+one atomic step. The claim lasts until the worker settles the job (outcome recorded,
+requeued or recovered); `workers.recovery` hands the claims of dead workers back.
+
+Redis has no blocking command that moves from several lists into a hash, so an idle worker
+polls: the script is one round trip, retried after a short sleep that grows from
+`POLL_MIN` to `POLL_MAX` while all queues stay empty (the pick-up latency of an idle
+worker is at most `POLL_MAX`; a busy worker never sleeps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis import Redis
+
+from jobs import keys
+
+POLL_MIN = 0.01
+POLL_MAX = 0.1
+
+# KEYS[1] = claims hash, KEYS[2..] = queue lists, highest priority first; ARGV[1] = worker name.
+_CLAIM = """
+for i = 2, #KEYS do
+  local job_id = redis.call('LPOP', KEYS[i])
+  if job_id then
+    redis.call('HSET', KEYS[1], job_id, ARGV[1])
+    return {KEYS[i], job_id}
+  end
+end
+return false
+"""
+
+# Settle a claim once the job's outcome is recorded. KEYS[1] = claims hash, KEYS[2] = job hash,
+# KEYS[3] = the job's queue list; ARGV[1] = job id, ARGV[2] = worker name. Returns 1 released,
+# 0 not ours, -1 the outcome was never recorded (still `started`, or `queued` but in no queue):
+# the caller must recover the job before the claim may go.
+_SETTLE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'started' or (status == 'queued' and not redis.call('LPOS', KEYS[3], ARGV[1])) then
+  return -1
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Compare-and-set the owner of a claim. KEYS[1] = claims hash; ARGV = job id, expected, new.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Claims:
+    """The claims hash: who holds which job between dequeue and its settled outcome."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+        self._claim = connection.register_script(_CLAIM)
+        self._settle = connection.register_script(_SETTLE)
+        self._take_over = connection.register_script(_TAKE_OVER)
+
+    def claim(self, queue_keys: Sequence[str], worker_name: str) -> tuple[str, str] | None:
+        """Take the first job of the first non-empty queue for `worker_name`: (queue key, job id)."""
+        result = self._claim(keys=[keys.CLAIMS, *queue_keys], args=[worker_name])
+        if not result:
+            return None
+        queue_key, job_id = result
+        return _text(queue_key), _text(job_id)
+
+    def settle(self, job_key: str, queue_key: str, job_id: str, worker_name: str) -> int:
+        """Release the claim once the job's outcome is recorded (1); -1: recover it first; 0: not ours."""
+        return int(self._settle(keys=[keys.CLAIMS, job_key, queue_key], args=[job_id, worker_name]))
+
+    def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
+        return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))
+
+    def owner(self, job_id: str) -> str | None:
+        value = self.connection.hget(keys.CLAIMS, job_id)
+        return None if value is None else _text(value)
+
+    def all(self) -> dict[str, str]:
+        raw: dict[Any, Any] = self.connection.hgetall(keys.CLAIMS)
+        return {_text(job_id): _text(owner) for job_id, owner in raw.items()}
+
+    def held_by(self, worker_name: str) -> list[str]:
+        return [job_id for job_id, owner in self.all().items() if owner == worker_name]

@@ -1,0 +1,321 @@
+"""Fast abandoned-job recovery: jobs held by a dead worker are retried or failed within a bound.
+
+Every live worker refreshes `jobsvc:alive:<name>` (TTL `ABANDONED_JOB_TIMEOUT / 2`) about
+every `ABANDONED_JOB_TIMEOUT / 6` seconds, and every job it takes is claimed in
+`jobsvc:claims` (see `workers.dequeue`). About every `ABANDONED_JOB_TIMEOUT / 4` seconds
+one worker (whoever holds `jobsvc:recovery:lock`) sweeps the claims: a claim whose owner
+has no liveness key is taken over and settled:
+
+- the job was `started` -> the attempt was lost: retried when retries are left (one retry
+  spent, backoff as usual), else `failed` with "worker died while running the job"; either
+  way a message records the lost attempt;
+- the job was claimed but never started -> put back at the front of its queue (no retry spent);
+- the job already ended, or is scheduled / queued again -> the stale claim is dropped.
+
+So a job whose worker died is handled at most `ABANDONED_JOB_TIMEOUT * 3/4` (plus one sweep)
+after the death, by any live worker, including one that was just started.
+
+Deaths are only declared while this worker's own Redis link has been healthy for a whole
+liveness TTL and the Redis server has been up that long: after an outage every live worker
+gets time to refresh its key before anyone is called dead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.queue import Queue
+from rq.rate_limit import release_slot
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.serializers import Serializer
+from rq.utils import now, utcparse
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from jobs import keys, lifecycle
+from jobs.control import cancel_dependents
+from jobs.progress import ATTEMPT, append_message
+from jobs.settings import get_settings
+from workers.dequeue import Claims
+
+logger = logging.getLogger("workers.recovery")
+
+#: The reason a job fails with when its worker died and no retries are left.
+WORKER_DIED = "worker died while running the job"
+
+#: Redis errors that mean "cannot talk to Redis right now" (retry later), not "bad command".
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+Outcome = Literal["retried", "failed", "requeued", "released", "skipped", "gone"]
+
+
+class AbandonedJobError(RuntimeError):
+    """The worker running a job died (or lost Redis) before the job's outcome was recorded."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Every interval derives from `ABANDONED_JOB_TIMEOUT` so that the bound holds."""
+
+    abandoned_job_timeout: float
+
+    @property
+    def liveness_ttl(self) -> float:
+        return self.abandoned_job_timeout / 2
+
+    @property
+    def beat_interval(self) -> float:
+        return max(0.5, self.abandoned_job_timeout / 6)
+
+    @property
+    def sweep_interval(self) -> float:
+        return self.abandoned_job_timeout / 4
+
+
+def job_ended(job: Job) -> None:
+    """A job this module moved to `failed` (its worker died, no retries left): like any other
+    failure, its final status is published, its `callback_url` called and its dependents canceled."""
+    logger.info("job %s failed: %s", job.id, WORKER_DIED)
+    lifecycle.job_ended(job, job.connection)
+    cancel_dependents(job.connection, job.id, job.failure_ttl or get_settings().failure_ttl)
+
+
+class Recovery:
+    """Liveness, sweeping and settling for one worker process (`worker_name`)."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        worker_name: str,
+        timing: Timing,
+        *,
+        job_class: type[Job] = Job,
+        serializer: Serializer | None = None,
+        on_failed: Callable[[Job], None] = job_ended,
+    ) -> None:
+        self.connection = connection
+        self.worker_name = worker_name
+        self.timing = timing
+        self.job_class = job_class
+        self.serializer = serializer
+        self.on_failed = on_failed
+        self.claims = Claims(connection)
+        self._last_beat = -float("inf")
+        self._last_sweep = -float("inf")
+        self._last_redis_error: float | None = None
+
+    # -- liveness -----------------------------------------------------------------------
+
+    def beat(self, force: bool = False) -> None:
+        """Refresh this worker's liveness key (at most every `beat_interval` unless forced)."""
+        moment = time.monotonic()
+        if not force and moment - self._last_beat < self.timing.beat_interval:
+            return
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        self.connection.set(keys.worker_alive(self.worker_name), info, px=int(self.timing.liveness_ttl * 1000))
+        self._last_beat = moment
+
+    def forget(self) -> None:
+        """This worker is leaving: its liveness key goes at once (its claims were settled)."""
+        self.connection.delete(keys.worker_alive(self.worker_name))
+
+    def note_redis_error(self) -> None:
+        """Called by the worker whenever Redis could not be reached."""
+        self._last_redis_error = time.monotonic()
+
+    def tick(self) -> None:
+        """Beat and, when due, sweep. Never raises for Redis being unreachable."""
+        try:
+            self.beat()
+            if time.monotonic() - self._last_sweep >= self.timing.sweep_interval:
+                self._last_sweep = time.monotonic()
+                self.sweep()
+        except REDIS_DOWN as exc:
+            self.note_redis_error()
+            logger.warning("worker %s: Redis unreachable during recovery tick (%s)", self.worker_name, exc)
+
+    # -- sweeping -----------------------------------------------------------------------
+
+    def may_declare_deaths(self) -> bool:
+        ttl = self.timing.liveness_ttl
+        if self._last_redis_error is not None and time.monotonic() - self._last_redis_error < ttl:
+            return False
+        try:
+            uptime = int(self.connection.info("server")["uptime_in_seconds"])
+        except (redis.ResponseError, KeyError):  # INFO disabled on some managed servers
+            return True
+        return uptime >= ttl
+
+    def sweep(self) -> dict[str, Outcome]:
+        """Settle every claim whose owner is dead; release scheduler locks of dead schedulers."""
+        if not self.may_declare_deaths():
+            return {}
+        lock_ms = max(100, int(self.timing.sweep_interval * 1000) - 50)
+        if not self.connection.set(keys.RECOVERY_LOCK, self.worker_name, nx=True, px=lock_ms):
+            return {}
+        claims = self.claims.all()
+        owners = sorted(set(claims.values()) - {self.worker_name})
+        dead: set[str] = set()
+        if owners:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for owner in owners:
+                    pipe.exists(keys.worker_alive(owner))
+                dead = {owner for owner, alive in zip(owners, pipe.execute(), strict=True) if not alive}
+        outcomes: dict[str, Outcome] = {}
+        for job_id, owner in claims.items():
+            if owner in dead:
+                outcomes[job_id] = self.recover(job_id, owner, WORKER_DIED)
+        for owner in dead:
+            self._bury(owner)
+        self._release_dead_scheduler_locks()
+        if outcomes:
+            logger.warning("worker %s: recovered abandoned jobs %s", self.worker_name, outcomes)
+        return outcomes
+
+    def _bury(self, worker_name: str) -> None:
+        """Forget a dead worker in RQ's registries at once (else it counts as alive for minutes)."""
+        from rq.worker import Worker
+
+        key = Worker.redis_worker_namespace_prefix + worker_name
+        queues = _text(self.connection.hget(key, "queues") or b"")
+        with self.connection.pipeline() as pipe:
+            pipe.srem(Worker.redis_workers_keys, key)
+            for name in filter(None, queues.split(",")):
+                pipe.srem(WORKERS_BY_QUEUE_KEY % name, key)
+            pipe.delete(key, f"{key}:executions")
+            pipe.execute()
+
+    def _release_dead_scheduler_locks(self) -> None:
+        """A SIGKILLed worker's scheduler holds its queue locks for a minute; free them sooner."""
+        from jobs.queues import QUEUE_NAMES
+
+        lock_keys = [RQScheduler.get_locking_key(name) for name in QUEUE_NAMES]
+        holders = self.connection.mget(lock_keys)
+        stale_after = self.timing.liveness_ttl
+        for lock_key, raw_holder in zip(lock_keys, holders, strict=True):
+            if raw_holder is None:
+                continue
+            holder = _text(raw_holder)
+            beat = self.connection.hget(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat")
+            if beat is not None and (now() - utcparse(_text(beat))).total_seconds() < stale_after:
+                continue
+            self._compare_and_delete(lock_key, holder)
+            logger.warning("released scheduler lock %s of dead scheduler %s", lock_key, holder)
+
+    def _compare_and_delete(self, key: str, value: str) -> None:
+        script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        self.connection.eval(script, 1, key, value)
+
+    # -- settling one job ---------------------------------------------------------------
+
+    def settle(self, job: Job, reason: str) -> Outcome:
+        """This worker is done with `job`: release its claim, recovering it first if its outcome was lost."""
+        queue_key = Queue(job.origin, connection=self.connection).key
+        state = self.claims.settle(job.key, queue_key, job.id, self.worker_name)
+        if state == 1:
+            return "released"
+        if state == 0:
+            return "skipped"
+        return self.recover(job.id, self.worker_name, reason)
+
+    def requeue_interrupted(self, job_id: str, reason: str) -> Outcome:
+        """Put this worker's running job back at the front of its queue, spending no retry."""
+        return self.recover(job_id, self.worker_name, reason, interrupted=True)
+
+    def release_unstarted(self) -> list[str]:
+        """On the way out: hand back jobs this worker claimed but never started."""
+        returned = []
+        for job_id in self.claims.held_by(self.worker_name):
+            if self.recover(job_id, self.worker_name, "the worker stopped before starting it") == "requeued":
+                returned.append(job_id)
+        return returned
+
+    def recover(self, job_id: str, owner: str, reason: str, *, interrupted: bool = False) -> Outcome:
+        """Settle a claim of `owner` (dead, or this worker): see the module docstring."""
+        if owner != self.worker_name and not self.claims.take_over(job_id, owner, self.worker_name):
+            return "skipped"  # someone else settled it first
+        try:
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        except NoSuchJobError:
+            self.connection.hdel(keys.CLAIMS, job_id)
+            return "gone"
+        queue = Queue(job.origin, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+        status = job.get_status(refresh=False)
+        outcome: Outcome = "released"
+        with self.connection.pipeline() as pipe:
+            if status == JobStatus.STARTED:
+                self._drop_executions(job, pipe)
+                if interrupted:
+                    outcome = self._requeue(job, queue, pipe, f"attempt {_attempt(job)} interrupted: {reason}")
+                else:
+                    outcome = self._lose_attempt(job, queue, pipe, reason)
+            elif status == JobStatus.QUEUED and self.connection.lpos(queue.key, job_id) is None:
+                self._drop_executions(job, pipe)  # the worker may have died between its execution and the start
+                outcome = self._requeue(job, queue, pipe, f"requeued: {reason}")
+            pipe.hdel(keys.CLAIMS, job_id)
+            pipe.execute()
+        if outcome != "released":
+            logger.warning("job %s (%s, held by %s): %s", job_id, reason, owner, outcome)
+        if outcome in ("retried", "failed"):
+            release_slot(job)
+        if outcome == "failed":
+            self._announce(self.on_failed, job)
+        elif outcome in ("retried", "requeued"):
+            self._announce(lambda ended: lifecycle.status_changed(ended, self.connection), job)
+        return outcome
+
+    def _announce(self, announce: Callable[[Job], None], job: Job) -> None:
+        try:
+            announce(job)
+        except Exception:  # the recovery is saved; a lost announcement must not undo it
+            logger.exception("could not announce the recovery of job %s", job.id)
+
+    def _lose_attempt(self, job: Job, queue: Queue, pipe: Any, reason: str) -> Outcome:
+        attempt = _attempt(job)
+        if job.retries_left:
+            left = job.retries_left - 1
+            append_message(job.meta, f"attempt {attempt} lost: {reason}; retrying ({left} retries left)")
+            job.retry(queue, pipe)  # saves the job, meta included
+            return "retried"
+        append_message(job.meta, f"attempt {attempt} lost: {reason}; no retries left")
+        job.ended_at = now()
+        record_job_failure(job, f"{AbandonedJobError.__name__}: {reason}", pipe)
+        job.save(pipeline=pipe)
+        return "failed"
+
+    def _requeue(self, job: Job, queue: Queue, pipe: Any, message: str) -> Outcome:
+        append_message(job.meta, message)
+        queue._enqueue_job(job, pipeline=pipe, at_front=True)
+        return "requeued"
+
+    def _drop_executions(self, job: Job, pipe: Any) -> None:
+        """Remove the dead attempt's traces from RQ's started registry and execution index."""
+        registry = job.started_job_registry
+        members: list[Any] = self.connection.zrange(registry.key, 0, -1)
+        stale = [member for member in map(_text, members) if member.startswith(f"{job.id}:")]
+        if stale:
+            pipe.zrem(registry.key, *stale)
+        execution_ids: list[Any] = self.connection.zrange(job.execution_registry.key, 0, -1)
+        for execution_id in map(_text, execution_ids):
+            pipe.delete(Execution(execution_id, job.id, connection=self.connection).key)
+        pipe.delete(job.execution_registry.key)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _attempt(job: Job) -> int:
+    return int(job.meta.get(ATTEMPT, 0)) or 1

@@ -125,16 +125,16 @@ def test_web_worker_and_dashboard_run_over_tls(tls_url: str, tmp_path: Path) -> 
         services = yaml.safe_load((ROOT / "render.yaml").read_text())["services"]
         (dashboard_command,) = [s["startCommand"] for s in services if s["name"] == "jobs-dashboard"]
         dashboard_env = base_env(tls_url, **env, PORT=str(dashboard_port))
-        dashboard_env.update(RQ_DASHBOARD_USERNAME="admin", RQ_DASHBOARD_PASSWORD="s3cret")
+        dashboard_env.update(DASHBOARD_USERNAME="admin", DASHBOARD_PASSWORD="s3cret")
         dashboard = factory.spawn("dashboard", f"exec {dashboard_command}", dashboard_env)
         with httpx.Client(base_url=f"http://127.0.0.1:{dashboard_port}", timeout=10) as ui:
-            wait_for(lambda: _answers(ui, "/", auth=("admin", "s3cret")) or not dashboard.alive(), 30, what="dashboard")
-            assert ui.get("/").status_code == 401, "basic auth is on"
-            queues = ui.get("/0/data/queues.json", auth=("admin", "s3cret"))
+            wait_for(lambda: _answers(ui, "/healthz") or not dashboard.alive(), 30, what="dashboard")
+            assert ui.get("/dashboard/").status_code == 401, "basic auth is on"
+            queues = ui.get("/dashboard/0/data/queues.json", auth=("admin", "s3cret"))
             assert queues.status_code == 200, dashboard.log()
             by_name = {queue["name"]: queue for queue in queues.json()["queues"]}
             assert "default" in by_name, queues.text  # read from the TLS server through the dashboard's client
-            workers = ui.get("/0/data/workers.json", auth=("admin", "s3cret")).json()["workers"]
+            workers = ui.get("/dashboard/0/data/workers.json", auth=("admin", "s3cret")).json()["workers"]
             assert len(workers) == 1, workers
     finally:
         factory.stop_all()

@@ -8,6 +8,8 @@ a stream dropped mid-job) stays on the contract server in tests/unit/test_client
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ from jobs_client import (
     WaitTimeout,
 )
 
-from stack.redis_server import EmbeddedRedis
+from stack.redis_server import EmbeddedRedis, free_port
 from tests.integration.conftest import TEST_ENV
 from tests.support.procs import ProcessFactory, wait_for
 from tests.support.recording import AsyncRecordingTransport, Recorder, RecordingTransport
@@ -68,6 +70,39 @@ def test_sync_wait_follows_the_real_stream_with_progress_in_order(
     assert recorder.job_gets(job.id) == [f"/jobs/{job.id}/events"], "one stream, no polling"
     (stream,) = [r for r in recorder.requests if r.url.path.endswith("/events")]
     assert stream.headers["accept"] == "text/event-stream"
+
+
+def test_wait_resumes_the_stream_across_a_web_restart(redis_url: str, procs: ProcessFactory) -> None:
+    """The web process dies mid-job (SIGKILL: the stream drops) and comes back on the same port after
+    5 s: `wait()` keeps reconnecting to /events with Last-Event-ID, never falls back to polling, and
+    reports every step exactly once, in order."""
+    procs.worker()
+    port = free_port()
+    web, url = procs.web(port)
+    events: list[ProgressEvent] = []
+    recorder = Recorder()
+    down = threading.Event()
+
+    def restart() -> None:
+        wait_for(lambda: len(events) >= 3, 30, what="three progress reports")
+        web.kill_group()
+        down.set()
+        time.sleep(5)
+        procs.web(port)
+
+    with JobsClient(url, transport=RecordingTransport(recorder)) as client:
+        job = client.submit("demo.steps", {"steps": 50, "delay": 0.15})
+        restarter = threading.Thread(target=restart)
+        restarter.start()
+        try:
+            done = client.wait(job.id, timeout=90, on_progress=events.append)
+        finally:
+            restarter.join()
+    assert down.is_set() and done.status == "finished"
+    assert [e.message for e in events] == [f"step {i}/50" for i in range(1, 51)]
+    streams = [r for r in recorder.requests if r.url.path == f"/jobs/{job.id}/events"]
+    assert recorder.job_gets(job.id) == [f"/jobs/{job.id}/events"] * len(streams), "no polling"
+    assert len(streams) >= 3 and all("last-event-id" in r.headers for r in streams[1:])
 
 
 def test_async_gather_follows_one_stream_per_job(web_url: str, redis_url: str, procs: ProcessFactory) -> None:

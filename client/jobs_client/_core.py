@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -41,7 +41,10 @@ def client_headers(api_key: str | None, extra: Mapping[str, str] | None = None) 
 def submit_request(
     job_type: str, args: Mapping[str, Any] | None, options: dict[str, Any]
 ) -> tuple[Any, dict[str, str]]:
-    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header."""
+    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header.
+
+    Python values become the API's: a `datetime` (with a UTC offset) ISO 8601, a `timedelta` seconds,
+    `depends_on` one id or `Job` or a list of them -> a list of ids."""
     headers: dict[str, str] = {}
     key = options.pop("idempotency_key", None)
     if key is not None:
@@ -50,7 +53,14 @@ def submit_request(
     for name, value in options.items():
         if value is None:
             continue
-        body[name] = value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+        if name == "depends_on":
+            parents = [value] if isinstance(value, str | Job) else list(value)
+            value = [parent.id if isinstance(parent, Job) else parent for parent in parents]
+        elif isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
+        body[name] = value
     return body, headers
 
 

@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -253,6 +253,21 @@ def test_wait_timeout_then_cancel_a_waiting_job(web_url: str, redis_url: str) ->
         assert client.cancel(job.id).status == "canceled"
         with pytest.raises(Conflict):
             client.cancel(job.id)
+
+
+def test_submit_options_take_python_values(web_url: str, redis_url: str) -> None:
+    with JobsClient(web_url) as client:
+        at = client.submit("demo.noop", run_at=datetime.now(UTC) + timedelta(minutes=5))
+        later = client.submit("demo.noop", delay=timedelta(minutes=5))
+        assert (at.status, later.status) == ("scheduled", "scheduled")
+        child = client.submit("demo.noop", depends_on=[at, later.id])
+        assert child.status == "deferred"
+        assert client.submit("demo.noop", depends_on=child).status == "deferred"
+        with pytest.raises(ValidationError) as naive:
+            client.submit("demo.noop", run_at=datetime.now() + timedelta(minutes=5))  # naive: no UTC offset
+        assert list(naive.value.fields) == ["run_at"]
+        first = client.submit("demo.noop", idempotency_key="once")
+        assert client.submit("demo.noop", idempotency_key="once").id == first.id
 
 
 def test_async_cancel_of_a_running_job(web_url: str, redis_url: str, procs: ProcessFactory) -> None:

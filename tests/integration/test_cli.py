@@ -53,10 +53,11 @@ def finish(child: pexpect.spawn) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def secured_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One web process for this module that wants `Authorization: Bearer <API_KEY>`."""
+    """One web process for this module that wants `Authorization: Bearer <API_KEY>` and allows 2 submissions
+    a minute per key (Redis, and so the count, is flushed before each test)."""
     factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("secured-web"), TEST_ENV)
     try:
-        _, url = factory.web(API_KEYS=f"cli={API_KEY}")
+        _, url = factory.web(API_KEYS=f"cli={API_KEY}", RATE_LIMIT="2/minute")
         yield url
     finally:
         factory.stop_all()
@@ -188,3 +189,10 @@ def test_api_key_from_jobs_api_key_with_bar_and_json(secured_url: str, redis_url
     view = json.loads(output[output.index("\n{") : output.rindex("}") + 1])
     assert view["status"] == "finished" and view["result"] == {"steps": 5, "attempt": 1}
     assert status_of(secured_url, view["id"], API_KEY) == "finished"
+    jobs = [JOBS, "submit", "demo.noop"]
+    second = subprocess.run(
+        jobs, env=env(secured_url, JOBS_API_KEY=API_KEY), capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode == 0, second.stderr
+    third = subprocess.run(jobs, env=env(secured_url, JOBS_API_KEY=API_KEY), capture_output=True, text=True, timeout=30)
+    assert third.returncode == 1 and "429" in third.stderr and "retry after" in third.stderr, third.stderr

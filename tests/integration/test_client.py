@@ -255,6 +255,22 @@ def test_wait_timeout_then_cancel_a_waiting_job(web_url: str, redis_url: str) ->
             client.cancel(job.id)
 
 
+def test_a_waiter_sees_another_client_cancel_a_queued_job(web_url: str, redis_url: str) -> None:
+    recorder = Recorder()
+
+    async def main() -> str:
+        async with AsyncJobsClient(web_url, transport=AsyncRecordingTransport(recorder)) as waiter:
+            job = await waiter.submit("demo.steps", {"steps": 2}, queue="low")  # no worker: it stays queued
+            waiting = asyncio.create_task(waiter.wait(job.id, timeout=30))
+            await asyncio.to_thread(wait_for, lambda: len(recorder.job_gets(job.id)) == 1, 10, what="the stream")
+            with JobsClient(web_url) as other:
+                assert other.cancel(job.id).status == "canceled"
+            return (await waiting).status
+
+    assert asyncio.run(main()) == "canceled"
+    assert len(recorder.paths("GET")) == 1, "the cancel arrived on the open stream"
+
+
 def test_submit_options_take_python_values(web_url: str, redis_url: str) -> None:
     with JobsClient(web_url) as client:
         at = client.submit("demo.noop", run_at=datetime.now(UTC) + timedelta(minutes=5))

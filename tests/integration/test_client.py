@@ -173,6 +173,16 @@ def test_typed_error_503_when_redis_is_down(tmp_path: Path) -> None:
             assert down.value.status == 503 and down.value.retry_after == 5
             with pytest.raises(ServiceUnavailable):
                 client.get("anything")
+            with pytest.raises(WaitTimeout):  # wait() waits 503s out (Retry-After) until its deadline
+                client.wait("0123456789abcdef", timeout=1)
+
+        async def async_client() -> None:
+            async with AsyncJobsClient(url) as aclient:
+                with pytest.raises(ServiceUnavailable) as adown:
+                    await aclient.submit("demo.steps")
+                assert adown.value.retry_after == 5
+
+        asyncio.run(async_client())
     finally:
         factory.stop_all()
         server.stop()

@@ -230,28 +230,24 @@ def test_429_with_retry_after_past_the_rate_limit(secured_url: str, redis_url: s
     asyncio.run(other_clients())
 
 
-def _started(client: JobsClient, job_id: str) -> None:
-    wait_for(lambda: client.get(job_id).status == "started", 30, interval=0.05, what="the job to start")
-
-
 def test_cancel_stops_a_running_job_and_a_second_cancel_conflicts(
     web_url: str, redis_url: str, procs: ProcessFactory
 ) -> None:
     procs.worker()
     recorder = Recorder()
-    with JobsClient(web_url, transport=RecordingTransport(recorder)) as client:
+    with JobsClient(web_url) as watcher, JobsClient(web_url, transport=RecordingTransport(recorder)) as client:
         job = client.submit("demo.steps", {"steps": 300, "delay": 0.1})
-        _started(client, job.id)
+        wait_for(lambda: watcher.get(job.id).status == "started", 30, what="the job to start")
         asked = client.cancel(job.id)
         assert asked.id == job.id and asked.status in {"started", "stopped"}
         stopped = client.wait(job.id, timeout=30)
         assert stopped.status == "stopped" and stopped.progress < 100
+        assert recorder.job_gets(job.id) == [f"/jobs/{job.id}/events"], "the stop arrived on the stream"
+        assert recorder.paths("DELETE") == [f"/jobs/{job.id}"]
         assert client.get(job.id).status == "stopped"
         with pytest.raises(Conflict) as again:
             client.cancel(job.id)
         assert again.value.status == 409
-    waits = [p for p in recorder.job_gets(job.id) if p.endswith("/events")]
-    assert waits == [f"/jobs/{job.id}/events"]
 
 
 def test_wait_timeout_then_cancel_a_waiting_job(web_url: str, redis_url: str) -> None:

@@ -2,8 +2,10 @@
 `rq worker` processes, a real valkey-server. `wait()` follows the real SSE stream (GET /jobs/{id}/events);
 a recording transport proves it never fell back to polling. Typed errors come from the real server:
 422/404 from validation and lookups, 401 and 429 from a web process with API_KEYS and RATE_LIMIT set,
-409 from a second cancel, 503 with Redis stopped. What the real server cannot produce (no /events route,
-a stream dropped mid-job) stays on the contract server in tests/unit/test_client_contract.py."""
+409 from a second cancel, 503 with Redis stopped; a killed and restarted web process drops the stream.
+What the real server cannot produce on demand (no /events route, a stream dropped after exactly N events
+to check the Last-Event-ID sent, 429/503 on reads) stays on the contract server in
+tests/unit/test_client_contract.py."""
 
 from __future__ import annotations
 

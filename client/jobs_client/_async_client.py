@@ -121,20 +121,24 @@ class AsyncJobsClient:
         return await self._poll(waiter)
 
     async def _follow_stream(self, waiter: Waiter) -> Job | None:
-        """The ended job, or None when the server has no event stream (then the caller polls)."""
+        """The ended job, or None when the server has no event stream (then the caller polls).
+
+        A dropped stream or a refused connection (a web restart, a deploy) is not a missing stream: it
+        reconnects with backoff and `Last-Event-ID`, so no report is lost or repeated, until the deadline or
+        `Waiter.OUTAGE_TOLERANCE`. 429/503 answers are retried after their `Retry-After`."""
         decoder = SSEDecoder()
         path = f"{job_path(waiter.job_id)}/events"
-        while waiter.stream_failures < 5:
+        while True:
             waiter.check_deadline()
             headers = {"Accept": EVENT_STREAM}
             if decoder.last_id:
                 headers["Last-Event-ID"] = decoder.last_id
-            waiter.stream_failures += 1
             retry_after: float | None = None
             try:
                 async with self._http.stream(
                     "GET", path, headers=headers, timeout=waiter.stream_timeout(self.timeout)
                 ) as response:
+                    waiter.reached()
                     if stream_unavailable(response):
                         await response.aread()
                         if response.status_code == 404:
@@ -152,24 +156,21 @@ class AsyncJobsClient:
                                 continue
                             return job if "result" in job.raw else await self.get(job.id)
             except httpx.ReadTimeout:
-                waiter.stream_failures = 0  # a quiet job; reconnecting re-reads its state
-                continue
-            except httpx.TransportError:
-                pass
+                continue  # a quiet job; reconnecting re-reads its state
+            except httpx.TransportError as exc:
+                waiter.unreachable(f"GET {self.base_url}{path}", exc)
             if decoder.retry_ms is not None and retry_after is None:
                 retry_after = decoder.retry_ms / 1000
             await asyncio.sleep(waiter.next_delay(False, retry_after))
-        return None
 
     async def _poll(self, waiter: Waiter) -> Job:
-        failures = 0
         while True:
             retry_after = None
             changed = False
             try:
                 response = await self._http.get(job_path(waiter.job_id))
+                waiter.reached()
                 if response.is_success:
-                    failures = 0
                     job, changed = waiter.saw_view(response.json())
                     if job.ended:
                         return job
@@ -177,7 +178,5 @@ class AsyncJobsClient:
                 else:
                     retry_after = waiter.retry_after(error_for(response))
             except httpx.TransportError as exc:
-                failures += 1
-                if failures >= 5:
-                    raise TransportError(f"GET {self.base_url}{job_path(waiter.job_id)}: {exc}") from exc
+                waiter.unreachable(f"GET {self.base_url}{job_path(waiter.job_id)}", exc)
             await asyncio.sleep(waiter.next_delay(changed, retry_after))

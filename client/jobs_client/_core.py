@@ -7,12 +7,20 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from jobs_client._exceptions import APIError, RateLimited, ServiceUnavailable, WaitTimeout, error_for, parse_retry_after
+from jobs_client._exceptions import (
+    APIError,
+    RateLimited,
+    ServiceUnavailable,
+    TransportError,
+    WaitTimeout,
+    error_for,
+    parse_retry_after,
+)
 from jobs_client._models import Job, ProgressEvent, parse_time
 
 __version__ = "0.1.0"
@@ -33,7 +41,10 @@ def client_headers(api_key: str | None, extra: Mapping[str, str] | None = None) 
 def submit_request(
     job_type: str, args: Mapping[str, Any] | None, options: dict[str, Any]
 ) -> tuple[Any, dict[str, str]]:
-    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header."""
+    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header.
+
+    Python values become the API's: a `datetime` (with a UTC offset) ISO 8601, a `timedelta` seconds,
+    `depends_on` one id or `Job` or a list of them -> a list of ids."""
     headers: dict[str, str] = {}
     key = options.pop("idempotency_key", None)
     if key is not None:
@@ -42,7 +53,14 @@ def submit_request(
     for name, value in options.items():
         if value is None:
             continue
-        body[name] = value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+        if name == "depends_on":
+            parents = [value] if isinstance(value, str | Job) else list(value)
+            value = [parent.id if isinstance(parent, Job) else parent for parent in parents]
+        elif isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
+        body[name] = value
     return body, headers
 
 
@@ -129,6 +147,9 @@ class Waiter:
 
     #: Longest a stream may stay silent before the client reconnects (and so re-reads the state).
     STREAM_IDLE = 30.0
+    #: Longest the service may stay unreachable (refused connections, dropped streams: a web restart or
+    #: deploy) before `wait()` gives up with `TransportError`; the caller's `timeout` still applies.
+    OUTAGE_TOLERANCE = 60.0
 
     def __init__(
         self,
@@ -148,7 +169,7 @@ class Waiter:
         self.last: Job | None = None
         self._seen: set[tuple[Any, Any, float]] = set()
         self._last_progress = 0.0
-        self.stream_failures = 0
+        self._unreachable_since: float | None = None
 
     # deadline
     def remaining(self) -> float | None:
@@ -163,6 +184,19 @@ class Waiter:
         remaining = self.remaining()
         read = self.STREAM_IDLE if remaining is None else max(0.05, min(self.STREAM_IDLE, remaining))
         return httpx.Timeout(base, read=read)
+
+    # reachability
+    def reached(self) -> None:
+        """The service answered: an outage, if any, is over."""
+        self._unreachable_since = None
+
+    def unreachable(self, what: str, exc: Exception) -> None:
+        """A transport error: fine for a while (the caller retries), `TransportError` after OUTAGE_TOLERANCE."""
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= self.OUTAGE_TOLERANCE:
+            raise TransportError(f"{what}: unreachable for {now - self._unreachable_since:.0f} s: {exc}") from exc
 
     # progress
     def _emit(self, progress: float, message: str | None, when: Any) -> bool:
@@ -196,7 +230,6 @@ class Waiter:
 
     def saw_event(self, event: SSEEvent) -> Job | None:
         """An SSE event; the job once its final status arrived."""
-        self.stream_failures = 0
         if event.event == "progress":
             self.saw_progress(event.json())
         elif event.event == "status":

@@ -1,10 +1,13 @@
-"""A small real HTTP server (Starlette + uvicorn on loopback, in a thread) that speaks API.md for
-what the service on this branch does not do yet: SSE (section 8), DELETE (section 5), 429 with
-Retry-After. Jobs are `demo.steps` run by an asyncio task; tests inject 429/503 answers."""
+"""A small real HTTP server (Starlette + uvicorn on loopback, in a thread) that speaks API.md where a test
+needs what the real service never does on demand: no event stream at all (`sse=False`, an older or
+proxied deployment), a stream dropped after N events (`drop_after`), 429/503 answers with Retry-After on
+reads (`inject`). Everything else about the client runs against the real stack (tests/integration).
+Jobs are `demo.steps` run by an asyncio task; events carry ids 1, 2, ... and `Last-Event-ID` resumes."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -44,7 +47,8 @@ class FakeJob:
     result: Any = None
     error: str | None = None
     created_at: str | None = field(default_factory=lambda: iso_z(utc_now()))
-    listeners: list[asyncio.Queue[tuple[str, Any]]] = field(default_factory=list)
+    listeners: list[asyncio.Queue[tuple[int, str, Any]]] = field(default_factory=list)
+    log: list[tuple[int, str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
     def view(self) -> dict[str, Any]:
@@ -57,8 +61,10 @@ class FakeJob:
         }  # fmt: skip
 
     def publish(self, event: str, data: Any) -> None:
+        entry = (len(self.log) + 1, event, data)
+        self.log.append(entry)
         for listener in self.listeners:
-            listener.put_nowait((event, data))
+            listener.put_nowait(entry)
 
 
 class ContractServer:
@@ -67,13 +73,13 @@ class ContractServer:
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[tuple[float, str, str]] = []
         self.inject: list[tuple[int, str]] = []  # (status, Retry-After) answered to the next requests
+        self.drop_after: list[int] = []  # the next streams close after this many events each
+        self.last_event_ids: list[str | None] = []  # the Last-Event-ID of each stream request
         self.url = ""
         self.app = Starlette(
             routes=[
                 Route("/jobs", self.submit, methods=["POST"]),
-                Route("/jobs", self.list_jobs, methods=["GET"]),
                 Route("/jobs/{job_id}", self.get, methods=["GET"]),
-                Route("/jobs/{job_id}", self.cancel, methods=["DELETE"]),
                 Route("/jobs/{job_id}/events", self.events, methods=["GET"]),
             ],
             middleware=[Middleware(BaseHTTPMiddleware, dispatch=self._record)],
@@ -122,45 +128,25 @@ class ContractServer:
         job = self._job(request)
         return JSONResponse(job.view()) if job else problem(404, "Not found", "no such job")
 
-    async def cancel(self, request: Request) -> Response:
-        job = self._job(request)
-        if job is None:
-            return problem(404, "Not found", "no such job")
-        if job.status in ENDED:
-            return problem(409, "Conflict with the job's state", f"job already {job.status}")
-        assert job.task is not None
-        job.task.cancel()
-        started = job.status == "started"
-        job.status = "stopped" if started else "canceled"
-        job.error = "stopped by request" if started else None
-        job.publish("status", job.view())
-        return JSONResponse(job.view(), status_code=202 if started else 200)
-
-    async def list_jobs(self, request: Request) -> Response:
-        ids = sorted(self.jobs, key=lambda i: self.jobs[i].created_at or "", reverse=True)
-        limit = int(request.query_params.get("limit", 50))
-        start = int(request.query_params.get("cursor", 0))
-        page = ids[start : start + limit]
-        next_cursor = str(start + limit) if start + limit < len(ids) else None
-        views = [{k: v for k, v in self.jobs[i].view().items() if k not in ("messages", "result")} for i in page]
-        return JSONResponse({"jobs": views, "next_cursor": next_cursor})
-
     async def events(self, request: Request) -> Response:
         job = self._job(request)
         if not self.sse or job is None:
             return problem(404, "Not found", "no such job" if job is None else "no event stream")
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        last_id = request.headers.get("last-event-id")
+        self.last_event_ids.append(last_id)
+        queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
         job.listeners.append(queue)
+        backlog = [entry for entry in job.log if last_id and entry[0] > int(last_id)]
+        if not last_id:  # a first connection starts with the current state
+            backlog = [(len(job.log), "status", job.view())]
+        budget = self.drop_after.pop(0) if self.drop_after else None
 
         async def stream() -> AsyncIterator[str]:
             try:
-                yield f"event: status\ndata: {json.dumps(job.view())}\n\n"
-                if job.status in ENDED:
-                    return
-                while True:
-                    event, data = await queue.get()
-                    yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
-                    if event == "status" and data["status"] in ENDED:
+                for sent in itertools.count(1):
+                    event_id, event, data = backlog.pop(0) if backlog else await queue.get()
+                    yield f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data)}\n\n"
+                    if (event == "status" and data["status"] in ENDED) or sent == budget:
                         return
             finally:
                 job.listeners.remove(queue)

@@ -119,11 +119,11 @@ class ProcessFactory:
         client.close()
         return proc
 
-    def web(self, **env: str) -> tuple[Proc, str]:
-        """The Procfile's web process on a free port; returns it and its base URL."""
+    def web(self, port: int | None = None, **env: str) -> tuple[Proc, str]:
+        """The Procfile's web process on `port` (default: a free one); returns it and its base URL."""
         from stack.redis_server import free_port
 
-        port = free_port()
+        port = port or free_port()
         full_env = base_env(self.redis_url, **{**self.env, **env}, PORT=str(port))
         proc = self.spawn("web", f"exec {procfile_command('web')}", full_env)
         base_url = f"http://127.0.0.1:{port}"

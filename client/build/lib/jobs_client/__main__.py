@@ -1,3 +1,0 @@
-from jobs_client.cli import main
-
-raise SystemExit(main())

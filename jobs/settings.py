@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")
 
+    # -- performance (issue 8) --
+    worker_concurrency: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Jobs one ConcurrentWorker process runs at once (async jobs on its event loop, sync jobs in "
+        "threads); 1 falls back to one forked work horse per job",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -172,9 +172,8 @@ def test_warm_shutdown_finishes_running_jobs_first(rclient: redis.Redis, procs: 
 
 def test_a_failure_goes_through_rq_retries(rclient: redis.Redis, procs: ProcessFactory) -> None:
     procs.worker(WORKER_CONCURRENCY="5", RETRY_BACKOFF_BASE="1")
-    job = enqueue(
-        rclient, "jobs.demo.steps", kwargs={"steps": 2, "delay": 0, "fail_at": 1, "fail_attempts": 1}, retry=Retry(max=1)
-    )
+    flaky = {"steps": 2, "delay": 0, "fail_at": 1, "fail_attempts": 1}
+    job = enqueue(rclient, "jobs.demo.steps", kwargs=flaky, retry=Retry(max=1))
     unregistered = enqueue(rclient, "os.getcwd")
     wait_statuses(rclient, [job], {JobStatus.FINISHED}, timeout=20)
     assert fetch(rclient, job.id).return_value() == {"steps": 2, "attempt": 2}

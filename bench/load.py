@@ -56,7 +56,7 @@ def _wrk(url: str, seconds: float, connections: int, method: str, body: bytes | 
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     finally:

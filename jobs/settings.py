@@ -138,8 +138,8 @@ class Settings(BaseSettings):
         20,
         ge=1,
         le=1000,
-        description="Jobs one ConcurrentWorker process runs at once (async jobs on its event loop, sync jobs in "
-        "threads); 1 falls back to one forked work horse per job",
+        description="Jobs one worker process runs at once (async jobs on its event loop, sync jobs in threads); "
+        "1 = one forked work horse per job (needed for JOB_MAX_MEMORY and hard kills)",
     )
 
 

@@ -7,19 +7,38 @@ functions in threads. It stays an RQ worker: registered with RQ (rq-dashboard li
 one RQ `Execution` per running job in the `StartedJobRegistry` with heartbeats, RQ's
 results, registries, retries, callbacks and `stop-job` commands.
 
-What it does differently is batch its bookkeeping. Jobs are popped in priority order by a
-Lua script that moves them to RQ's intermediate list in the same step (nothing is lost if
-the process dies there); the jobs popped together start in one pipeline; jobs that finish
-together are recorded in one MULTI/EXEC. Whatever is not the plain case (a failure, a
-returned `Retry`, dependents, callbacks, webhooks, repeats, rate limits, `result_ttl=0`)
-goes through RQ's own per-job handlers, unchanged.
+It keeps every guarantee of the forking `ServiceWorker` that does not need a process per job:
+
+- dequeue: jobs are claimed by `workers.dequeue.Claims.claim_many` (one Lua step takes up to
+  the free slots' worth of jobs, `high` before `default` before `low`, and records each
+  `job -> worker` claim); every claim is settled per job once its outcome is recorded
+  (`Recovery.settle`, or the same script inside the outcome's MULTI/EXEC);
+- liveness and abandoned-job sweeps (`Recovery.tick`) run on every turn of the loop, so jobs
+  of a dead worker are retried or failed within `ABANDONED_JOB_TIMEOUT`; RQ's own
+  StartedJobRegistry cleanup stays disabled (`ReliableWorkerMixin.clean_registries`);
+- a job whose claim was taken over (this worker was presumed dead) is abandoned here and its
+  outcome is never recorded, as the forking worker kills its horse;
+- SIGTERM: no new jobs; running ones may finish within `WORKER_SHUTDOWN_GRACE`, then are
+  interrupted and requeued at the front without spending a retry; a second signal requeues at
+  once; exit code 0;
+- Redis outages: every step of the loop waits for Redis; outcomes that could not be saved are
+  settled (the job retried) once Redis is back;
+- status events and completion callbacks (`jobs.lifecycle`), log lines and run-time histograms
+  (`workers.observe`), stop grace and dependents of failed jobs (`workers.stopping`).
+
+Bookkeeping is batched: the jobs claimed together start in one pipeline; jobs that finish
+together are recorded in one MULTI/EXEC, their status events and claim releases included.
+Whatever is not the plain case (a failure, a returned `Retry`, dependents, callbacks,
+webhooks, repeats, rate limits, `result_ttl=0`) goes through the per-job handlers.
 
 Timeouts and stops: a coroutine job is cancelled. A thread cannot be killed: the job is
 recorded as timed out (or stopped) at once and an exception is raised in its thread at
 the thread's next Python instruction (a call blocked in C, such as `time.sleep`, returns
 first); whatever that thread returns afterwards is discarded.
 
-With `WORKER_CONCURRENCY=1` it is the forking `ServiceWorker`, one job per work horse.
+What needs a process per job (`JOB_MAX_MEMORY`, surviving a segfault or the OOM killer, hard-
+killing a job stuck in C past its timeout) needs `WORKER_CONCURRENCY=1`: then this class is
+the forking `ServiceWorker`, one job per work horse.
 """
 
 from __future__ import annotations
@@ -47,13 +66,20 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import JobStatus, _current_job
+from rq.job_lifecycle import record_job_failure
 from rq.suspension import is_suspended
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import DequeueStrategy, WorkerStatus
 
+from jobs import callbacks, events, keys
 from jobs.settings import get_settings
+from workers.dequeue import Claims
 from workers.job import RegisteredJob
+from workers.observe import _fields, run_seconds
+from workers.observe import logger as job_log
+from workers.recovery import REDIS_DOWN
+from workers.reliable import LOST_OUTCOME_REASON, SHUTDOWN_REASON
 from workers.worker import ServiceWorker
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -61,26 +87,8 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 #: Seconds between dequeue attempts while every queue is empty (and slots are free).
 IDLE_POLL = 0.05
 
-#: Pops up to ARGV[1] job ids, highest-priority queue first, onto each queue's intermediate
-#: list (RQ's own reliability list) atomically. KEYS: the queues, then their intermediate lists.
-POP_SCRIPT = """
-local want = tonumber(ARGV[1])
-local n = #KEYS / 2
-local out = {}
-for i = 1, n do
-  if want <= 0 then break end
-  local ids = redis.call('LPOP', KEYS[i], want)
-  if ids then
-    for _, id in ipairs(ids) do
-      redis.call('RPUSH', KEYS[n + i], id)
-      out[#out + 1] = i
-      out[#out + 1] = id
-    end
-    want = want - #ids
-  end
-end
-return out
-"""
+#: Longest wait between retries while Redis is unreachable.
+REDIS_RETRY_MAX = 5.0
 
 
 class JobInterruptedError(Exception):
@@ -98,7 +106,8 @@ class Running:
     execution: Execution
     task: asyncio.Task[None] | None = None
     thread_id: int | None = None
-    #: Why the worker cancelled the job: "stop" (on request) or "shutdown" (warm shutdown ran out of time).
+    #: Why the worker cancelled the job: "stop" (on request), "shutdown" (requeue it) or "claim lost"
+    #: (another worker recovered it: record nothing).
     cancelled_for: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -169,12 +178,11 @@ class ConcurrentWorker(ServiceWorker):
         self.concurrency = concurrency if concurrency is not None else get_settings().worker_concurrency
         self.running: dict[str, Running] = {}
         self._done: list[Outcome] = []
+        #: Claims still to settle, each a call retried until Redis answers it.
+        self._unsettled: list[Callable[[], object]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._threads = JobThreads(f"{self.name}-job")
-        self._force_stop = False
-        self._shutdown_deadline: float | None = None
-        self._pop = self.connection.register_script(POP_SCRIPT)
 
     # -- the work loop ------------------------------------------------------------------
 
@@ -204,14 +212,20 @@ class ConcurrentWorker(ServiceWorker):
             )
         self.bootstrap(logging_level, date_format, log_format)
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
+        if get_settings().job_max_memory:
+            self.log.warning(
+                "Worker %s: JOB_MAX_MEMORY needs a work horse per job and is not applied at WORKER_CONCURRENCY=%d",
+                self.name,
+                self.concurrency,
+            )
         if with_scheduler:
-            self._start_scheduler(burst, logging_level, date_format, log_format)
+            self._until_redis(lambda: self._start_scheduler(burst, logging_level, date_format, log_format), "start")
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 return runner.run(self._serve(burst, max_jobs, max_idle_time))
         finally:
-            self.teardown()  # type: ignore[no-untyped-call]
+            self.teardown()
 
     async def _serve(self, burst: bool, max_jobs: int | None, max_idle_time: int | None) -> bool:
         self._loop = asyncio.get_running_loop()
@@ -219,37 +233,49 @@ class ConcurrentWorker(ServiceWorker):
         started = 0
         idle_since = next_heartbeat = next_suspension_check = time.monotonic()
         suspended = False
+        backoff = 0.25
         try:
-            while not self._force_stop:
+            while True:
                 clock = time.monotonic()
-                if self._done:
-                    self._finish(self._swap_done())
-                if clock >= next_heartbeat:
-                    self._heartbeat_running()
-                    next_heartbeat = clock + self._heartbeat_interval()
-                if self.should_run_maintenance_tasks:
-                    self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
-                if clock >= next_suspension_check:
-                    suspended = self._suspended(burst)
-                    next_suspension_check = clock + 1.0
-                if self._shutdown_deadline is not None and clock >= self._shutdown_deadline:
-                    for running in list(self.running.values()):
-                        self.log.warning("Worker %s: shutting down, interrupting job %s", self.name, running.job.id)
-                        self._cancel(running, "shutdown")
-                    self._shutdown_deadline = None
-
-                budget = self.concurrency - len(self.running)
-                if max_jobs is not None:
-                    budget = min(budget, max_jobs - started)
-                accepting = not (self._stop_requested or suspended) and (max_jobs is None or started < max_jobs)
                 popped = 0
-                if accepting and budget > 0:
-                    batch = self._dequeue(budget)
-                    popped = len(batch)
-                    if batch:
-                        self._start(batch)
-                        started += popped
-                if self.running or self._done or popped:
+                accepting = False
+                try:
+                    self._settle_pending()
+                    if self._done:
+                        self._finish(self._swap_done())
+                    self._maintain()
+                    if clock >= next_heartbeat:
+                        self._heartbeat_running()
+                        next_heartbeat = clock + self._heartbeat_interval()
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
+                    if clock >= next_suspension_check:
+                        suspended = self._suspended(burst)
+                        next_suspension_check = clock + 1.0
+                    deadline = self._shutdown_deadline
+                    if deadline is not None and clock >= deadline and self.running:
+                        for running in list(self.running.values()):
+                            self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
+                            self._cancel(running, "shutdown")
+
+                    budget = self.concurrency - len(self.running)
+                    if max_jobs is not None:
+                        budget = min(budget, max_jobs - started)
+                    accepting = not (self._stop_requested or suspended) and (max_jobs is None or started < max_jobs)
+                    if accepting and budget > 0:
+                        batch = self._dequeue(budget)
+                        popped = len(batch)
+                        if batch:
+                            self._start(batch)
+                            started += popped
+                    backoff = 0.25
+                except REDIS_DOWN as exc:
+                    self.recovery.note_redis_error()
+                    self.log.error("Worker %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
+                    await self._wait(backoff)
+                    backoff = min(backoff * 2, self.recovery.timing.beat_interval, REDIS_RETRY_MAX)
+                    continue
+                if self.running or self._done or self._unsettled or popped:
                     idle_since = clock
                 elif not accepting or burst:
                     break
@@ -261,8 +287,6 @@ class ConcurrentWorker(ServiceWorker):
                     await asyncio.sleep(0)  # let the new jobs start, then take more
                     continue
                 await self._wait(IDLE_POLL if accepting and len(self.running) < self.concurrency else 1.0)
-            if self._done:
-                self._finish(self._swap_done())
         finally:
             for running in list(self.running.values()):
                 if running.task is not None:
@@ -302,60 +326,85 @@ class ConcurrentWorker(ServiceWorker):
     # -- dequeue and start --------------------------------------------------------------
 
     def _dequeue(self, count: int) -> list[tuple[RegisteredJob, Queue]]:
-        """Up to `count` jobs, highest-priority queue first, each moved to its intermediate list."""
+        """Up to `count` jobs, highest-priority queue first, each claimed for this worker."""
         queues: list[Queue] = self._ordered_queues
-        raw = self._pop(keys=[q.key for q in queues] + [q.intermediate_queue_key for q in queues], args=[count])
-        if not raw:
+        claimed = self.recovery.claims.claim_many([q.key for q in queues], self.name, count)
+        if not claimed:
             return []
-        popped = [(queues[int(raw[i]) - 1], raw[i + 1].decode()) for i in range(0, len(raw), 2)]
+        try:
+            return self._load(claimed, {q.key: q for q in queues})
+        except REDIS_DOWN:
+            # Claimed, not started: hand them back (front of their queues, no retry spent) once Redis answers.
+            for _, job_id in claimed:
+                self._unsettled.append(functools.partial(self._hand_back, job_id))
+            raise
+
+    def _load(self, claimed: list[tuple[str, str]], by_key: dict[str, Queue]) -> list[tuple[RegisteredJob, Queue]]:
         with self.connection.pipeline(transaction=False) as pipe:
-            for _, job_id in popped:
+            for _, job_id in claimed:
                 pipe.hgetall(RegisteredJob.key_for(job_id))
             hashes = pipe.execute()
         batch: list[tuple[RegisteredJob, Queue]] = []
         version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-        with self.connection.pipeline(transaction=False) as pipe:
-            for (queue_, job_id), data in zip(popped, hashes, strict=True):
-                if not data:  # deleted while queued: nothing to run
-                    pipe.lrem(queue_.intermediate_queue_key, 1, job_id)
-                    continue
-                job = RegisteredJob(job_id, connection=self.connection, serializer=self.serializer)
-                try:
-                    job.restore(data)
-                except Exception:
-                    self.log.exception("Worker %s: job %s cannot be read; failing it", self.name, job_id)
-                    self.handle_job_failure(job, queue_, exc_string="the job's data in Redis cannot be read")
-                    pipe.lrem(queue_.intermediate_queue_key, 1, job_id)
-                    continue
-                job.redis_server_version = version
-                batch.append((job, queue_))
-            if len(pipe):
-                pipe.execute()
+        for (queue_key, job_id), data in zip(claimed, hashes, strict=True):
+            queue_ = by_key[queue_key]
+            if not data:  # deleted while queued: nothing to run
+                self.connection.hdel(keys.CLAIMS, job_id)
+                continue
+            job = RegisteredJob(job_id, connection=self.connection, serializer=self.serializer)
+            try:
+                job.restore(data)
+                job.ensure_json()
+            except Exception as exc:
+                self._refuse(job, queue_, exc)
+                continue
+            job.redis_server_version = version
+            batch.append((job, queue_))
+        if batch:
+            self._pause_after_dequeue()
         return batch
+
+    def _refuse(self, job: RegisteredJob, queue_: Queue, exc: Exception) -> None:
+        """A job that cannot be read would fail in every worker: fail it once, running nothing."""
+        self.log.error("Worker %s: %s", self.name, exc)
+        job.ended_at = now()
+        with self.connection.pipeline() as pipe:
+            record_job_failure(job, f"{type(exc).__name__}: {exc}", pipe)
+            pipe.hdel(keys.CLAIMS, job.id)
+            pipe.execute()
+        self.announce(job)
 
     def _start(self, batch: list[tuple[RegisteredJob, Queue]]) -> None:
         """RQ's `prepare_execution` + `prepare_job_execution` for every job of `batch`, in one round trip."""
         started: list[Running] = []
-        with self.connection.pipeline() as pipe:
-            for job, queue_ in batch:
-                ttl = self.get_heartbeat_ttl(job)
-                execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
-                self.executions[execution.id] = execution
-                job.heartbeat(now(), ttl, pipeline=pipe)
-                job.prepare_for_execution(self.name, pipeline=pipe)
-                pipe.persist(job.key)
-                pipe.lrem(queue_.intermediate_queue_key, 1, job.id)
-                started.append(Running(job, queue_, execution))
-            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            self.heartbeat(pipeline=pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline() as pipe:
+                for job, queue_ in batch:
+                    ttl = self.get_heartbeat_ttl(job)
+                    execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+                    job.heartbeat(now(), ttl, pipeline=pipe)
+                    job.prepare_for_execution(self.name, pipeline=pipe)
+                    pipe.persist(job.key)
+                    started.append(Running(job, queue_, execution))
+                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                self.heartbeat(pipeline=pipe)
+                pipe.execute()
+        except REDIS_DOWN:
+            for job, _ in batch:  # started or not: `settle` finds out once Redis answers
+                self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
+            raise
         assert self._loop is not None
         for running in started:
+            self.executions[running.execution.id] = running.execution
             self.running[running.job.id] = running
+            job_log.info("job started", extra=_fields(running.job))
             context = contextvars.copy_context()
             context.run(_current_job.set, running.job)  # progress.report() finds its own job
             running.task = self._loop.create_task(self._run(running), context=context)
         self.log.debug("Worker %s: started %d jobs", self.name, len(started))
+
+    def _hand_back(self, job_id: str) -> object:
+        return self.recovery.recover(job_id, self.name, "the worker lost Redis before starting it")
 
     # -- running one job ----------------------------------------------------------------
 
@@ -432,14 +481,31 @@ class ConcurrentWorker(ServiceWorker):
     # -- recording outcomes -------------------------------------------------------------
 
     def _finish(self, outcomes: list[Outcome]) -> None:
-        plain = [o for o in outcomes if o.exc_info is None and self._is_plain_success(o)]
+        """Record every outcome and settle its claim; what Redis could not take is settled later."""
+        recorded = []
+        for outcome in outcomes:
+            job, reason = outcome.running.job, outcome.running.cancelled_for
+            self.executions.pop(outcome.running.execution.id, None)
+            if reason == "claim lost":
+                self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is discarded", self.name, job.id)
+            elif reason == "shutdown" and outcome.exc_info is not None:
+                self._unsettled.append(functools.partial(self.recovery.requeue_interrupted, job.id, SHUTDOWN_REASON))
+            else:
+                recorded.append(outcome)
+        plain = [o for o in recorded if o.exc_info is None and self._is_plain_success(o)]
         if plain:
             self._finish_plain(plain)
-        for outcome in outcomes:
+        for outcome in recorded:
             if outcome.exc_info is not None or not self._is_plain_success(outcome):
                 self._finish_one(outcome)
+        self._settle_pending()
         if not self.running:
             self.set_state(WorkerStatus.IDLE)
+
+    def _settle_pending(self) -> None:
+        while self._unsettled:
+            self._unsettled[0]()  # REDIS_DOWN: the rest waits for the next turn
+            self._unsettled.pop(0)
 
     def _is_plain_success(self, outcome: Outcome) -> bool:
         job = outcome.running.job
@@ -449,16 +515,19 @@ class ConcurrentWorker(ServiceWorker):
             or job.webhooks
             or job.repeats_left
             or job.has_rate_limit
+            or job.meta.get(callbacks.CALLBACK_URL)
             or job.get_result_ttl(self.default_result_ttl) == 0
         )
 
     def _finish_plain(self, outcomes: list[Outcome]) -> None:
-        """RQ's `handle_job_success` for jobs without dependents, all of them in one MULTI/EXEC.
+        """`handle_job_success` for jobs without dependents, all of them in one MULTI/EXEC: RQ's
+        bookkeeping, run times, `finished` status events, and the release of their claims.
 
         WATCHing the jobs' dependents sets closes the race with a dependent being added
-        meanwhile; if any job has dependents (or one is added), RQ's own handler runs instead.
+        meanwhile; if any job has dependents (or one is added), the per-job handler runs instead.
         """
         jobs = [o.running.job for o in outcomes]
+        settings = get_settings()
         try:
             with self.connection.pipeline() as pipe:
                 dependents = [job.dependents_key for job in jobs]
@@ -473,7 +542,8 @@ class ConcurrentWorker(ServiceWorker):
                 )
                 pipe.hincrbyfloat(self.key, "total_working_time", working)
                 for outcome in outcomes:
-                    job, execution = outcome.running.job, outcome.running.execution
+                    running = outcome.running
+                    job, execution = running.job, running.execution
                     job._status = JobStatus.FINISHED
                     job._result = outcome.value
                     result_ttl = job.get_result_ttl(self.default_result_ttl)
@@ -487,14 +557,24 @@ class ConcurrentWorker(ServiceWorker):
                     )
                     job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
                     self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                    events.add_status(pipe, job, JobStatus.FINISHED.value, settings)
+                    Claims.settle_in(pipe, job.key, running.queue.key, job.id, self.name)
                 pipe.execute()
         except redis.WatchError:
             for outcome in outcomes:
                 self._finish_one(outcome)
             return
-        self.log.info("Worker %s: %d jobs OK", self.name, len(outcomes))
+        except REDIS_DOWN as exc:
+            self.recovery.note_redis_error()
+            self.log.error("Worker %s: could not record %d finished jobs (%s)", self.name, len(jobs), exc)
+            for job in jobs:
+                self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
+            return
+        for job in jobs:
+            job_log.info("job finished", extra={**_fields(job), "status": "finished", "duration_s": run_seconds(job)})
 
     def _finish_one(self, outcome: Outcome) -> None:
+        """RQ's per-job handlers (through ServiceWorker's: announce, stop, dependents, logs), then settle."""
         running = outcome.running
         job, queue_, execution = running.job, running.queue, running.execution
         try:
@@ -510,13 +590,19 @@ class ConcurrentWorker(ServiceWorker):
                 self.handle_job_failure(job, queue_, exc_string="Job stopped by request.", execution=execution)
             else:
                 self._finalize_failure(job, queue_, execution, outcome.exc_info)
+        except REDIS_DOWN as exc:
+            self.recovery.note_redis_error()
+            self.log.error("Worker %s: could not record the outcome of job %s (%s)", self.name, job.id, exc)
         except Exception:
             self.log.exception("Worker %s: could not record the outcome of job %s", self.name, job.id)
+        self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
 
     # -- heartbeats ---------------------------------------------------------------------
 
     def _heartbeat_running(self) -> None:
-        """RQ's `maintain_heartbeats` for the worker and every running execution, in one round trip."""
+        """RQ's `maintain_heartbeats` for the worker and every running execution, and a check that every
+        running job is still claimed by this worker, in one round trip."""
+        ids = list(self.running)
         with self.connection.pipeline() as pipe:
             self.heartbeat(max(self.worker_ttl, self.job_monitoring_interval) + 60, pipeline=pipe)
             moment = now()
@@ -526,7 +612,16 @@ class ConcurrentWorker(ServiceWorker):
                 ttl = max(60, int(self.get_heartbeat_ttl(job, working_time=working)))
                 running.execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
                 job.heartbeat(moment, ttl, pipeline=pipe, xx=True)
-            pipe.execute()
+            if ids:
+                pipe.hmget(keys.CLAIMS, ids)
+            replies = pipe.execute()
+        if not ids:
+            return
+        for job_id, owner in zip(ids, replies[-1], strict=True):
+            held = self.running.get(job_id)
+            if held is not None and owner is not None and owner.decode() != self.name:
+                self.log.error("Worker %s: job %s was recovered elsewhere; abandoning it here", self.name, job_id)
+                self._cancel(held, "claim lost")
 
     # -- commands and signals -----------------------------------------------------------
 
@@ -536,7 +631,7 @@ class ConcurrentWorker(ServiceWorker):
         if payload.get("command") in ("stop-job", "stop-execution") and self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop_job, payload.get("job_id"), payload.get("execution_id"))
             return
-        super().handle_payload(message)  # type: ignore[no-untyped-call]
+        super().handle_payload(message)
 
     def _stop_job(self, job_id: str | None, execution_id: str | None) -> None:
         running = self.running.get(job_id or "")
@@ -545,20 +640,36 @@ class ConcurrentWorker(ServiceWorker):
         if running is None:
             self.log.warning("Worker %s: not running job %s, stop command ignored", self.name, job_id)
             return
-        self._cancel(running, "stop")
+        grace = get_settings().job_stop_grace
+        if grace <= 0 or self._loop is None:
+            self._cancel(running, "stop")
+            return
+        # JOB_STOP_GRACE: a job that checks `cancel_requested()` may stop itself first (recorded stopped too).
+        self._loop.call_later(grace, self._stop_if_running, running)
+
+    def _stop_if_running(self, running: Running) -> None:
+        if self.running.get(running.job.id) is running:
+            self.log.info("Worker %s: job %s did not stop within its grace; stopping it", self.name, running.job.id)
+            self._cancel(running, "stop")
 
     def handle_warm_shutdown_request(self) -> None:
-        self.log.info("Worker %s: warm shut down requested", self.name)
+        if self.concurrency <= 1:
+            super().handle_warm_shutdown_request()
+            return
+        self.log.info(
+            "Worker %s: warm shutdown; running jobs may finish within %ss, else they are requeued",
+            self.name,
+            self.shutdown_grace,
+        )
 
     def _shutdown(self) -> None:
-        """Warm shutdown: take no more jobs; running ones get `imminent_shutdown_delay` seconds (as
-        HerokuWorker's horses do), then are interrupted with ShutDownImminentException."""
+        """Warm shutdown: take no more jobs; running ones get `WORKER_SHUTDOWN_GRACE` seconds, then are
+        requeued at the front of their queues without spending a retry."""
         if self.concurrency <= 1:
-            super()._shutdown()  # type: ignore[no-untyped-call]
+            super()._shutdown()
             return
         self._stop_requested = True
-        if self.running:
-            self._shutdown_deadline = time.monotonic() + self.imminent_shutdown_delay
+        self._shutdown_deadline = time.monotonic() + self.shutdown_grace
         if self.scheduler:
             self.stop_scheduler()  # type: ignore[no-untyped-call]
         self._nudge()
@@ -567,10 +678,12 @@ class ConcurrentWorker(ServiceWorker):
         if self.concurrency <= 1:
             super().request_force_stop(signum, frame)
             return
-        if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
-            return
-        self.log.warning("Worker %s: cold shut down; running jobs are left to abandoned-job recovery", self.name)
-        self._force_stop = True
+        requested = self._shutdown_requested_date
+        if requested is not None and (now() - requested).total_seconds() < 1:
+            return  # the same shutdown delivered twice (process group and process)
+        self.log.warning("Worker %s: cold shutdown, requeueing the running jobs now", self.name)
+        self._stop_requested = True
+        self._shutdown_deadline = time.monotonic()
         self._nudge()
 
     def _nudge(self) -> None:

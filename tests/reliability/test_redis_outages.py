@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
-from tests.reliability.conftest import RELIABILITY_ENV
+from tests.reliability.conftest import RELIABILITY_ENV, WORKER_MODES
 from tests.support.procs import ProcessFactory, wait_for
 
 #: The issue's bound: workers must survive an outage at least this long.
@@ -52,12 +53,13 @@ def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path:
         server.stop()
 
 
-def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
+def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path, concurrency: str) -> None:
     server = EmbeddedRedis(tmp_path / "valkey").start()
     factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
     try:
         _, url = factory.web()
-        worker = factory.worker()
+        worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
         (worker_key,) = (key.decode() for key in client.smembers("rq:workers"))
         with httpx.Client(base_url=url, timeout=10) as api:

@@ -13,10 +13,10 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.job import _current_job
+from rq.job import Job, _current_job
 
 from app.store import JobStore
-from app.submission import parse_submission
+from app.submission import Submission, parse_submission
 from app.views import TYPE, job_view
 from bench import load
 from bench.common import Bench, Figure, wait_until
@@ -71,6 +71,17 @@ def report_round_trips(bench: Bench) -> None:
 # -- jobs through the service's own submission path ------------------------------------------
 
 
+async def _enqueue(store: JobStore, submission: Submission) -> Job:
+    """What `POST /jobs` does once the body is parsed: build the job and enqueue it (one round trip)."""
+    job = store.build_job(
+        func_path=submission.spec.func_path, kwargs=submission.args, queue=submission.queue,
+        timeout=submission.timeout, retries=submission.retries, description=submission.description,
+        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+    )  # fmt: skip
+    await store.enqueue(job, submission.spec.name)
+    return job
+
+
 async def _submit(settings: Settings, count: int, body: dict[str, Any], concurrency: int = 64) -> list[str]:
     store = JobStore(settings, sync_redis(settings), async_redis(settings))
     await store.warm_up()
@@ -78,13 +89,7 @@ async def _submit(settings: Settings, count: int, body: dict[str, Any], concurre
     submission = parse_submission(body, registry, settings)
 
     async def one() -> None:
-        job = store.build_job(
-            func_path=submission.spec.func_path, kwargs=submission.args, queue=submission.queue,
-            timeout=submission.timeout, retries=submission.retries, description=submission.description,
-            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
-        )  # fmt: skip
-        await store.enqueue(job, submission.spec.name)
-        ids.append(job.id)
+        ids.append((await _enqueue(store, submission)).id)
 
     for start in range(0, count, concurrency):
         await asyncio.gather(*[one() for _ in range(min(concurrency, count - start))])
@@ -235,13 +240,7 @@ def profile_submission(bench: Bench) -> None:
         from starlette.responses import JSONResponse
 
         for _ in range(count):
-            submission = parse_submission(body, registry, settings)
-            job = store.build_job(
-                func_path=submission.spec.func_path, kwargs=submission.args, queue=submission.queue,
-                timeout=submission.timeout, retries=submission.retries, description=submission.description,
-                meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
-            )  # fmt: skip
-            await store.enqueue(job, submission.spec.name)
+            job = await _enqueue(store, parse_submission(body, registry, settings))
             JSONResponse(job_view(job)).render(job_view(job))
         await store.aio.aclose()
 

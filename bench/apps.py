@@ -66,3 +66,4 @@ def naive_status(request: Request) -> Response:  # a plain def: Starlette runs i
 naive_app = Starlette(
     routes=[Route("/jobs", naive_submit, methods=["POST"]), Route("/jobs/{job_id}", naive_status, methods=["GET"])]
 )
+naive_app.state.settings = _settings  # what the service's body reader looks up (app/body.py)

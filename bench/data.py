@@ -23,6 +23,7 @@ from bench.common import Bench, Figure, wait_until
 from jobs import progress
 from jobs.catalog import registry
 from jobs.connection import async_redis, sync_redis
+from jobs.keys import events_for
 from jobs.progress import MESSAGES, PROGRESS
 from jobs.queues import SERIALIZER
 from jobs.settings import Settings
@@ -137,6 +138,7 @@ def _bytes_per_job(bench: Bench, server: str, limit: int | None) -> None:
         name = key.decode()
         kind = (
             "job hash" if name.startswith("rq:job:") else "result stream" if name.startswith("rq:results:")
+            else "live-event stream" if name.startswith(events_for(""))
             else "registries and listing indexes (shared)"
         )  # fmt: skip
         by_kind[kind] += int(client.memory_usage(key, samples=0) or 0)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,3 +58,37 @@ def steps(
 @job_type("demo.noop", description="Do nothing and return null; for throughput measurements", timeout=30)
 def noop() -> None:
     return None
+
+
+class SleepArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(1.0, ge=0, le=3600, description="Total seconds to wait")
+    steps: int = Field(1, ge=1, le=1000, description="Waits split into this many steps, progress after each")
+    mode: Literal["async", "sync"] = Field(
+        "async", description="'async' awaits asyncio.sleep (a coroutine job); 'sync' blocks in time.sleep"
+    )
+
+
+@job_type(
+    "demo.sleep",
+    args=SleepArgs,
+    description="Wait on I/O (asyncio.sleep or time.sleep) in steps, reporting progress; for concurrency tests",
+    timeout=180,
+)
+def sleep(seconds: float = 1.0, steps: int = 1, mode: str = "async") -> Any:
+    """Stands in for an I/O-bound job (an HTTP or LLM call). In `async` mode it returns the
+    coroutine, which a ConcurrentWorker awaits on its event loop (a forking worker runs it with asyncio.run)."""
+    if mode == "async":
+        return _sleep_async(seconds, steps)
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        progress.report(step * 100 / steps, f"slept {step}/{steps}")
+    return {"slept": seconds, "mode": mode}
+
+
+async def _sleep_async(seconds: float, steps: int) -> dict[str, Any]:
+    for step in range(1, steps + 1):
+        await asyncio.sleep(seconds / steps)
+        progress.report(step * 100 / steps, f"slept {step}/{steps}")
+    return {"slept": seconds, "mode": "async"}

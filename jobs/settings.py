@@ -133,6 +133,15 @@ class Settings(BaseSettings):
         description="TEST HOOK: seconds a worker waits between taking a job and starting it; leave 0 in production",
     )
 
+    # -- performance (issue 8) --
+    worker_concurrency: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Jobs one worker process runs at once (async jobs on its event loop, sync jobs in threads); "
+        "1 = one forked work horse per job (needed for JOB_MAX_MEMORY and hard kills)",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -54,6 +54,9 @@ class EmbeddedRedis:
             "--appendfsync", "everysec",
             "--save", "",
             "--maxmemory-policy", "noeviction",
+            # RQ keeps each job's results in a small stream; Redis's default 4 KiB node preallocation
+            # would cost ~4 KiB per finished job (see docs/BENCHMARKS.md).
+            "--stream-node-max-bytes", "256",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "server.log"),
             *self.extra_args,

@@ -37,6 +37,27 @@ end
 return false
 """
 
+# The same for up to ARGV[2] jobs at once (a concurrent worker with free slots): LPOP with a
+# count, highest-priority queue first, every job id claimed for ARGV[1]. Returns a flat list
+# {queue key, job id, queue key, job id, ...} in the order taken.
+_CLAIM_MANY = """
+local want = tonumber(ARGV[2])
+local out = {}
+for i = 2, #KEYS do
+  if want <= 0 then break end
+  local ids = redis.call('LPOP', KEYS[i], want)
+  if ids then
+    for _, job_id in ipairs(ids) do
+      redis.call('HSET', KEYS[1], job_id, ARGV[1])
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = job_id
+    end
+    want = want - #ids
+  end
+end
+return out
+"""
+
 # Settle a claim once the job's outcome is recorded. KEYS[1] = claims hash, KEYS[2] = job hash,
 # KEYS[3] = the job's queue list; ARGV[1] = job id, ARGV[2] = worker name. Returns 1 released,
 # 0 not ours, -1 the outcome was never recorded (still `started`, or `queued` but in no queue):
@@ -73,6 +94,7 @@ class Claims:
     def __init__(self, connection: Redis) -> None:
         self.connection = connection
         self._claim = connection.register_script(_CLAIM)
+        self._claim_many = connection.register_script(_CLAIM_MANY)
         self._settle = connection.register_script(_SETTLE)
         self._take_over = connection.register_script(_TAKE_OVER)
 
@@ -84,9 +106,21 @@ class Claims:
         queue_key, job_id = result
         return _text(queue_key), _text(job_id)
 
+    def claim_many(self, queue_keys: Sequence[str], worker_name: str, count: int) -> list[tuple[str, str]]:
+        """Take up to `count` jobs, highest-priority queue first, each claimed for `worker_name`."""
+        raw = self._claim_many(keys=[keys.CLAIMS, *queue_keys], args=[worker_name, count]) or []
+        return [(_text(raw[i]), _text(raw[i + 1])) for i in range(0, len(raw), 2)]
+
     def settle(self, job_key: str, queue_key: str, job_id: str, worker_name: str) -> int:
         """Release the claim once the job's outcome is recorded (1); -1: recover it first; 0: not ours."""
         return int(self._settle(keys=[keys.CLAIMS, job_key, queue_key], args=[job_id, worker_name]))
+
+    @staticmethod
+    def settle_in(pipe: Any, job_key: str, queue_key: str, job_id: str, worker_name: str) -> None:
+        """`settle` queued on a caller's pipeline or MULTI (after the writes that record the outcome).
+
+        Sent as EVAL (the script text, no SCRIPT EXISTS/LOAD round trip); its reply is the same."""
+        pipe.eval(_SETTLE, 3, keys.CLAIMS, job_key, queue_key, job_id, worker_name)
 
     def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
         return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))

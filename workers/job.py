@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from redis.client import Pipeline
@@ -50,13 +51,18 @@ class RegisteredJob(Job):
     def func(self) -> Any:
         return import_attribute(self.spec.func_path)
 
-    def _execute(self) -> Any:
+    def bound_call(self) -> functools.partial[Any]:
+        """The registered function with its re-validated keyword arguments, not yet called."""
         spec = self.spec
         if self.args:
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
+        return functools.partial(import_attribute(spec.func_path), **kwargs)
+
+    def _execute(self) -> Any:
+        call = self.bound_call()
         try:
-            result = import_attribute(spec.func_path)(**kwargs)
+            result = call()
             if asyncio.iscoroutine(result):
                 return asyncio.run(result)
             return result

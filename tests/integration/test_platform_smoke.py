@@ -2,7 +2,7 @@
 
 The processes start from a copy of what git would deploy, with a venv that holds
 `requirements.txt` and nothing else, and an environment of PORT, REDIS_URL and the PATH to
-that venv. The worker is scaled to 2; jobs go in through the API and both workers run one.
+that venv. The worker is scaled to 2; jobs go in through the API and both workers run some.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 
+from jobs.settings import Settings
 from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.support.deploy import runtime_venv, slug
@@ -66,14 +67,17 @@ def test_procfile_under_honcho_with_two_workers(
 
             wait_for(ready, 60, what="web /readyz")
             assert api.get("/readyz").json()["workers"] == 2
-            # Each job runs for about a second, so the second one is taken by the other worker.
-            ids = [api.post("/jobs", json=steps_job(steps=4, delay=0.25)).json()["id"] for _ in range(2)]
+            # A worker holds at most WORKER_CONCURRENCY jobs (default settings: the env is PORT and
+            # REDIS_URL only) and each runs 3 s, longer than submitting them all takes: one worker
+            # cannot take every job, so the other runs some.
+            count = 2 * Settings.model_fields["worker_concurrency"].default + 1
+            ids = [api.post("/jobs", json=steps_job(steps=6, delay=0.5)).json()["id"] for _ in range(count)]
 
             def views() -> list[dict[str, Any]]:
                 return [api.get(f"/jobs/{job_id}").json() for job_id in ids]
 
-            wait_for(lambda: all(job["status"] == "finished" for job in views()), 60, what="both jobs")
-            assert [job["result"] for job in views()] == [{"steps": 4, "attempt": 1}] * 2
+            wait_for(lambda: all(job["status"] == "finished" for job in views()), 60, what="every job")
+            assert [job["result"] for job in views()] == [{"steps": 6, "attempt": 1}] * count
         workers = {name.decode() for name in rclient.smembers("rq:workers")}
         ran_on = {rclient.hget(f"rq:job:{job_id}", "worker_name") for job_id in ids}
         assert {f"rq:worker:{name.decode()}" for name in ran_on if name} == workers, (ran_on, workers)

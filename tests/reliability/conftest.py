@@ -44,3 +44,21 @@ def web_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 def api(web_url: str, redis_url: str) -> Iterator[httpx.Client]:  # noqa: F811
     with httpx.Client(base_url=web_url, timeout=10) as client:
         yield client
+
+
+#: The Procfile's worker in its two modes: one forked work horse per job, and many jobs per process.
+WORKER_MODES = {"forking": "1", "concurrent": "20"}
+
+
+@pytest.fixture(params=list(WORKER_MODES), ids=list(WORKER_MODES))
+def worker_mode(request: pytest.FixtureRequest, procs: ProcessFactory) -> str:
+    """Every worker `procs` starts in this test runs in the parametrized mode (`WORKER_CONCURRENCY`)."""
+    mode: str = request.param
+    procs.env["WORKER_CONCURRENCY"] = WORKER_MODES[mode]
+    return mode
+
+
+@pytest.fixture
+def forking(procs: ProcessFactory) -> None:
+    """Work-horse behaviour (horse kills, SIGALRM, JOB_MAX_MEMORY) needs one forked horse per job."""
+    procs.env["WORKER_CONCURRENCY"] = "1"

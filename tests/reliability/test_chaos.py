@@ -30,7 +30,11 @@ def statuses(client: redis.Redis, ids: list[str]) -> dict[str, str]:
 
 
 def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
-    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis, capsys: pytest.CaptureFixture[str]
+    api: httpx.Client,
+    procs: ProcessFactory,
+    rclient: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+    worker_mode: str,
 ) -> None:
     ids = [submit(api, steps_job(steps=2, delay=0.06, retries=3))["id"] for _ in range(JOBS)]
     workers = [procs.worker(wait=False) for _ in range(WORKERS)]
@@ -57,7 +61,8 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
     recovered = sum(1 for job_id in ids if b"lost" in (rclient.hget(f"rq:job:{job_id}", "meta") or b""))
     with capsys.disabled():
         print(
-            f"\nchaos soak: {JOBS} jobs, {kills} worker SIGKILLs; after the chaos {dict(during)}; "
+            f"\nchaos soak ({worker_mode} workers): {JOBS} jobs, {kills} worker SIGKILLs; "
+            f"after the chaos {dict(during)}; "
             f"end: {counts['finished']} finished, {counts['failed']} failed {dict(failed_reasons)}, "
             f"{recovered} with a lost attempt recovered, 0 lost, 0 stuck"
         )

@@ -6,12 +6,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
+from jobs import keys
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
-from tests.reliability.conftest import RELIABILITY_ENV
+from tests.reliability.conftest import RELIABILITY_ENV, WORKER_MODES
 from tests.support.procs import ProcessFactory, wait_for
 
 #: The issue's bound: workers must survive an outage at least this long.
@@ -52,12 +54,13 @@ def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path:
         server.stop()
 
 
-def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
+def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path, concurrency: str) -> None:
     server = EmbeddedRedis(tmp_path / "valkey").start()
     factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
     try:
         _, url = factory.web()
-        worker = factory.worker()
+        worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
         (worker_key,) = (key.decode() for key in client.smembers("rq:workers"))
         with httpx.Client(base_url=url, timeout=10) as api:
@@ -95,6 +98,37 @@ def test_startup_warns_about_a_redis_without_persistence(tmp_path: Path) -> None
         for proc in (worker, web):
             wait_for(lambda proc=proc: "maxmemory-policy is 'allkeys-lru'" in proc.log(), 10, what="warning")  # type: ignore[misc]
             assert "Redis has no persistence (appendonly no, no snapshots)" in proc.log()
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+@pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
+def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path, concurrency: str) -> None:
+    """Redis `kill -9` mid-job: the attempt's outcome cannot be saved; once Redis is back the worker
+    (still the same process) settles it: the lost attempt is retried, and nothing stays claimed."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        worker = factory.worker(WORKER_CONCURRENCY=concurrency)
+        with httpx.Client(base_url=url, timeout=10) as api:
+            job = submit(api, steps_job(steps=12, delay=0.25, retries=1))
+            wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
+            time.sleep(1.5)  # `appendfsync everysec`: the started job is on disk
+            server.kill()
+            time.sleep(8)  # longer than the job: it ends (or fails) while Redis is away
+            assert worker.alive(), worker.log()
+            server.start()
+            wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
+
+            done = wait_status(api, job["id"], {"finished", "failed"}, timeout=60)
+            assert done["status"] == "finished", done
+            assert done["result"] == {"steps": 12, "attempt": 2}  # the attempt during the outage was lost
+            assert worker.alive()
+            client = redis.Redis.from_url(server.url)
+            assert client.hlen(keys.CLAIMS) == 0
+            client.close()
     finally:
         factory.stop_all()
         server.stop()

@@ -30,7 +30,9 @@ def test_default_grace_leaves_time_before_the_platform_kill() -> None:
     assert 0 < grace <= PLATFORM_KILL_AFTER - 5
 
 
-def test_sigterm_lets_a_short_job_finish_then_exits_0(api: httpx.Client, procs: ProcessFactory) -> None:
+def test_sigterm_lets_a_short_job_finish_then_exits_0(
+    api: httpx.Client, procs: ProcessFactory, worker_mode: str
+) -> None:
     worker = procs.worker()
     job = submit(api, steps_job(steps=6, delay=0.5))
     wait_running(api, job["id"])
@@ -41,7 +43,9 @@ def test_sigterm_lets_a_short_job_finish_then_exits_0(api: httpx.Client, procs: 
     assert done["status"] == "finished" and done["result"] == {"steps": 6, "attempt": 1}
 
 
-def test_sigterm_requeues_a_long_job_without_spending_a_retry(api: httpx.Client, procs: ProcessFactory) -> None:
+def test_sigterm_requeues_a_long_job_without_spending_a_retry(
+    api: httpx.Client, procs: ProcessFactory, worker_mode: str
+) -> None:
     """Default grace (what Heroku/Render deployments get): the job cannot finish, so it goes back."""
     worker = procs.worker()
     job = submit(api, steps_job(steps=120, delay=0.5, retries=2))

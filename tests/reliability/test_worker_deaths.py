@@ -45,8 +45,10 @@ def wait_left_started(api: httpx.Client, job_id: str, timeout: float) -> tuple[f
     return time.monotonic() - started, seen
 
 
-def test_sigkill_whole_worker_mid_job_recovered_within_the_bound(api: httpx.Client, procs: ProcessFactory) -> None:
-    """Worker + horse SIGKILLed; the only worker left was just (re)started. With and without retries."""
+def test_sigkill_whole_worker_mid_job_recovered_within_the_bound(
+    api: httpx.Client, procs: ProcessFactory, worker_mode: str
+) -> None:
+    """Worker (+ horse) SIGKILLed; the only worker left was just (re)started. With and without retries."""
     with_retry = submit(api, steps_job(steps=40, delay=0.25, retries=1))
     first = procs.worker()
     wait_running(api, with_retry["id"])
@@ -77,14 +79,19 @@ def test_sigkill_whole_worker_mid_job_recovered_within_the_bound(api: httpx.Clie
 
 
 def test_sigkill_between_dequeue_and_start_loses_nothing(
-    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis
+    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis, worker_mode: str
 ) -> None:
     """The test hook holds the worker between taking the job and starting it; it is killed there."""
     low = submit(api, steps_job(steps=1, queue="low"))
     high = submit(api, steps_job(steps=1, queue="high"))
     paused = procs.worker(WORKER_TEST_PAUSE_AFTER_DEQUEUE="60")
     wait_for(lambda: high["id"] in claims(rclient), 10, what="the high job to be claimed")
-    assert rclient.llen("rq:queue:high") == 0 and rclient.llen("rq:queue:low") == 1  # priority kept
+    if worker_mode == "forking":
+        assert rclient.llen("rq:queue:high") == 0 and rclient.llen("rq:queue:low") == 1  # priority kept
+    else:  # free slots: both taken in one step, each claimed on its own
+        assert rclient.llen("rq:queue:high") == 0 and rclient.llen("rq:queue:low") == 0
+        assert set(claims(rclient)) == {high["id"], low["id"]}
+        assert view(api, low["id"])["status"] == "queued"
     assert view(api, high["id"])["status"] == "queued"  # in no queue and no registry: only the claim holds it
     assert rclient.zcard("rq:wip:high") == 0
 
@@ -95,11 +102,14 @@ def test_sigkill_between_dequeue_and_start_loses_nothing(
     assert time.monotonic() - killed_at <= ABANDONED_JOB_TIMEOUT + HEADROOM
     assert done["result"] == {"steps": 1, "attempt": 1}  # it never ran before: no attempt was spent
     assert done["messages"][0]["message"].startswith("requeued: ")
-    wait_status(api, low["id"], {"finished"})
+    low_done = wait_status(api, low["id"], {"finished"})
+    assert low_done["result"] == {"steps": 1, "attempt": 1}
     assert claims(rclient) == {}
 
 
-def test_horse_sigkill_is_retried_then_failed_naming_the_signal(api: httpx.Client, procs: ProcessFactory) -> None:
+def test_horse_sigkill_is_retried_then_failed_naming_the_signal(
+    api: httpx.Client, procs: ProcessFactory, forking: None
+) -> None:
     worker = procs.worker()
     job = submit(api, steps_job(steps=40, delay=0.25, retries=1))
     for attempt in (1, 2):
@@ -120,7 +130,7 @@ def test_horse_sigkill_is_retried_then_failed_naming_the_signal(api: httpx.Clien
 
 
 def test_killing_only_the_worker_parent_never_runs_the_job_twice(
-    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis
+    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis, forking: None
 ) -> None:
     job = submit(api, {"type": "test.effect", "args": {"seconds": 4}, "retries": 1})
     first = procs.worker()
@@ -138,7 +148,9 @@ def test_killing_only_the_worker_parent_never_runs_the_job_twice(
     assert effects[0].startswith("2:") and done["result"] == 1
 
 
-def test_a_job_ignoring_sigalrm_is_killed_and_reported_as_timed_out(api: httpx.Client, procs: ProcessFactory) -> None:
+def test_a_job_ignoring_sigalrm_is_killed_and_reported_as_timed_out(
+    api: httpx.Client, procs: ProcessFactory, forking: None
+) -> None:
     worker = procs.worker()
     job = submit(api, {"type": "test.stubborn", "args": {"seconds": 60}, "timeout": 1})
     failed = wait_status(api, job["id"], {"failed"}, timeout=20)
@@ -149,7 +161,9 @@ def test_a_job_ignoring_sigalrm_is_killed_and_reported_as_timed_out(api: httpx.C
     assert wait_status(api, after["id"], {"finished"})["status"] == "finished"
 
 
-def test_memory_hog_fails_with_a_memory_error_and_the_worker_goes_on(api: httpx.Client, procs: ProcessFactory) -> None:
+def test_memory_hog_fails_with_a_memory_error_and_the_worker_goes_on(
+    api: httpx.Client, procs: ProcessFactory, forking: None
+) -> None:
     worker = procs.worker(JOB_MAX_MEMORY="64")
     hog = submit(api, {"type": "test.hog", "args": {"megabytes": 512}})
     failed = wait_status(api, hog["id"], {"failed"}, timeout=20)

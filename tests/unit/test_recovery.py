@@ -42,6 +42,31 @@ def test_claim_takes_the_highest_priority_job_and_records_the_owner(conn: fakere
     assert claims.all() == {high.id: "w1", default.id: "w1", low.id: "w1"}
 
 
+def test_claim_many_takes_up_to_count_in_priority_order_each_claimed(conn: fakeredis.FakeRedis) -> None:
+    lows = [enqueue(conn, "low") for _ in range(3)]
+    highs = [enqueue(conn, "high") for _ in range(2)]
+    claims = Claims(conn)
+    queue_keys = [f"rq:queue:{name}" for name in ("high", "default", "low")]
+    first = claims.claim_many(queue_keys, "w1", 3)
+    assert first == [("rq:queue:high", highs[0].id), ("rq:queue:high", highs[1].id), ("rq:queue:low", lows[0].id)]
+    assert claims.claim_many(queue_keys, "w2", 5) == [("rq:queue:low", job.id) for job in lows[1:]]
+    assert claims.claim_many(queue_keys, "w2", 5) == []
+    assert claims.held_by("w1") == [job.id for job in (*highs, lows[0])]
+    assert sorted(claims.held_by("w2")) == sorted(job.id for job in lows[1:])
+
+
+def test_settle_in_a_transaction_sees_the_outcome_written_before_it(conn: fakeredis.FakeRedis) -> None:
+    job, other = enqueue(conn), enqueue(conn)
+    claims = Claims(conn)
+    claims.claim_many(["rq:queue:default"], "w1", 2)
+    with conn.pipeline() as pipe:
+        pipe.hset(job.key, "status", JobStatus.FINISHED.value)
+        Claims.settle_in(pipe, job.key, "rq:queue:default", job.id, "w1")
+        Claims.settle_in(pipe, other.key, "rq:queue:default", other.id, "w2")  # not its claim
+        assert pipe.execute()[1:] == [1, 0]
+    assert claims.all() == {other.id: "w1"}
+
+
 def test_settle_releases_only_recorded_outcomes(conn: fakeredis.FakeRedis) -> None:
     job = enqueue(conn)
     claims = Claims(conn)

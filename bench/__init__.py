@@ -1,0 +1,1 @@
+"""`make bench` (`python -m bench`): speed figures, each against a baseline run in the same run."""

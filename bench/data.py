@@ -1,0 +1,276 @@
+"""Redis-side figures: round trips and latency of `report()`, bytes per job, flat cost at 100k jobs,
+and a profile of the submission path."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import statistics
+import time
+from collections import defaultdict
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job, _current_job
+
+from app.store import JobStore
+from app.submission import Submission, parse_submission
+from app.views import TYPE, job_view
+from bench import load
+from bench.common import Bench, Figure, wait_until
+from jobs import progress
+from jobs.catalog import registry
+from jobs.connection import async_redis, sync_redis
+from jobs.keys import events_for
+from jobs.progress import MESSAGES, PROGRESS
+from jobs.queues import SERIALIZER
+from jobs.settings import Settings
+from workers.job import RegisteredJob
+
+
+class CountingConnection(redis.Connection):
+    """Counts round trips: every command or pipeline goes out in one `send_packed_command`."""
+
+    sent = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+def report_round_trips(bench: Bench) -> None:
+    print("progress: report() round trips and latency", flush=True)
+    bench.flush()
+    client = redis.Redis.from_url(bench.url, connection_class=CountingConnection)
+    queued = Queue("default", connection=client, serializer=SERIALIZER).enqueue_call(
+        "jobs.demo.steps", kwargs={"steps": 1, "delay": 0}
+    )
+    job = RegisteredJob.fetch(queued.id, connection=client, serializer=SERIALIZER)
+    token = _current_job.set(job)
+    samples = []
+    calls = 2000
+    try:
+        progress.report(0, "warm-up")
+        CountingConnection.sent = 0
+        for i in range(calls):
+            started = time.perf_counter()
+            progress.report(i % 100, f"step {i}/{calls}")
+            samples.append(time.perf_counter() - started)
+    finally:
+        _current_job.reset(token)
+    trips = CountingConnection.sent / calls
+    client.close()
+    bench.add(Figure("progress", "Redis round trips per report()", trips, "round trips", target="= 1", met=trips == 1))
+    latency = statistics.median(samples) * 1000
+    p99 = statistics.quantiles(samples, n=100)[98] * 1000
+    bench.add(Figure("progress", "report() median latency", latency, "ms", target="<= 0.3 ms", met=latency <= 0.3,
+                     note=f"p99 {p99:.3f} ms over {calls} calls"))  # fmt: skip
+
+
+# -- jobs through the service's own submission path ------------------------------------------
+
+
+async def _enqueue(store: JobStore, submission: Submission) -> Job:
+    """What `POST /jobs` does once the body is parsed: build the job and enqueue it (one round trip)."""
+    job = store.build_job(
+        func_path=submission.spec.func_path, kwargs=submission.args, queue=submission.queue,
+        timeout=submission.timeout, retries=submission.retries, description=submission.description,
+        meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: []},
+    )  # fmt: skip
+    await store.enqueue(job, submission.spec.name)
+    return job
+
+
+async def _submit(settings: Settings, count: int, body: dict[str, Any], concurrency: int = 64) -> list[str]:
+    store = JobStore(settings, sync_redis(settings), async_redis(settings))
+    await store.warm_up()
+    ids: list[str] = []
+    submission = parse_submission(body, registry, settings)
+
+    async def one() -> None:
+        ids.append((await _enqueue(store, submission)).id)
+
+    for start in range(0, count, concurrency):
+        await asyncio.gather(*[one() for _ in range(min(concurrency, count - start))])
+    await store.aio.aclose()
+    store.sync.close()
+    return ids
+
+
+def submit(bench: Bench, count: int, body: dict[str, Any]) -> list[str]:
+    return asyncio.run(_submit(Settings(redis_url=bench.url), count, body))
+
+
+def run_jobs(bench: Bench, expected_finished: int, processes: int = 2) -> None:
+    client = bench.client()
+    registry_ = Queue("default", connection=client).finished_job_registry
+    workers = [bench.worker(f"data-worker-{i}", "--burst") for i in range(processes)]
+    for proc in workers:
+        proc.wait(600)
+    if not wait_until(lambda: registry_.count >= expected_finished, 30):
+        raise RuntimeError(f"only {registry_.count}/{expected_finished} jobs finished")
+    client.close()
+
+
+def memory(bench: Bench) -> None:
+    print("memory: Redis bytes per finished job with 20 progress messages", flush=True)
+    with bench.client() as client:
+        configured = int(client.config_get("stream-node-max-bytes")["stream-node-max-bytes"])
+        _bytes_per_job(bench, "as `make run` starts the server", 4096)
+        client.config_set("stream-node-max-bytes", 4096)
+        try:
+            _bytes_per_job(bench, "with Redis's default stream-node-max-bytes 4096 (managed servers)", None)
+        finally:
+            client.config_set("stream-node-max-bytes", configured)
+    _bounded(bench)
+
+
+def _bytes_per_job(bench: Bench, server: str, limit: int | None) -> None:
+    bench.flush()
+    sample = 300
+    submit(bench, sample, {"type": "demo.steps", "args": {"steps": 20, "delay": 0}})
+    run_jobs(bench, sample, processes=1)
+    client = bench.client()
+    by_kind: dict[str, int] = defaultdict(int)
+    for key in client.scan_iter(count=1000):
+        name = key.decode()
+        kind = (
+            "job hash" if name.startswith("rq:job:") else "result stream" if name.startswith("rq:results:")
+            else "live-event stream" if name.startswith(events_for(""))
+            else "registries and listing indexes (shared)"
+        )  # fmt: skip
+        by_kind[kind] += int(client.memory_usage(key, samples=0) or 0)
+    per_job = sum(by_kind.values()) / sample
+    detail = ", ".join(f"{kind} {size / sample:,.0f} B" for kind, size in sorted(by_kind.items()))
+    note = f"MEMORY USAGE over all {sample} jobs' keys: {detail}"
+    target, met = (f"<= {limit}", per_job <= limit) if limit else ("", None)
+    bench.add(Figure("memory", f"Redis bytes per finished job, 20 progress messages, {server}", per_job, "bytes",
+                     target=target, met=met, note=note))  # fmt: skip
+    client.close()
+
+
+def _bounded(bench: Bench) -> None:
+    client = bench.client()
+    # Bounded whatever a job reports: the chattiest job possible keeps only the newest N capped messages.
+    queued = Queue("default", connection=client, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = RegisteredJob.fetch(queued.id, connection=client, serializer=SERIALIZER)
+    token = _current_job.set(job)
+    sizes = []
+    try:
+        for _ in range(2):
+            for i in range(500):
+                progress.report(i / 5, "x" * 5000)
+            sizes.append(int(client.memory_usage(job.key, samples=0) or 0))
+    finally:
+        _current_job.reset(token)
+    settings = Settings()
+    bench.add(Figure("memory", "job hash after 500 / 1000 reports of 5,000 characters", sizes[1], "bytes",
+                     "after 500 reports", sizes[0], "bounded (ratio 1)", sizes[1] <= sizes[0] * 1.05,
+                     f"cap: newest {settings.progress_max_messages} messages of <= "
+                     f"{settings.progress_max_message_chars} characters"))  # fmt: skip
+    client.close()
+
+
+# -- flat cost at scale -----------------------------------------------------------------------
+
+PATHS = [
+    "/stats",
+    "/jobs?limit=50",
+    "/jobs?limit=50&status=finished",
+    "/jobs?limit=50&status=queued",
+    "/jobs?limit=50&status=failed",
+    "/jobs?limit=50&queue=default",
+    "/jobs?limit=50&type=demo.noop",
+    "/jobs?limit=50&queue=default&type=demo.noop",
+    "/jobs?limit=50&queue=default&status=finished",
+]
+
+
+def _latencies(bench: Bench, finished_id: str, queued_id: str) -> dict[str, float]:
+    proc, url = bench.web("web-scale", "app.main:app")
+    try:
+        paths = [*PATHS, f"/jobs/{finished_id}", f"/jobs/{queued_id}"]
+        for path in paths:
+            load.latency_ms(url + path, 30)  # warm-up
+        return {path: load.latency_ms(url + path, 300) for path in paths}
+    finally:
+        bench.stop(proc)
+
+
+def scale(bench: Bench) -> None:
+    print("scale: latency with 100 jobs, then with 100,000 finished + 10,000 queued", flush=True)
+    bench.flush()
+    noop = {"type": "demo.noop"}
+    submit(bench, 90, noop)
+    run_jobs(bench, 90, processes=1)
+    finished_small = submit(bench, 1, noop)
+    run_jobs(bench, 91, processes=1)
+    queued_small = submit(bench, 9, noop)[-1]
+    small = _latencies(bench, finished_small[0], queued_small)
+
+    started = time.perf_counter()
+    big_finished, big_queued = 100_000, 10_000
+    submit(bench, big_finished - 91, noop)
+    # the 9 queued from before would run now too: count them among the finished ones
+    run_jobs(bench, big_finished + 9)
+    queued_big = submit(bench, big_queued, noop)
+    print(f"  populated in {time.perf_counter() - started:.0f} s", flush=True)
+    big = _latencies(bench, finished_small[0], queued_big[-1])
+    label = {f"/jobs/{finished_small[0]}": "GET /jobs/{id} (finished)",
+             f"/jobs/{queued_small}": "GET /jobs/{id} (queued, last in queue)"}  # fmt: skip
+    for (path, small_ms), big_ms in zip(small.items(), big.values(), strict=True):
+        name = label.get(path, f"GET {path}")
+        bench.add(Figure("scale", f"{name} at 100k + 10k jobs", big_ms, "ms", "same with 100 jobs", small_ms,
+                         "<= 1.5x", big_ms <= 1.5 * small_ms))  # fmt: skip
+
+
+# -- where the time goes ----------------------------------------------------------------------
+
+
+def profile_submission(bench: Bench) -> None:
+    """cProfile of the POST /jobs work in-process (validation, RQ job build, one MULTI/EXEC, view, JSON)."""
+    print("profile: POST /jobs handler work, in-process", flush=True)
+    bench.flush()
+    settings = Settings(redis_url=bench.url)
+    body = {"type": "demo.steps", "args": {"steps": 5, "delay": 0.1}}
+
+    async def many(count: int) -> None:
+        store = JobStore(settings, sync_redis(settings), async_redis(settings))
+        await store.warm_up()
+        from starlette.responses import JSONResponse
+
+        for _ in range(count):
+            job = await _enqueue(store, parse_submission(body, registry, settings))
+            JSONResponse(job_view(job)).render(job_view(job))
+        await store.aio.aclose()
+
+    asyncio.run(many(200))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(many(2000))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    by_area: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _, func), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tottime
+        by_area[_area(filename, func)] += tottime
+    top = sorted(by_area.items(), key=lambda item: -item[1])[:8]
+    bench.notes["profile"] = "; ".join(f"{area} {share / total:.0%}" for area, share in top)
+    bench.notes["profile_per_request_ms"] = f"{total / 2000 * 1000:.2f}"
+
+
+def _area(filename: str, func: str) -> str:
+    for marker, area in (
+        ("/redis/asyncio/", "redis.asyncio client (send/parse)"), ("/redis/", "redis-py command packing"),
+        ("/rq/", "RQ job build and serialize"), ("pydantic", "pydantic validation"), ("/json/", "json"),
+        ("/uuid", "uuid"), ("/starlette/", "Starlette response"), ("/app/", "app code"), ("/jobs/", "jobs code"),
+        ("asyncio", "asyncio event loop"), ("uvloop", "asyncio event loop"), ("datetime", "datetime"),
+    ):  # fmt: skip
+        if marker in filename or marker in func:
+            return area
+    if filename == "~" and any(word in func for word in ("select", "poll", "recv", "send", "socket")):
+        return "socket calls and waiting for Redis's replies"
+    return "other (builtins)"

@@ -1,0 +1,142 @@
+"""Worker throughput (`demo.noop`) and concurrent I/O-bound jobs, against peers run beside them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import redis
+from rq import Queue
+
+from bench.common import ROOT, Bench, Figure, procfile, wait_until
+from jobs.queues import SERIALIZER
+
+BENCH_VENV = ROOT / ".venv-bench"
+OURS = "workers.concurrent.ConcurrentWorker"
+#: The Procfile's worker line with only the worker class swapped.
+SIMPLE = procfile("worker").replace(OURS, "rq.worker.SimpleWorker")
+DEFAULT_RQ = procfile("worker").replace(OURS, "workers.worker.ServiceWorker")
+
+
+def enqueue(client: redis.Redis, func: str, count: int, **kwargs: object) -> list[str]:
+    queue = Queue("default", connection=client, serializer=SERIALIZER)
+    ids = []
+    for start in range(0, count, 500):
+        with client.pipeline() as pipe:
+            for _ in range(min(500, count - start)):
+                ids.append(queue.enqueue_call(func, kwargs=dict(kwargs), result_ttl=3600, pipeline=pipe).id)
+            pipe.execute()
+    return ids
+
+
+def drain_rate(bench: Bench, name: str, count: int, *commands: str, **env: str) -> float:
+    """Jobs/s of `commands` (worker processes) draining `count` queued no-op jobs; start-up excluded:
+    timed from the first finished job to the last."""
+    bench.flush()
+    client = bench.client()
+    enqueue(client, "jobs.demo.noop", count)
+    registry = Queue("default", connection=client).finished_job_registry
+    procs = [bench.worker(f"{name}-{i}", command=command, **env) for i, command in enumerate(commands)]
+    try:
+        if not wait_until(lambda: registry.count > 0, 60):
+            raise RuntimeError(f"{name}: no job finished")
+        first, started = registry.count, time.perf_counter()
+        if not wait_until(lambda: registry.count >= count, 120):
+            raise RuntimeError(f"{name}: only {registry.count}/{count} finished")
+        return (count - first) / (time.perf_counter() - started)
+    finally:
+        for proc in procs:
+            bench.stop(proc)
+        client.close()
+
+
+def celery_rate(bench: Bench, count: int) -> float | None:
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        print("  creating .venv-bench (Celery peer) from requirements-bench.txt", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")], check=True
+        )
+    bench.flush()
+    base = bench.url.rsplit("/", 1)[0]
+    env = {"BENCH_CELERY_BROKER": f"{base}/1", "BENCH_CELERY_BACKEND": f"{base}/2", "PYTHONPATH": str(ROOT)}
+    broker, backend = redis.Redis.from_url(f"{base}/1"), redis.Redis.from_url(f"{base}/2")
+    broker.flushdb()
+    backend.flushdb()
+    subprocess.run([str(python), "-m", "bench.celery_app", str(count)], cwd=ROOT, env=bench.env(**env), check=True)
+    proc = bench.spawn(
+        "celery", f"{BENCH_VENV}/bin/celery -A bench.celery_app worker --pool=solo --concurrency=1 --loglevel=warning "
+        "--without-gossip --without-mingle --without-heartbeat", **env,
+    )  # fmt: skip
+    try:
+        if not wait_until(lambda: backend.dbsize() > 0, 60):
+            raise RuntimeError("celery: no task finished")
+        first, started = backend.dbsize(), time.perf_counter()
+        if not wait_until(lambda: backend.dbsize() >= count, 120):
+            raise RuntimeError(f"celery: only {backend.dbsize()}/{count} finished")
+        return (count - first) / (time.perf_counter() - started)
+    finally:
+        bench.stop(proc)
+        broker.flushdb()
+        backend.flushdb()
+        broker.close()
+        backend.close()
+
+
+def throughput(bench: Bench) -> None:
+    print("workers: demo.noop throughput (start-up excluded)", flush=True)
+    n = int(3000 * bench.seconds / 4)
+    simple = drain_rate(bench, "simple", n // 2, SIMPLE)
+    ours = drain_rate(bench, "procfile-1", n * 2, "")
+    two = drain_rate(bench, "procfile-2", n * 3, "", "")
+    celery = celery_rate(bench, n)
+    line = "one Procfile worker process (ConcurrentWorker, WORKER_CONCURRENCY default)"
+    bench.add(Figure("workers", line, ours, "jobs/s", "rq worker -w SimpleWorker", simple, ">= 2x", ours >= 2 * simple))
+    if celery is not None:
+        bench.add(
+            Figure("workers", line, ours, "jobs/s", "Celery --pool=solo, Redis result backend", celery, ">= 1x",
+                   ours >= celery)
+        )  # fmt: skip
+    bench.add(Figure("workers", "two Procfile worker processes", two, "jobs/s", "one process", ours, ">= 1.8x",
+                     two >= 1.8 * ours))  # fmt: skip
+
+
+def io_bound(bench: Bench) -> None:
+    print("workers: 200 jobs waiting 1 s on I/O each (100 asyncio.sleep, 100 time.sleep)", flush=True)
+    bench.flush()
+    client = bench.client()
+    queue = Queue("default", connection=client, serializer=SERIALIZER)
+    with client.pipeline() as pipe:
+        for i in range(200):
+            mode = "async" if i % 2 else "sync"
+            queue.enqueue_call("jobs.demo.sleep", kwargs={"seconds": 1, "mode": mode}, result_ttl=3600, pipeline=pipe)
+        pipe.execute()
+    registry = queue.finished_job_registry
+    started = time.perf_counter()
+    proc = bench.worker("io-concurrent", WORKER_CONCURRENCY="50")
+    ok = wait_until(lambda: registry.count >= 200, 60, interval=0.02)
+    elapsed = time.perf_counter() - started
+    bench.stop(proc)
+    if not ok:
+        raise RuntimeError(f"io: only {registry.count}/200 finished")
+
+    # The default `rq worker` (a forked horse per job, one at a time) on a sample, extrapolated.
+    bench.flush()
+    sample = 4
+    with client.pipeline() as pipe:
+        for _ in range(sample):
+            queue.enqueue_call("jobs.demo.sleep", kwargs={"seconds": 1, "mode": "sync"}, result_ttl=3600, pipeline=pipe)
+        pipe.execute()
+    t0 = time.perf_counter()
+    proc = bench.worker("io-default", command=DEFAULT_RQ)
+    wait_until(lambda: registry.count >= sample, 60, interval=0.02)
+    per_job = (time.perf_counter() - t0) / sample
+    bench.stop(proc)
+    client.close()
+    bench.add(
+        Figure("workers", "200 x 1 s I/O jobs, one process, WORKER_CONCURRENCY=50 (incl. start-up)", elapsed, "s",
+               "default rq worker (forking), 200 x measured per-job time", per_job * 200, "<= 8 s", elapsed <= 8,
+               f"baseline measured on {sample} jobs, extrapolated")
+    )  # fmt: skip

@@ -33,12 +33,14 @@ def _missing(job_id: str) -> NotFoundError:
     return NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
 
 
-async def cancel(store: JobStore, job_id: str) -> Canceled:
-    """DELETE /jobs/{id}: cancel a waiting job (and the jobs deferred on it) or stop a running one."""
+async def cancel(store: JobStore, job_id: str, fetched: JobRecord | None = None) -> Canceled:
+    """DELETE /jobs/{id}: cancel a waiting job (and the jobs deferred on it) or stop a running one.
+
+    `fetched` is the job as the caller just read it (saves the first read)."""
     script = store.aio.register_script(CANCEL_WAITING)
     ttl = store.settings.failure_ttl
     for _ in range(_SETTLE_ATTEMPTS):
-        record = await store.fetch(job_id)
+        record, fetched = fetched or await store.fetch(job_id), None
         if record is None:
             raise _missing(job_id)
         job = record.job

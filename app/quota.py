@@ -35,7 +35,10 @@ async def active_members(aio: aioredis.Redis, members: Sequence[bytes]) -> tuple
     async with aio.pipeline(transaction=False) as reads:
         for member in members:
             reads.hget(Job.key_for(member.decode()), "status")
-        statuses = await reads.execute()
+        return _split(members, await reads.execute())
+
+
+def _split(members: Sequence[bytes], statuses: Sequence[bytes | None]) -> tuple[list[bytes], list[bytes]]:
     active = [m for m, status in zip(members, statuses, strict=True) if status in ACTIVE_STATUSES]
     ended = [m for m, status in zip(members, statuses, strict=True) if status not in ACTIVE_STATUSES]
     return active, ended
@@ -64,9 +67,13 @@ async def prune_and_check(aio: aioredis.Redis, watching: Any, quota: Quota) -> l
     """With `quota.key` WATCHed on `watching`: raise 429 at the limit, else return the members that ended."""
     found: set[bytes] = await watching.smembers(quota.key)
     active, ended = await active_members(aio, sorted(found))
-    if len(active) >= quota.limit:
-        raise _over_quota(len(active), quota.limit)
+    _check(active, quota.limit)
     return ended
+
+
+def _check(active: Sequence[bytes], limit: int, counted: bytes = b"") -> None:
+    if len(active) >= limit and counted not in active:
+        raise _over_quota(len(active), limit)
 
 
 def prune_and_check_sync(sync: redis.Redis, watching: Any, quota: Quota) -> list[bytes]:
@@ -77,11 +84,9 @@ def prune_and_check_sync(sync: redis.Redis, watching: Any, quota: Quota) -> list
     with sync.pipeline(transaction=False) as reads:
         for member in members:
             reads.hget(Job.key_for(member.decode()), "status")
-        statuses = reads.execute()
-    active = [m for m, status in zip(members, statuses, strict=True) if status in ACTIVE_STATUSES]
-    if len(active) >= quota.limit:
-        raise _over_quota(len(active), quota.limit)
-    return [m for m, status in zip(members, statuses, strict=True) if status not in ACTIVE_STATUSES]
+        active, ended = _split(members, reads.execute())
+    _check(active, quota.limit)
+    return ended
 
 
 async def reserve_slot(aio: aioredis.Redis, active_key: str, limit: int, job_id: str) -> None:
@@ -92,8 +97,7 @@ async def reserve_slot(aio: aioredis.Redis, active_key: str, limit: int, job_id:
                 await pipe.watch(active_key)
                 found: set[bytes] = await pipe.smembers(active_key)  # type: ignore[assignment]
                 active, ended = await active_members(aio, sorted(found))
-                if len(active) >= limit and job_id.encode() not in active:
-                    raise _over_quota(len(active), limit)
+                _check(active, limit, job_id.encode())
                 pipe.multi()  # type: ignore[no-untyped-call]
                 if ended:
                     pipe.srem(active_key, *ended)

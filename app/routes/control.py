@@ -16,8 +16,9 @@ from jobs import keys
 
 async def cancel_job(request: Request) -> Response:
     """Waiting jobs are canceled at once (200); a running job is asked to stop (202)."""
-    await owned_job(request, request.path_params["job_id"])  # another key's job is a 404
-    outcome = await control.cancel(_store(request), request.path_params["job_id"])
+    job_id = request.path_params["job_id"]
+    owned = await owned_job(request, job_id)  # another key's job is a 404
+    outcome = await control.cancel(_store(request), job_id, owned)
     record = outcome.record
     view = job_view(record.job, result=record.result, position=record.position)
     return JSONResponse(view, status_code=202 if outcome.stopping else 200)

@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from jobs import keys
+from tests.support.procs import wait_for
 
 
 def children(pid: int) -> list[int]:
@@ -44,3 +45,9 @@ def process_exists(pid: int) -> bool:
 def claims(client: redis.Redis) -> dict[str, str]:
     raw: dict[bytes, bytes] = client.hgetall(keys.CLAIMS)  # type: ignore[assignment]
     return {job_id.decode(): owner.decode() for job_id, owner in raw.items()}
+
+
+def wait_claims_settled(client: redis.Redis, timeout: float = 10) -> None:
+    """Until no claim is left. A job's status is written by the horse (or task) before its worker
+    settles the claim, so a job seen `finished` may still be claimed for a moment."""
+    wait_for(lambda: claims(client) == {}, timeout, what=f"every claim settled (left: {claims(client)})")

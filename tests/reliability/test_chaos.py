@@ -12,7 +12,7 @@ import redis
 
 from tests.factories import steps_job
 from tests.integration.test_spine import submit
-from tests.reliability.support import claims
+from tests.reliability.support import wait_claims_settled
 from tests.support.procs import ProcessFactory, wait_for
 
 JOBS = 1000
@@ -67,7 +67,7 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
             f"{recovered} with a lost attempt recovered, 0 lost, 0 stuck"
         )
     assert counts["finished"] + counts["failed"] == JOBS  # zero lost (no '<missing>'), zero stuck
-    assert claims(rclient) == {}
+    wait_claims_settled(rclient)
     for queue in ("high", "default", "low"):
         assert rclient.llen(f"rq:queue:{queue}") == 0
         assert rclient.zcard(f"rq:wip:{queue}") == 0

@@ -14,7 +14,7 @@ from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
 from tests.reliability.conftest import ABANDONED_JOB_TIMEOUT
 from tests.reliability.jobs import EFFECTS
-from tests.reliability.support import claims, horse_of, process_exists
+from tests.reliability.support import claims, horse_of, process_exists, wait_claims_settled
 from tests.support.procs import ProcessFactory, wait_for
 
 #: Slack on top of the configured bound for a loaded 2-core CI machine (process start-up included).
@@ -104,7 +104,7 @@ def test_sigkill_between_dequeue_and_start_loses_nothing(
     assert done["messages"][0]["message"].startswith("requeued: ")
     low_done = wait_status(api, low["id"], {"finished"})
     assert low_done["result"] == {"steps": 1, "attempt": 1}
-    assert claims(rclient) == {}
+    wait_claims_settled(rclient)
 
 
 def test_horse_sigkill_is_retried_then_failed_naming_the_signal(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 
@@ -41,5 +42,36 @@ def sync_redis(settings: Settings, **overrides: Any) -> redis.Redis:
 
 
 def async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
-    """An asyncio client for the web process: Redis I/O without a thread hop."""
-    return aioredis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})
+    """An asyncio client for the web process: Redis I/O without a thread hop, commands packed by hiredis."""
+    client = aioredis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})
+    pool = client.connection_pool
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
+
+
+_PACKING: dict[type[Any], type[Any]] = {}
+
+
+def hiredis_packing(base: type[Any]) -> type[Any]:
+    """`base` (plain, TLS or unix socket) packing commands with hiredis's C packer.
+
+    redis-py's blocking connections already pack with hiredis; its asyncio ones join bytes in
+    Python, re-copying the buffer for every argument: ~60 us for a submission's ~90 arguments,
+    against ~5 us here. The bytes sent are the same. Command names with a space ('CLIENT SETNAME')
+    and arguments hiredis does not take go through redis-py's own packer (and its errors)."""
+    if base in _PACKING or base in _PACKING.values():
+        return _PACKING.get(base, base)
+
+    class HiredisPacking(base):  # type: ignore[misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            name = args[0]
+            if (b" " if isinstance(name, bytes) else " ") in name:
+                return super().pack_command(*args)  # type: ignore[no-any-return]
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                return super().pack_command(*args)  # type: ignore[no-any-return]
+
+    HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{base.__name__}"
+    _PACKING[base] = HiredisPacking
+    return HiredisPacking

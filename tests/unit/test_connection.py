@@ -5,8 +5,11 @@ from __future__ import annotations
 import ssl
 
 import pytest
+import redis
+import redis.asyncio as aioredis
+from rq.job import JobStatus
 
-from jobs.connection import async_redis, sync_redis, url_with_tls_options
+from jobs.connection import async_redis, hiredis_packing, sync_redis, url_with_tls_options
 from jobs.settings import Settings
 
 
@@ -34,3 +37,34 @@ def test_clients_built_from_settings_carry_the_certificate_check(cert_reqs: str,
 
 def test_default_is_to_verify() -> None:
     assert Settings(redis_url="rediss://host:6380/0").redis_ssl_cert_reqs == "required"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "abc", 0, "", b"\x00\x01\xff", 1.5, 1795423665174678.0, "(1794127665174678.0", -3, "ünïcode"),
+        ("HSET", "rq:job:x", "status", JobStatus.QUEUED, "meta", b'{"a": 1}'),
+        ("CLIENT SETNAME", "web"),  # a command name with a space: redis-py's packer splits it
+        ("SET", "k", bytearray(b"v"), memoryview(b"w")),  # types hiredis refuses: redis-py's packer
+    ],
+)
+def test_async_clients_pack_with_hiredis_the_same_bytes_as_redis_py(args: tuple[object, ...]) -> None:
+    for url in ("redis://host:6379/0", "rediss://host:6380/0"):
+        pool = async_redis(Settings(redis_url=url)).connection_pool
+        ours = pool.connection_class(**pool.connection_kwargs)
+        plain = aioredis.SSLConnection if url.startswith("rediss") else aioredis.Connection
+        assert isinstance(ours, plain)
+        reference = plain(**pool.connection_kwargs)
+        assert b"".join(bytes(part) for part in ours.pack_command(*args)) == b"".join(
+            bytes(part) for part in reference.pack_command(*args)
+        )
+
+
+def test_hiredis_packing_is_used_and_bad_arguments_still_raise_redis_errors() -> None:
+    pool = async_redis(Settings(redis_url="redis://host:6379/0")).connection_pool
+    connection = pool.connection_class(**pool.connection_kwargs)
+    packed = connection.pack_command("EVALSHA", "abc", 0, *[str(n) for n in range(90)])
+    assert len(packed) == 1  # one buffer from hiredis (redis-py's own packer yields its chunks)
+    with pytest.raises(redis.DataError):
+        connection.pack_command("SET", "k", None)
+    assert hiredis_packing(pool.connection_class) is pool.connection_class  # not wrapped twice

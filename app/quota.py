@@ -1,10 +1,10 @@
 """Active jobs per API key (`MAX_ACTIVE_JOBS`): queued + scheduled + deferred + started.
 
-Each key has a Redis set of its possibly-active job ids. A submission WATCHes that set, drops
-members that have ended or expired (one pipelined status read, O(limit)), and either refuses
-with 429 or adds the new job in the same MULTI/EXEC as the enqueue itself. A concurrent
-submission by the same key in another web process touches the set, so one of the two retries:
-the count holds across processes without a lock.
+Each key has a Redis set of its possibly-active job ids. A submission drops members that have
+ended or expired (one status read each, O(limit)) and either refuses with 429 or adds the new
+job, all inside the script that enqueues it (`app.scripts`): Redis runs one script at a time,
+so the count holds across web processes without a lock. The dependency path (blocking, in a
+thread) and retries do the same under WATCH with MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -56,28 +56,21 @@ class Quota:
         return keys.active_for_owner(self.owner)
 
 
-def _over_quota(active: int, limit: int) -> TooManyRequestsError:
+def over_quota(active: int, limit: int) -> TooManyRequestsError:
     return TooManyRequestsError(
         f"this API key already has {active} active jobs (limit {limit}); retry when one of them has ended",
         QUOTA_RETRY_AFTER,
     )
 
 
-async def prune_and_check(aio: aioredis.Redis, watching: Any, quota: Quota) -> list[bytes]:
-    """With `quota.key` WATCHed on `watching`: raise 429 at the limit, else return the members that ended."""
-    found: set[bytes] = await watching.smembers(quota.key)
-    active, ended = await active_members(aio, sorted(found))
-    _check(active, quota.limit)
-    return ended
-
-
 def _check(active: Sequence[bytes], limit: int, counted: bytes = b"") -> None:
     if len(active) >= limit and counted not in active:
-        raise _over_quota(len(active), limit)
+        raise over_quota(len(active), limit)
 
 
 def prune_and_check_sync(sync: redis.Redis, watching: Any, quota: Quota) -> list[bytes]:
-    """`prune_and_check` for blocking code (the dependency path, run in a thread)."""
+    """With `quota.key` WATCHed on `watching` (blocking: the dependency path, run in a thread): raise 429
+    at the limit, else return the members that ended."""
     members = sorted(watching.smembers(quota.key))
     if not members:
         return []

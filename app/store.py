@@ -28,7 +28,8 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
-from app.quota import Quota, prune_and_check, prune_and_check_sync
+from app.quota import Quota, over_quota, prune_and_check_sync
+from app.scripts import Scripts
 from app.views import OWNER, TYPE
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
@@ -74,6 +75,7 @@ class JobStore:
         self.sync = sync
         self.aio = aio
         self.queues: dict[str, Queue] = {name: make_queue(name, sync) for name in QUEUE_NAMES}
+        self.scripts = Scripts(aio)
         self._warm = False
 
     async def warm_up(self) -> None:
@@ -131,11 +133,11 @@ class JobStore:
         claim: Claim | None = None,
         quota: Quota | None = None,
     ) -> str | None:
-        """Enqueue `job` (or schedule it for `at`) atomically, with the listing indexes, in one transaction.
+        """Enqueue `job` (or schedule it for `at`) atomically, with the listing indexes, in one script run.
 
         With `claim` the job is written only if the claim's key is still free; with `quota` only if
-        its owner has fewer active jobs than the limit (429 otherwise). Both are checked under WATCH
-        and written in the same MULTI/EXEC, so concurrent requests on any process agree. When the
+        its owner has fewer active jobs than the limit (429 otherwise). Both are checked in the same
+        script that writes (`app.scripts`), so concurrent requests on any process agree. When the
         claim was taken, nothing is written and the id of the job the claim names is returned.
         """
         if not self._warm:
@@ -147,32 +149,20 @@ class JobStore:
         else:
             queue.schedule_job(job, at, pipeline=recorder)
         self._record_indexes(recorder, job, job_type)
-        if claim is None and quota is None:
-            await self._replay(recorder)
-            return None
-        if claim is not None:
-            recorder.set(claim.key, claim.value(job.id), ex=claim.ttl)
-        if quota is not None:
-            recorder.sadd(quota.key, job.id)
-        pipe: Any
-        async with self.aio.pipeline(transaction=True) as pipe:
-            for _ in range(WATCH_ATTEMPTS):
-                try:
-                    await pipe.watch(*[key for key in (claim and claim.key, quota and quota.key) if key])
-                    if claim is not None:
-                        stored = await pipe.get(claim.key)
-                        if stored is not None:
-                            return claim.job_for(stored)
-                    ended = await prune_and_check(self.aio, pipe, quota) if quota is not None else []
-                    pipe.multi()
-                    if quota is not None and ended:
-                        pipe.srem(quota.key, *ended)
-                    self.copy_commands(recorder, pipe)
-                    await pipe.execute()
-                    return None
-                except WatchError:
-                    continue
-        raise contended()
+        outcome = await self.scripts.submit(
+            recorder.command_stack,
+            job.id,
+            claim=(claim.key, claim.value(job.id), claim.ttl) if claim is not None else None,
+            quota=(quota.key, quota.limit) if quota is not None else None,
+        )
+        recorder.reset()
+        if outcome.existing_claim is not None:
+            assert claim is not None
+            return claim.job_for(outcome.existing_claim)
+        if outcome.active is not None:
+            assert quota is not None
+            raise over_quota(outcome.active, quota.limit)
+        return None
 
     def enqueue_dependent(
         self,
@@ -230,11 +220,6 @@ class JobStore:
     def _index_horizon_us(self) -> float:
         return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
 
-    async def _replay(self, recorder: Any) -> list[Any]:
-        async with self.aio.pipeline(transaction=True) as pipe:
-            self.copy_commands(recorder, pipe)
-            return list(await pipe.execute())
-
     @staticmethod
     def copy_commands(recorder: Any, pipe: Any) -> None:
         """Queue on `pipe` (asyncio, in MULTI) what RQ recorded on `recorder` (sync, never executed)."""
@@ -245,17 +230,18 @@ class JobStore:
     # -- reads --------------------------------------------------------------------------
 
     async def fetch(self, job_id: str) -> JobRecord | None:
-        async with self.aio.pipeline(transaction=False) as pipe:
-            pipe.hgetall(Job.key_for(job_id))
-            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-            raw, results = await pipe.execute()
-        if not raw or b"data" not in raw:
+        """The job, its newest result and its queue position, read in one script run."""
+        found = await self.scripts.fetch(
+            Job.key_for(job_id), Result.get_key(job_id), Queue.redis_queue_namespace_prefix, job_id
+        )
+        if found is None:
+            return None
+        raw, results, position = found
+        if b"data" not in raw:
             return None
         job = self.restore(job_id, raw)
-        position = None
-        if job.get_status(refresh=False) == JobStatus.QUEUED and job.origin in self.queues:
-            found = await self.aio.lpos(self.queues[job.origin].key, job_id)
-            position = found if isinstance(found, int) else None
+        if job.origin not in self.queues:
+            position = None
         return JobRecord(job, self._latest_result(job_id, results), position)
 
     def restore(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
@@ -369,9 +355,9 @@ class JobStore:
             return {"count": 0, "busy": 0}
         async with self.aio.pipeline(transaction=False) as pipe:
             for key in ordered:
-                pipe.hget(key, "state")
-            states = await pipe.execute()
-        alive = [state for state in states if state is not None]
+                pipe.hmget(key, "state", "birth")  # a worker just registered has a birth but no state yet
+            found = await pipe.execute()
+        alive = [state for state, birth in found if state is not None or birth is not None]
         return {"count": len(alive), "busy": sum(1 for state in alive if state == b"busy")}
 
     async def ping(self) -> bool:

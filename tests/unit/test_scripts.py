@@ -1,0 +1,116 @@
+"""The web's one-command submission and status scripts (`app.scripts`), on FakeRedis's Lua."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import fakeredis
+import redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.results import Result
+
+from app.scripts import Scripts, flatten
+from app.store import JobStore
+from jobs.settings import Settings
+
+
+def _store(server: fakeredis.FakeServer) -> JobStore:
+    settings = Settings(redis_url="redis://unused:6379/0")
+    return JobStore(settings, fakeredis.FakeRedis(server=server), fakeredis.FakeAsyncRedis(server=server))
+
+
+def _recorded(store: JobStore, owner: str = "alice") -> tuple[Job, list[Any]]:
+    job = store.build_job(
+        func_path="jobs.demo.steps", kwargs={"steps": 1}, queue="default", timeout=60, retries=1,
+        description="demo.steps", meta={"type": "demo.steps", "owner": owner},
+    )  # fmt: skip
+    recorder = store.sync.pipeline(transaction=True)
+    store.queues["default"].enqueue_job(job, pipeline=recorder)
+    return job, list(recorder.command_stack)
+
+
+def test_flatten_prefixes_each_command_with_its_argument_count() -> None:
+    stack = [(("SADD", "k", "v"), {}), (("RPUSH", "q", "id"), {"x": 1})]
+    assert list(flatten(stack)) == [3, "SADD", "k", "v", 3, "RPUSH", "q", "id"]
+
+
+def test_submit_runs_every_recorded_command() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    job, stack = _recorded(store)
+    outcome = asyncio.run(Scripts(store.aio).submit(stack, job.id))
+    assert outcome.written
+    sync = store.sync
+    assert sync.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
+    assert sync.sismember("rq:queues", "rq:queue:default")
+    stored = Job.fetch(job.id, connection=sync, serializer=store.queues["default"].serializer)
+    assert stored.get_status() == JobStatus.QUEUED and stored.kwargs == {"steps": 1}
+    assert stored.retries_left == 1 and stored.meta["owner"] == "alice"
+
+
+def test_a_taken_claim_returns_what_it_stores_and_writes_nothing() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    store.sync.set("claim", "the first job")
+    job, stack = _recorded(store)
+    outcome = asyncio.run(Scripts(store.aio).submit(stack, job.id, claim=("claim", "the second", 60)))
+    assert not outcome.written and outcome.existing_claim == b"the first job"
+    assert store.sync.llen("rq:queue:default") == 0 and not store.sync.exists(Job.key_for(job.id))
+
+
+def test_a_free_claim_is_set_with_its_ttl_and_the_job_written() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    job, stack = _recorded(store)
+    outcome = asyncio.run(Scripts(store.aio).submit(stack, job.id, claim=("claim", "mine", 60)))
+    assert outcome.written
+    assert store.sync.get("claim") == b"mine" and 0 < store.sync.ttl("claim") <= 60
+    assert store.sync.llen("rq:queue:default") == 1
+
+
+def test_the_quota_counts_active_jobs_prunes_ended_ones_and_refuses_at_the_limit() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    sync: redis.Redis = store.sync
+    sync.hset(Job.key_for("running"), "status", "started")
+    sync.hset(Job.key_for("done"), "status", "finished")
+    sync.sadd("active", "running", "done", "expired")  # `expired` has no job hash any more
+    scripts = Scripts(store.aio)
+
+    job, stack = _recorded(store)
+    assert asyncio.run(scripts.submit(stack, job.id, quota=("active", 2))).written
+    assert sync.smembers("active") == {b"running", job.id.encode()}  # ended and expired pruned, new one counted
+
+    refused, stack = _recorded(store)
+    outcome = asyncio.run(scripts.submit(stack, refused.id, quota=("active", 2)))
+    assert not outcome.written and outcome.active == 2
+    assert not sync.exists(Job.key_for(refused.id)) and sync.llen("rq:queue:default") == 1
+
+
+def test_fetch_reads_the_job_its_newest_result_and_its_queue_position() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    scripts = Scripts(store.aio)
+    prefix = Queue.redis_queue_namespace_prefix
+    assert asyncio.run(scripts.fetch(Job.key_for("nope"), Result.get_key("nope"), prefix, "nope")) is None
+
+    first, stack = _recorded(store)
+    asyncio.run(scripts.submit(stack, first.id))
+    second, stack = _recorded(store)
+    asyncio.run(scripts.submit(stack, second.id))
+    raw, results, position = asyncio.run(
+        scripts.fetch(Job.key_for(second.id), Result.get_key(second.id), prefix, second.id)
+    )
+    assert raw[b"status"] == b"queued" and position == 1 and results == []
+
+    store.sync.hset(Job.key_for(second.id), "status", "finished")
+    store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "old"})
+    store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "new"})
+    raw, results, position = asyncio.run(
+        scripts.fetch(Job.key_for(second.id), Result.get_key(second.id), prefix, second.id)
+    )
+    assert position is None and len(results) == 1
+    entry_id, payload = results[0]
+    assert isinstance(entry_id, bytes) and payload[b"return_value"] == b"new"

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem
 from app.store import JobStore
-from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
+from jobs.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
 from jobs.settings import Settings
 
 logger = logging.getLogger("app.dashboard")
@@ -66,15 +66,10 @@ def access(settings: Settings) -> Access:
 # -- rq-dashboard with the JSON serializer ------------------------------------------------------
 
 
-class _JSONJob(Job):
-    def __init__(self, id: str | None = None, connection: redis.Redis | None = None, serializer: Any = None) -> None:
-        super().__init__(id, connection=connection, serializer=serializer or SERIALIZER)
-
-
 def _json_defaults(options: dict[str, Any]) -> dict[str, Any]:
     return {
         **options,
-        "job_class": options.get("job_class") or _JSONJob,
+        "job_class": options.get("job_class") or JsonJob,
         "serializer": options.get("serializer") or SERIALIZER,
     }
 
@@ -96,7 +91,7 @@ def _requeue_json_job(job_id: str, connection: redis.Redis, serializer: Any = No
 def _use_json_serializer() -> None:
     """Make every job lookup in rq-dashboard's views decode JSON (idempotent)."""
     dashboard_web.config.serializer = SERIALIZER
-    dashboard_web.Job = _JSONJob
+    dashboard_web.Job = JsonJob
     dashboard_web.Queue = _JSONQueue
     dashboard_web.Worker = _JSONWorker
     dashboard_web.requeue_job = _requeue_json_job

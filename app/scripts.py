@@ -19,8 +19,10 @@ from rq.job import Job
 from app.quota import ACTIVE_STATUSES
 
 # ARGV[1..7]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
-# job id, job key prefix; then the commands, each as its argument count followed by its arguments.
-# Reply: {0} written; {1, stored claim} the claim was taken (nothing written); {2, active} over quota.
+# job id, job key prefix; ARGV[8..10]: listing score, stale-below bound, number of listing indexes n;
+# ARGV[11..10+n]: the listing indexes; then the commands, each as its argument count followed by
+# its arguments. Reply: {0} written; {1, stored claim} the claim was taken (nothing written);
+# {2, active} over quota.
 _SUBMIT = """
 local claim_key, active_key = ARGV[1], ARGV[4]
 if claim_key ~= '' then
@@ -43,7 +45,12 @@ end
 if claim_key ~= '' then
   redis.call('SET', claim_key, ARGV[2], 'EX', ARGV[3])
 end
-local i, last = 8, #ARGV
+local indexes = tonumber(ARGV[10])
+for k = 11, 10 + indexes do
+  redis.call('ZADD', ARGV[k], ARGV[8], ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', ARGV[k], '-inf', ARGV[9])
+end
+local i, last = 11 + indexes, #ARGV
 while i <= last do
   local count = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + count))
@@ -67,6 +74,16 @@ if status == 'queued' then
 end
 return {raw, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1), position}
 """
+
+
+@dataclass(frozen=True)
+class ListingEntry:
+    """A job's place in the listing indexes: its score in each, and the bound below which entries
+    are stale (older than any job can live) and dropped on the way."""
+
+    indexes: tuple[str, ...]
+    score: float
+    stale_below: str  # an exclusive ZREMRANGEBYSCORE bound, "(<score>"
 
 
 @dataclass(frozen=True)
@@ -95,12 +112,16 @@ class Scripts:
         *,
         claim: tuple[str, str, int] | None = None,
         quota: tuple[str, int] | None = None,
+        listing: ListingEntry | None = None,
     ) -> SubmitOutcome:
-        """Run the recorded commands atomically unless `claim` (key, value, ttl) is taken or the
-        active set `quota` (key, limit) is full; a full quota's set is pruned of ended jobs."""
+        """Run the recorded commands atomically, and add the job to its `listing` indexes, unless
+        `claim` (key, value, ttl) is taken or the active set `quota` (key, limit) is full; a full
+        quota's set is pruned of ended jobs."""
         claim_key, claim_value, claim_ttl = claim or ("", "", 0)
         active_key, limit = quota or ("", 0)
+        indexes, score, stale_below = (listing.indexes, listing.score, listing.stale_below) if listing else ((), 0, "")
         head: list[Any] = [claim_key, claim_value, claim_ttl, active_key, limit, job_id, Job.redis_job_namespace_prefix]
+        head += [score, stale_below, len(indexes), *indexes]
         reply = await self._submit(args=[*head, *flatten(command_stack)])
         code = int(reply[0])
         if code == 1:

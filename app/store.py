@@ -29,10 +29,10 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
 from app.quota import Quota, over_quota, prune_and_check_sync
-from app.scripts import Scripts
+from app.scripts import ListingEntry, Scripts
 from app.views import OWNER, TYPE
 from jobs import keys
-from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
+from jobs.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
 from jobs.settings import Settings
 
 logger = logging.getLogger("app.store")
@@ -148,12 +148,12 @@ class JobStore:
             queue.enqueue_job(job, pipeline=recorder)
         else:
             queue.schedule_job(job, at, pipeline=recorder)
-        self._record_indexes(recorder, job, job_type)
         outcome = await self.scripts.submit(
             recorder.command_stack,
             job.id,
             claim=(claim.key, claim.value(job.id), claim.ttl) if claim is not None else None,
             quota=(quota.key, quota.limit) if quota is not None else None,
+            listing=self._listing_entry(job, job_type),
         )
         recorder.reset()
         if outcome.existing_claim is not None:
@@ -207,15 +207,19 @@ class JobStore:
                     continue
         raise contended()
 
-    def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
+    def _listing_entry(self, job: Job, job_type: str) -> ListingEntry:
         score = job.created_at.timestamp() * 1_000_000
         indexes = [keys.INDEX_ALL, keys.index_for_queue(job.origin), keys.index_for_type(job_type)]
         owner = job.meta.get(OWNER)
         if owner:
             indexes.append(keys.index_for_owner(str(owner)))
-        for index in indexes:
-            pipe.zadd(index, {job.id: score})
-            pipe.zremrangebyscore(index, "-inf", f"({score - self._index_horizon_us()}")
+        return ListingEntry(tuple(indexes), score, f"({score - self._index_horizon_us()}")
+
+    def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
+        entry = self._listing_entry(job, job_type)
+        for index in entry.indexes:
+            pipe.zadd(index, {job.id: entry.score})
+            pipe.zremrangebyscore(index, "-inf", entry.stale_below)
 
     def _index_horizon_us(self) -> float:
         return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
@@ -245,7 +249,7 @@ class JobStore:
         return JobRecord(job, self._latest_result(job_id, results), position)
 
     def restore(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
-        job = Job(job_id, connection=self.sync, serializer=SERIALIZER)
+        job = JsonJob(job_id, connection=self.sync)
         job.restore(raw)
         return job
 

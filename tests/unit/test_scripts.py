@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.results import Result
 
-from app.scripts import Scripts, flatten
+from app.scripts import ListingEntry, Scripts, flatten
 from app.store import JobStore
 from jobs.settings import Settings
 
@@ -114,3 +114,14 @@ def test_fetch_reads_the_job_its_newest_result_and_its_queue_position() -> None:
     assert position is None and len(results) == 1
     entry_id, payload = results[0]
     assert isinstance(entry_id, bytes) and payload[b"return_value"] == b"new"
+
+
+def test_submit_adds_the_job_to_its_listing_indexes_and_drops_stale_entries() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    store.sync.zadd("index:a", {"ancient": 1.0, "recent": 900.0})
+    job, stack = _recorded(store)
+    listing = ListingEntry(("index:a", "index:b"), 1000.0, "(500.0")
+    assert asyncio.run(Scripts(store.aio).submit(stack, job.id, listing=listing)).written
+    assert store.sync.zrange("index:a", 0, -1, withscores=True) == [(b"recent", 900.0), (job.id.encode(), 1000.0)]
+    assert store.sync.zrange("index:b", 0, -1, withscores=True) == [(job.id.encode(), 1000.0)]

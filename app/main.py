@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -45,6 +46,8 @@ def create_app(
                 logger.warning(warning)
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
             logger.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
+        gc.collect()
+        gc.freeze()  # start-up objects (modules, app, schemas) leave the collector's scans
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import hiredis
@@ -63,6 +64,27 @@ def hiredis_packing(base: type[Any]) -> type[Any]:
         return _PACKING.get(base, base)
 
     class HiredisPacking(base):  # type: ignore[misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            """redis-py wraps every write in `asyncio.wait_for` when a socket timeout is set, which
+            makes a task per command. Here the bytes go straight to the transport; only a write
+            the kernel did not take at once waits to drain, bounded by the same timeout."""
+            if check_health and self.is_connected:
+                await self.check_health()
+            writer = self._writer
+            if writer is None or writer.transport.is_closing() or not self.socket_timeout:
+                await super().send_packed_command(command, check_health=False)
+                return
+            writer.writelines([command] if isinstance(command, bytes) else command)
+            if writer.transport.get_write_buffer_size():
+                try:
+                    await asyncio.wait_for(writer.drain(), self.socket_timeout)
+                except TimeoutError:
+                    await self.disconnect(nowait=True)
+                    raise redis.TimeoutError("Timeout writing to socket") from None
+                except OSError as exc:
+                    await self.disconnect(nowait=True)
+                    raise redis.ConnectionError(f"Error while writing to socket: {exc}") from exc
+
         def pack_command(self, *args: Any) -> list[bytes]:
             name = args[0]
             if (b" " if isinstance(name, bytes) else " ") in name:

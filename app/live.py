@@ -1,14 +1,14 @@
 """Live job events for the web process: one Redis subscription, fanned out to every open stream.
 
-Workers append each event to the job's stream (`jobs.events`) and publish the job id on one
-channel. Each web process holds a single pub/sub connection (redis.asyncio, no thread) on
-that channel. A notice for a job that has listeners here triggers one read of the new
-stream entries, shared by all of that job's listeners; each listener gets them on its own
-asyncio queue. Nothing polls: an idle stream costs a queue and a few objects.
+Whoever changes a job publishes its id on one channel (`jobs.events`). Each web process holds a
+single pub/sub connection (redis.asyncio, no thread) on that channel. A notice for a job that has
+listeners here triggers one read of the job, shared by all of that job's listeners; each listener
+gets what is new to it (progress entries numbered above the last it got, and the status if it
+changed) on its own asyncio queue. Nothing polls: an idle stream costs a queue and a few objects.
 
-A listener joins before it reads its snapshot and becomes `ready` (has a cursor) after, so
-no event falls between the two: anything read while it was joining is also queued to it,
-and the listener drops what its snapshot already covered.
+A listener joins before it reads its snapshot and becomes `ready` (has a state) after; a read
+that began before it was ready is never delivered to it, and `ready` starts a fresh read, so no
+change falls between the snapshot and the live events.
 """
 
 from __future__ import annotations
@@ -16,49 +16,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from rq.job import Job, JobStatus
-from rq.results import Result
 
 from app.store import JobRecord, JobStore
 from jobs import events, keys
+from jobs.clock import iso_z
 from jobs.events import Event
+from jobs.progress import newest_seq, progress_events
 from jobs.settings import Settings
 
 logger = logging.getLogger("app.live")
 
+#: What tells one status change from another: a retry that starts again is a new `started`.
+StatusKey = tuple[str | None, str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class State:
+    """What a listener has been sent: the newest progress event id, and the job's status as of then."""
+
+    seq: int
+    status: StatusKey
+
 
 @dataclass(frozen=True)
 class Batch:
-    """New events for one job; `record` is the job as of the last of them (read when they hold a status change)."""
+    """New events for one job, in order; a `status` event (when the status changed) stands for `record`'s view."""
 
     events: list[Event]
-    record: JobRecord | None
+    record: JobRecord
 
 
 @dataclass(frozen=True)
 class Snapshot:
     record: JobRecord
-    #: The newest event id at the time of the snapshot (None: the job has no events yet).
-    last_id: str | None
-    #: Events after the client's Last-Event-ID, up to `last_id`.
+    #: Progress events after the client's Last-Event-ID (none without one).
     replay: list[Event]
 
     @property
-    def cursor(self) -> tuple[int, int]:
-        return events.parse_id(self.last_id) if self.last_id else (0, 0)
+    def seq(self) -> int:
+        """The newest progress event id the snapshot covers (its view lists them): the status event's id."""
+        return newest_seq(_meta(self.record.job))
+
+    @property
+    def state(self) -> State:
+        return State(self.seq, status_key(self.record.job))
 
 
 @dataclass(eq=False)
 class Listener:
     job_id: str
     queue: asyncio.Queue[Batch] = field(default_factory=asyncio.Queue)
-    #: Newest event id queued to this listener; None until its snapshot is read.
-    cursor: tuple[int, int] | None = None
+    #: What has been queued to this listener; None until its snapshot is read.
+    state: State | None = None
 
 
 @dataclass(eq=False)
@@ -66,6 +80,38 @@ class _Feed:
     listeners: set[Listener] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     again: bool = False
+
+
+def status_key(job: Job) -> StatusKey:
+    status = job.get_status(refresh=False)
+    return (
+        events.status_value(status) if status else None,
+        iso_z(job.enqueued_at),
+        iso_z(job.started_at),
+        iso_z(job.ended_at),
+    )
+
+
+def changes(record: JobRecord, state: State) -> tuple[Batch, State] | None:
+    """What `record` holds that a listener at `state` has not been sent; None if nothing."""
+    job = record.job
+    fresh = progress_events(_meta(job), state.seq)
+    seq = fresh[-1].id if fresh else state.seq
+    key = status_key(job)
+    if key == state.status:
+        return (Batch(fresh, record), State(seq, key)) if fresh else None
+    # The status changed: place its event among the new progress events. A final status comes
+    # last; a (re)start comes before what this attempt reported; anything else after what led to it.
+    split = len(fresh)
+    if key[0] == JobStatus.STARTED.value and key[2] is not None:
+        split = sum(1 for event in fresh if str(event.data.get("time") or "") < key[2])
+    before = fresh[:split]
+    status = Event(before[-1].id if before else state.seq, events.STATUS, {"status": key[0]})
+    return Batch([*before, status, *fresh[split:]], record), State(seq, key)
+
+
+def _meta(job: Job) -> dict[str, Any]:
+    return {} if job._unreadable_meta is not None else job.meta
 
 
 class EventHub:
@@ -97,9 +143,9 @@ class EventHub:
         self._feeds.setdefault(job_id, _Feed()).listeners.add(listener)
         return listener
 
-    def ready(self, listener: Listener, cursor: tuple[int, int]) -> None:
-        """The listener's snapshot covers events up to `cursor`; catch up on anything since."""
-        listener.cursor = cursor
+    def ready(self, listener: Listener, state: State) -> None:
+        """The listener's snapshot covers `state`; catch up on anything since."""
+        listener.state = state
         self._wake(listener.job_id)
 
     def leave(self, listener: Listener) -> None:
@@ -129,48 +175,17 @@ class EventHub:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def snapshot(self, job_id: str, after: str | None) -> Snapshot | None:
-        """The job and its newest event id, read atomically; with `after`, the events since. None: no such job."""
-        stream = keys.events_for(job_id)
-        async with self._reads, self.store.aio.pipeline(transaction=True) as pipe:
-            pipe.hgetall(Job.key_for(job_id))
-            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-            pipe.xrevrange(stream, "+", "-", count=1)
-            if after is not None:
-                pipe.xrange(stream, f"({after}", "+")
-            raw, results, newest, *since = await pipe.execute()
-            record = await self._record(job_id, raw, results)
+    async def snapshot(self, job_id: str, after: int | None) -> Snapshot | None:
+        """The job and, with `after`, its kept progress events since. None: no such job."""
+        record = await self.read(job_id)
         if record is None:
             return None
-        last = events.decode(newest)
-        last_id = last[0].id if last else None
-        replay = events.decode(since[0]) if since else []
-        return Snapshot(record, last_id, replay)
+        return Snapshot(record, progress_events(_meta(record.job), after) if after is not None else [])
 
-    async def _record(self, job_id: str, raw: dict[bytes, bytes], results: Sequence[Any]) -> JobRecord | None:
-        if not raw or b"data" not in raw:
-            return None
-        job = self.store.restore(job_id, raw)
-        position = None
-        if job.get_status(refresh=False) == JobStatus.QUEUED and job.origin in self.store.queues:
-            found = await self.store.aio.lpos(self.store.queues[job.origin].key, job_id)
-            position = found if isinstance(found, int) else None
-        return JobRecord(job, self.store._latest_result(job_id, results), position)
-
-    async def _read_since(self, job_id: str, cursor: tuple[int, int]) -> Batch:
-        stream = keys.events_for(job_id)
-        after = f"({cursor[0]}-{cursor[1]}"
+    async def read(self, job_id: str) -> JobRecord | None:
+        """The job as `GET /jobs/{id}` reads it (with its latest result, and its place while queued)."""
         async with self._reads:
-            found = events.decode(await self.store.aio.xrange(stream, after, "+"))
-            if not any(event.kind == events.STATUS for event in found):
-                return Batch(found, None)
-            # A status change: read the events again with the job, atomically, so the view matches them.
-            async with self.store.aio.pipeline(transaction=True) as pipe:
-                pipe.xrange(stream, after, "+")
-                pipe.hgetall(Job.key_for(job_id))
-                pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-                entries, raw, results = await pipe.execute()
-            return Batch(events.decode(entries), await self._record(job_id, raw, results))
+            return await self.store.fetch(job_id)
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -204,16 +219,18 @@ class EventHub:
             feed.task = None
 
     async def _deliver(self, job_id: str, feed: _Feed) -> None:
-        cursors = [listener.cursor for listener in feed.listeners if listener.cursor is not None]
-        if not cursors:
+        # Only listeners ready before the read began: the read is newer than their snapshot.
+        ready = {listener for listener in feed.listeners if listener.state is not None}
+        if not ready:
             return
-        batch = await self._read_since(job_id, min(cursors))
-        for listener in list(feed.listeners):
-            fresh = [event for event in batch.events if listener.cursor is None or event.order > listener.cursor]
-            if fresh:
-                listener.queue.put_nowait(Batch(fresh, batch.record))
-                if listener.cursor is not None:
-                    listener.cursor = fresh[-1].order
+        record = await self.read(job_id)
+        if record is None:  # deleted meanwhile: nothing to tell (an ended job's stream has closed already)
+            return
+        for listener in ready:
+            found = changes(record, listener.state) if listener.state is not None else None
+            if found is not None:
+                batch, listener.state = found
+                listener.queue.put_nowait(batch)
 
     async def _run(self) -> None:
         delay = 0.2

@@ -10,7 +10,7 @@ from rq.results import Result
 from jobs.callbacks import CALLBACK
 from jobs.clock import iso_z
 from jobs.outcome import error_line, summarize_exception
-from jobs.progress import MESSAGES, PROGRESS
+from jobs.progress import PROGRESS, shown_messages
 
 TYPE = "type"
 OWNER = "owner"  # the name of the API key that submitted the job
@@ -43,7 +43,7 @@ def job_view(
         "owner": meta.get(OWNER),
     }
     if details:
-        view["messages"] = list(meta.get(MESSAGES, []))
+        view["messages"] = shown_messages(meta)
         view["result"] = result.return_value if status == JobStatus.FINISHED and result is not None else None
     view.update(
         error=UNREADABLE if unreadable else error_line(job, result) if status in ERROR_STATUSES else None,

@@ -49,13 +49,9 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
 
 # -- live events (issue 4) --
 
-#: Pub/sub channel: each message is the id of a job whose event stream just grew (issue 4).
+#: Pub/sub channel: each message is the id of a job whose progress or status just changed (issue 4).
+#: The events themselves live in the job hash (`jobs.events`); nothing else is stored per job.
 EVENTS_CHANNEL = f"{PREFIX}:channel:events"
-
-
-def events_for(job_id: str) -> str:
-    """A job's capped stream of progress and status events, kept as long as the job."""
-    return f"{PREFIX}:events:{job_id}"
 
 
 # -- reliability (issue 7) --

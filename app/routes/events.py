@@ -3,13 +3,15 @@
 First a `status` event with the current job view (after the progress events missed since
 `Last-Event-ID`, when the client resumes), then a `progress` event for every report and a
 `status` event for every status change; the stream ends after the final status. Progress
-and status events carry the event's id, so `Last-Event-ID` resumes without repeats or gaps.
+events carry their number (`jobs.events`) as id, and a status event the id of the progress
+event before it, so `Last-Event-ID` resumes without repeats or gaps, also after the job ended.
 A comment line goes out every `SSE_KEEPALIVE` seconds on a quiet stream.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,22 +31,23 @@ from jobs import events
 from jobs.events import Event
 from jobs.settings import Settings
 
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
 
 def _hub(request: Request) -> EventHub:
     hub: EventHub = request.app.state.events
     return hub
 
 
-def _last_event_id(request: Request) -> str | None:
+def _last_event_id(request: Request) -> int | None:
     """`Last-Event-ID` (what EventSource sends on reconnect), or `?last_event_id=` for clients that cannot set it."""
-    value = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if not value:
+    value = (request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "").strip()
+    if not value or _STREAM_ID.match(value):  # none, or a stream id from before events were numbered: no replay
         return None
     try:
-        events.parse_id(value.strip())
+        return events.parse_id(value)
     except ValueError:
         raise ValidationFailedError.field(["headers", "Last-Event-ID"], "not an event id of this stream") from None
-    return value.strip()
 
 
 async def job_events(request: Request) -> Response:
@@ -61,7 +64,7 @@ async def job_events(request: Request) -> Response:
     if snapshot is None or not can_see(principal(request), snapshot.record.job):
         hub.leave(listener)  # another key's job is answered like a missing one
         raise NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
-    hub.ready(listener, snapshot.cursor)
+    hub.ready(listener, snapshot.state)
     settings: Settings = request.app.state.settings
     return EventSourceResponse(
         _stream(hub, listener, snapshot),
@@ -73,39 +76,30 @@ async def job_events(request: Request) -> Response:
 async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> AsyncIterator[ServerSentEvent]:
     try:
         for event in snapshot.replay:
-            if event.kind == events.PROGRESS:
-                yield _progress(event)
-        status = _view(snapshot.record, listener.job_id, None)
-        yield ServerSentEvent(json.dumps(status), event=events.STATUS, id=snapshot.last_id)
+            yield _progress(event)
+        status = _view(snapshot.record)
+        yield ServerSentEvent(json.dumps(status), event=events.STATUS, id=str(snapshot.seq))
         if status["status"] in events.FINAL_STATUSES:
             return
-        emitted = snapshot.cursor
         while True:
             batch = await listener.queue.get()
-            fresh = [event for event in batch.events if event.order > emitted]
-            if not fresh:
-                continue
-            emitted = fresh[-1].order
-            statuses = [i for i, event in enumerate(fresh) if event.kind == events.STATUS]
-            for i, event in enumerate(fresh):
+            for event in batch.events:
                 if event.kind == events.PROGRESS:
                     yield _progress(event)
-                elif statuses and i == statuses[-1]:  # earlier changes in the batch are already superseded
-                    view = _view(batch.record, listener.job_id, event.data.get("status"))
-                    yield ServerSentEvent(json.dumps(view), event=events.STATUS, id=event.id)
-                    if event.data.get("status") in events.FINAL_STATUSES:
-                        return
+                    continue
+                view = _view(batch.record)
+                yield ServerSentEvent(json.dumps(view), event=events.STATUS, id=str(event.id))
+                if view["status"] in events.FINAL_STATUSES:
+                    return
     finally:
         hub.leave(listener)
 
 
 def _progress(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(event.data), event=events.PROGRESS, id=event.id)
+    return ServerSentEvent(json.dumps(event.data), event=events.PROGRESS, id=str(event.id))
 
 
-def _view(record: JobRecord | None, job_id: str, status: str | None) -> dict[str, Any]:
-    if record is None:  # the job expired or was deleted meanwhile
-        return {"id": job_id, "status": status}
+def _view(record: JobRecord) -> dict[str, Any]:
     return job_view(record.job, result=record.result, position=record.position)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
@@ -111,6 +112,26 @@ def test_last_event_id_after_the_end_replays_the_rest_then_closes(api: httpx.Cli
     assert messages(first_part) + messages(second_part) == STEPS
     assert second_part[-1].data == view(api, job["id"])
     assert_ids_increase(first_part + second_part)
+
+
+def test_replay_after_the_end_comes_from_the_job_hash_capped_like_the_messages(
+    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis
+) -> None:
+    procs.worker(PROGRESS_MAX_MESSAGES="5")
+    job = submit(api, steps_job(steps=12, delay=0))
+    done = wait_status(api, job["id"], {"finished"})
+    assert [m["message"] for m in done["messages"]] == [f"step {i}/12" for i in range(8, 13)]
+    with stream(api, job["id"], **{"Last-Event-ID": "2"}) as response:
+        received = list(events(response))
+    # events 3..7 fell off the cap with their messages: the kept ones, then the final status
+    assert [(e.event, e.id) for e in received] == [*(("progress", str(i)) for i in range(8, 13)), ("status", "12")]
+    assert messages(received) == [f"step {i}/12" for i in range(8, 13)]
+    assert received[-1].data == view(api, job["id"])
+    # the events live in the job hash: no key of this job beside RQ's own
+    assert sorted(key.decode() for key in rclient.scan_iter(f"*{job['id']}*")) == [
+        f"rq:job:{job['id']}",
+        f"rq:results:{job['id']}",
+    ]
 
 
 def test_the_stream_of_an_ended_job_closes_at_once(api: httpx.Client, procs: ProcessFactory) -> None:

@@ -64,7 +64,7 @@ async def aevents(response: httpx.Response) -> AsyncIterator[SSE]:
             yield item
 
 
-def order(event_id: str | None) -> tuple[int, int]:
-    assert event_id is not None
-    ms, seq = event_id.split("-")
-    return int(ms), int(seq)
+def order(event_id: str | None) -> int:
+    """An event id as its number (progress events are numbered per job)."""
+    assert event_id is not None and event_id.isdigit(), event_id
+    return int(event_id)

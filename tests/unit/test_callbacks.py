@@ -201,15 +201,31 @@ def test_an_accepted_callback_is_pending_in_the_view(client: TestClient, fake_re
 # -- the end of a job: final status event and the delivery job, in one round trip ----------
 
 
+@pytest.fixture
+def announced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(job id, status) of every status change announced, in order."""
+    seen: list[tuple[str, str]] = []
+    add_status = events.add_status
+
+    def spy(pipe: events.Pipeline, job: Job, status: Any, settings: Settings | None = None) -> None:
+        seen.append((job.id, events.status_value(status)))
+        add_status(pipe, job, status, settings)
+
+    monkeypatch.setattr(events, "add_status", spy)
+    return seen
+
+
 def test_a_job_ending_publishes_its_status_and_enqueues_the_delivery(
-    client: TestClient, fake_redis: fakeredis.FakeRedis, settings: Settings
+    client: TestClient, fake_redis: fakeredis.FakeRedis, settings: Settings, announced: list[tuple[str, str]]
 ) -> None:
     job_id = client.post("/jobs", json=steps_job(steps=2, callback_url="http://93.184.216.34/h")).json()["id"]
+    pubsub = fake_redis.pubsub()
+    pubsub.subscribe(keys.EVENTS_CHANNEL)
     run_all(fake_redis, "default")
-    kinds = [(e.kind, e.data.get("status") or e.data["message"]) for e in stream_of(fake_redis, job_id)]
-    assert kinds == [("status", "started"), ("progress", "step 1/2"), ("progress", "step 2/2"), ("status", "finished")]
-    ttl = fake_redis.ttl(keys.events_for(job_id))
-    assert 0 < ttl <= settings.result_ttl and abs(ttl - fake_redis.ttl(Job.key_for(job_id))) <= 1
+    published = [m["data"].decode() for m in iter(pubsub.get_message, None) if m["type"] == "message"]
+    assert published == [job_id] * 4  # started, 2 reports, finished
+    assert announced == [(job_id, "started"), (job_id, "finished")]
+    assert not list(fake_redis.scan_iter("jobsvc:events:*")), "events live in the job hash, no stream beside it"
 
     [delivery_id] = Queue("low", connection=fake_redis, serializer=SERIALIZER).get_job_ids()
     delivery = Job.fetch(delivery_id, connection=fake_redis, serializer=SERIALIZER)
@@ -220,7 +236,9 @@ def test_a_job_ending_publishes_its_status_and_enqueues_the_delivery(
     assert delivery.timeout == settings.callback_timeout + 5
 
 
-def test_a_retried_job_announces_its_retry_and_no_callback_until_it_ends(fake_redis: fakeredis.FakeRedis) -> None:
+def test_a_retried_job_announces_its_retry_and_no_callback_until_it_ends(
+    fake_redis: fakeredis.FakeRedis, announced: list[tuple[str, str]]
+) -> None:
     queue = Queue("default", connection=fake_redis, serializer=SERIALIZER, job_class=RegisteredJob)
     job = queue.enqueue_call(
         "jobs.demo.steps",
@@ -229,10 +247,5 @@ def test_a_retried_job_announces_its_retry_and_no_callback_until_it_ends(fake_re
         meta={"type": "demo.steps", "callback_url": "http://93.184.216.34/h"},
     )
     run_all(fake_redis, "default")
-    statuses = [e.data["status"] for e in stream_of(fake_redis, job.id) if e.kind == events.STATUS]
-    assert statuses == ["started", "queued", "started", "failed"]
+    assert announced == [(job.id, status) for status in ("started", "queued", "started", "failed")]
     assert len(Queue("low", connection=fake_redis, serializer=SERIALIZER).get_job_ids()) == 1
-
-
-def stream_of(connection: fakeredis.FakeRedis, job_id: str) -> list[events.Event]:
-    return events.decode(connection.xrange(keys.events_for(job_id)))

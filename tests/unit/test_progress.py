@@ -99,6 +99,70 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_serv
     job = Job.create("jobs.demo.noop", connection=connection, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     progress.report(40, "Found 12 resources")
-    # meta, the progress event (capped stream, its TTL) and the announcement: one MULTI/EXEC
-    assert connection.round_trips == [["HSET", "XADD", "EXPIRE", "PUBLISH"]]
+    # meta (which holds the progress event) and the announcement: one MULTI/EXEC
+    assert connection.round_trips == [["HSET", "PUBLISH"]]
     assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"
+    assert job.meta["seq"] == 1
+
+
+# -- the entries are the job's progress events, numbered ----------------------------------------
+
+
+def test_entries_are_numbered_events_and_the_numbers_survive_the_cap() -> None:
+    meta: dict[str, Any] = {}
+    cap = get_settings().progress_max_messages
+    assert progress.newest_seq(meta) == 0 and progress.progress_events(meta) == []
+    for i in range(1, cap + 11):
+        progress.append_message(meta, f"m{i}", 1)
+    assert meta["seq"] == cap + 10 and len(meta["messages"]) == cap
+    kept = progress.progress_events(meta)
+    assert [e.id for e in kept] == list(range(11, cap + 11))  # the oldest 10 fell off the cap
+    assert [e.data["message"] for e in kept] == [f"m{i}" for i in range(11, cap + 11)]
+    assert set(kept[0].data) == {"progress", "message", "time"}
+    assert [e.id for e in progress.progress_events(meta, after=cap + 7)] == [cap + 8, cap + 9, cap + 10]
+    assert progress.progress_events(meta, after=cap + 10) == []
+    assert progress.progress_events(meta, after=3) == kept  # from further back than the cap: all that is kept
+    assert progress.progress_events(meta, after=10**9) == []
+
+
+def test_a_bare_percentage_is_an_event_but_not_a_listed_message(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
+) -> None:
+    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job.save()
+    monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    progress.report(10, "first")
+    progress.report(55.5)
+    progress.report(None, "third")
+    progress.report()  # nothing to record
+    assert [(e.id, e.data["message"], e.data["progress"]) for e in progress.progress_events(job.meta)] == [
+        (1, "first", 10),
+        (2, None, 55.5),
+        (3, "third", 55.5),
+    ]
+    assert [m["message"] for m in progress.shown_messages(job.meta)] == ["first", "third"]
+    stored = Job.fetch(job.id, connection=fake_redis, serializer=SERIALIZER).meta
+    assert stored["seq"] == 3 and stored["progress"] == 55.5
+
+
+def test_meta_from_before_numbering_counts_its_messages() -> None:
+    meta: dict[str, Any] = {"messages": [{"time": "t", "message": "old", "progress": 5}] * 3}
+    assert progress.newest_seq(meta) == 3
+    progress.append_message(meta, "new")
+    assert meta["seq"] == 4 and [e.id for e in progress.progress_events(meta, after=2)] == [3, 4]
+    assert progress.progress_events({"messages": "garbage", "seq": "x"}) == []
+
+
+def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis) -> None:
+    """Events live in the job hash only; many long reports keep it the same size."""
+    settings = get_settings()
+    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job.save()
+    monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    sizes = []
+    for _ in range(2):
+        for i in range(3 * settings.progress_max_messages):
+            progress.report(i % 100, "x" * 10 * settings.progress_max_message_chars)
+        sizes.append(len(fake_redis.hget(job.key, "meta") or b""))
+    assert sizes[0] == sizes[1] and len(job.meta["messages"]) == settings.progress_max_messages
+    assert sorted(key.decode() for key in fake_redis.keys()) == [job.key]

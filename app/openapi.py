@@ -71,7 +71,7 @@ OPERATIONS: list[Operation] = [
         },
     ),
     Operation(
-        "GET", "/jobs", "listJobs", "List jobs, newest first (an API key sees its own; an admin key all)",
+        "GET", "/jobs", "listJobs", "List jobs, newest first or in the status's order (a key sees its own; admin all)",
         query=ListQuery,
         replies={200: Reply("One page of jobs", JobPage)},
         problems={422: "A filter, limit or cursor is invalid", **REDIS_DOWN},

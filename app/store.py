@@ -8,7 +8,6 @@ none of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` d
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 import zlib
@@ -30,7 +29,7 @@ from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
 from app.quota import Quota, over_quota, prune_and_check_sync
 from app.scripts import ListingEntry, Scripts
-from app.views import OWNER, TYPE
+from app.views import OWNER
 from jobs import keys
 from jobs.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
 from jobs.settings import Settings
@@ -45,22 +44,12 @@ class JobRecord:
     position: int | None
 
 
-@dataclass(frozen=True)
-class Page:
-    records: list[JobRecord]
-    next_cursor: str | None
-
-
 #: Optimistic transactions (WATCH) retry this often before giving up with a 409.
 WATCH_ATTEMPTS = 100
 
 
 def contended() -> ConflictError:
     return ConflictError("the jobs involved kept changing while this request was applied; try again")
-
-
-class InvalidCursorError(ValueError):
-    """A listing cursor that this service did not issue."""
 
 
 def retry_intervals(retries: int, base: int, cap: int) -> list[int]:
@@ -263,74 +252,6 @@ class JobStore:
             logger.warning("job %s: stored result is not readable as JSON (%s); showing none", job_id, exc)
             return None
 
-    async def page(
-        self,
-        *,
-        status: str | None,
-        queue: str | None,
-        job_type: str | None,
-        limit: int,
-        cursor: str | None,
-        owner: str | None = None,
-    ) -> Page:
-        """Newest first. Each page examines at most a bounded multiple of `limit` index entries,
-        so a selective filter may return a short page with a `next_cursor` to continue.
-        With `owner`, only that API key's jobs (its own index; queue and type then filter)."""
-        if owner is not None:
-            index = keys.index_for_owner(owner)
-        else:
-            index = (
-                keys.index_for_type(job_type) if job_type else keys.index_for_queue(queue) if queue else keys.INDEX_ALL
-            )
-        max_score, after_id = _decode_cursor(cursor) if cursor else ("+inf", None)
-        filtered = status or (queue and job_type) or (owner is not None and (queue or job_type))
-        budget = limit if not filtered else limit * 5
-        entries = await self._index_slice(index, max_score, after_id, budget + 1)
-        more = len(entries) > budget
-        entries = entries[:budget]
-        async with self.aio.pipeline(transaction=False) as pipe:
-            for member, _ in entries:
-                pipe.hgetall(Job.key_for(member.decode()))
-            hashes = await pipe.execute() if entries else []
-        records: list[JobRecord] = []
-        expired: list[bytes] = []
-        last: tuple[bytes, float] | None = None
-        for (member, score), raw in zip(entries, hashes, strict=True):
-            if len(records) == limit:
-                more = True
-                break
-            last = (member, score)
-            if not raw or b"data" not in raw:
-                expired.append(member)
-                continue
-            job = self.restore(member.decode(), raw)
-            if status and job.get_status(refresh=False) != status:
-                continue
-            if queue and job.origin != queue:
-                continue
-            if owner is not None and job_type and job.meta.get(TYPE) != job_type:
-                continue
-            records.append(JobRecord(job, None, None))
-        if expired:
-            await self.aio.zrem(index, *expired)
-        next_cursor = _encode_cursor(last[1], last[0].decode()) if more and last else None
-        return Page(records, next_cursor)
-
-    async def _index_slice(self, index: str, max_score: str, after_id: str | None, count: int) -> list[Any]:
-        """Up to `count` (id, score) entries at or below `max_score`, skipping those a cursor already returned."""
-        num = count + (1 if after_id is not None else 0)
-        while True:
-            raw: list[tuple[bytes, float]] = await self.aio.zrevrangebyscore(  # type: ignore[assignment]
-                index, max_score, "-inf", start=0, num=num, withscores=True
-            )
-            entries = raw
-            if after_id is not None:
-                top = float(max_score)
-                entries = [(m, s) for m, s in raw if not (s == top and m.decode() >= after_id)]
-            if len(entries) >= count or len(raw) < num:
-                return entries[:count]
-            num *= 2
-
     async def stats(self) -> dict[str, Any]:
         """Counters per queue from RQ's own lists and registries: O(queues), not O(jobs)."""
         now = time.time()
@@ -382,17 +303,3 @@ def _check_parents(parents: Sequence[str], statuses: Sequence[Any]) -> None:
 
 def _expiring_registries(queue: Queue) -> list[BaseRegistry]:
     return [queue.finished_job_registry, queue.failed_job_registry, queue.canceled_job_registry]
-
-
-def _encode_cursor(score: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{score!r}|{job_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        score, job_id = raw.split("|", 1)
-        float(score)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursorError(cursor) from exc
-    return score, job_id

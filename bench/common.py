@@ -105,11 +105,11 @@ class Bench:
         for proc in self.procs:
             self.stop(proc, 5)
 
-    def web(self, name: str, app: str) -> tuple[subprocess.Popen[bytes], str]:
+    def web(self, name: str, app: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
         """`app` served by the Procfile's web command line (only the app path differs)."""
         port = free_port()
         command = procfile("web").replace("app.main:app", app).replace("${PORT:-8000}", str(port))
-        proc = self.spawn(name, command)
+        proc = self.spawn(name, command, **env)
         wait_port(port, proc)
         return proc, f"http://127.0.0.1:{port}"
 

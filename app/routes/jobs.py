@@ -16,11 +16,12 @@ from app.body import read_json_object
 from app.callback_url import callback_meta
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import claim_for
+from app.listing import InvalidCursorError, page
 from app.metrics import track_submission
 from app.ownership import listing_owner, owned_job
 from app.quota import Quota
 from app.ratelimit import count_submission
-from app.store import InvalidCursorError, JobStore
+from app.store import JobStore
 from app.submission import parse_submission, validate_model
 from app.views import OWNER, TYPE, job_view
 from jobs.catalog import registry
@@ -32,7 +33,12 @@ from jobs.settings import Settings
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    status: JobStatus | None = None
+    status: JobStatus | None = Field(
+        None,
+        description="Only jobs in this status, in its own order: finished, failed, stopped, canceled latest "
+        "ended first; queued next to run first (high, default, low, each in queue order); scheduled soonest due "
+        "first; started and deferred newest first. Without status: newest submitted first.",
+    )
     queue: QueueName | None = None
     type: str | None = Field(None, min_length=1, max_length=200)
     limit: int = Field(50, ge=1, le=200)
@@ -104,7 +110,8 @@ async def list_jobs(request: Request) -> Response:
     if query.type is not None and query.type not in registry:
         raise ValidationFailedError.field(["type"], f"unknown job type {query.type!r}")
     try:
-        page = await _store(request).page(
+        found = await page(
+            _store(request),
             status=query.status.value if query.status else None,
             queue=query.queue,
             job_type=query.type,
@@ -115,8 +122,8 @@ async def list_jobs(request: Request) -> Response:
     except InvalidCursorError:
         raise ValidationFailedError.field(["cursor"], "not a cursor issued by this service") from None
     body: dict[str, Any] = {
-        "jobs": [job_view(record.job, details=False) for record in page.records],
-        "next_cursor": page.next_cursor,
+        "jobs": [job_view(record.job, details=False) for record in found.records],
+        "next_cursor": found.next_cursor,
     }
     return JSONResponse(body)
 

@@ -25,7 +25,7 @@ from app.views import TYPE, job_view
 from jobs.catalog import registry
 from jobs.connection import sync_redis
 from jobs.progress import MESSAGES, PROGRESS
-from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queue
+from jobs.queues import QUEUE_NAMES, SERIALIZER
 from jobs.settings import get_settings
 
 
@@ -37,7 +37,8 @@ hello_app = Starlette(routes=[Route("/hello", hello)])
 
 _settings = get_settings()
 _redis = sync_redis(_settings)
-_queues: dict[str, Queue] = {name: make_queue(name, _redis) for name in QUEUE_NAMES}
+#: Stock RQ, as a naive route would use it: RQ's own `Job` class (not the service's `JsonJob`).
+_queues: dict[str, Queue] = {name: Queue(name, connection=_redis, serializer=SERIALIZER) for name in QUEUE_NAMES}
 
 
 async def naive_submit(request: Request) -> Response:

@@ -7,7 +7,7 @@ import sys
 import time
 
 import redis
-from rq import Queue
+from rq import Queue, Worker
 
 from bench.common import ROOT, Bench, Figure, procfile, wait_until
 from jobs.queues import SERIALIZER
@@ -30,20 +30,30 @@ def enqueue(client: redis.Redis, func: str, count: int, **kwargs: object) -> lis
     return ids
 
 
+def all_working(client: redis.Redis, processes: int) -> bool:
+    """Every one of the `processes` worker processes has registered and finished a job."""
+    workers = Worker.all(connection=client)
+    return len(workers) >= processes and all(worker.successful_job_count for worker in workers)
+
+
 def drain_rate(bench: Bench, name: str, count: int, *commands: str, **env: str) -> float:
     """Jobs/s of `commands` (worker processes) draining `count` queued no-op jobs; start-up excluded:
-    timed from the first finished job to the last."""
+    timed from the moment every process has finished a job to the last job finished."""
     bench.flush()
     client = bench.client()
     enqueue(client, "jobs.demo.noop", count)
-    registry = Queue("default", connection=client).finished_job_registry
+    key = Queue("default", connection=client).finished_job_registry.key
+
+    def finished() -> int:  # ZCARD only: the poll itself should cost the workers nothing
+        return int(client.zcard(key))
+
     procs = [bench.worker(f"{name}-{i}", command=command, **env) for i, command in enumerate(commands)]
     try:
-        if not wait_until(lambda: registry.count > 0, 60):
-            raise RuntimeError(f"{name}: no job finished")
-        first, started = registry.count, time.perf_counter()
-        if not wait_until(lambda: registry.count >= count, 120):
-            raise RuntimeError(f"{name}: only {registry.count}/{count} finished")
+        if not wait_until(lambda: all_working(client, len(procs)), 60):
+            raise RuntimeError(f"{name}: not every worker process finished a job")
+        first, started = finished(), time.perf_counter()
+        if not wait_until(lambda: finished() >= count, 120):
+            raise RuntimeError(f"{name}: only {finished()}/{count} finished")
         return (count - first) / (time.perf_counter() - started)
     finally:
         for proc in procs:

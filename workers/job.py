@@ -7,9 +7,10 @@ import functools
 from typing import Any
 
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
-from rq.utils import import_attribute
+from rq.utils import import_attribute, now, utcformat
 
 from jobs import events
 from jobs.catalog import registry
@@ -28,6 +29,12 @@ class UnreadableJobError(RuntimeError):
 
 class JobMemoryLimitError(MemoryError):
     """The job allocated more than `JOB_MAX_MEMORY` allows."""
+
+
+@functools.lru_cache(maxsize=256)
+def _function(func_path: str) -> Any:
+    """A registered job function, imported once per process (the catalog is fixed at start-up)."""
+    return import_attribute(func_path)
 
 
 class RegisteredJob(Job):
@@ -49,7 +56,7 @@ class RegisteredJob(Job):
 
     @property
     def func(self) -> Any:
-        return import_attribute(self.spec.func_path)
+        return _function(self.spec.func_path)
 
     def bound_call(self) -> functools.partial[Any]:
         """The registered function with its re-validated keyword arguments, not yet called."""
@@ -57,7 +64,7 @@ class RegisteredJob(Job):
         if self.args:
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
-        return functools.partial(import_attribute(spec.func_path), **kwargs)
+        return functools.partial(_function(spec.func_path), **kwargs)
 
     def _execute(self) -> Any:
         call = self.bound_call()
@@ -82,9 +89,21 @@ class RegisteredJob(Job):
             raise UnreadableJobError(f"job {self.id}: data in Redis is not JSON; refusing to run it") from None
 
     def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
-        """Count this start in `meta['attempt']` and announce it, in the same round trip as RQ's own bookkeeping."""
+        """RQ's `prepare_for_execution` (the same fields), with this start counted in `meta['attempt']` in the
+        same HSET, and announced, in the same round trip as RQ's own bookkeeping."""
         self.ensure_json()
-        super().prepare_for_execution(worker_name, pipeline)
+        self.worker_name = worker_name
+        self.last_heartbeat = now()
+        self.started_at = self.last_heartbeat
+        self._status = JobStatus.STARTED
         self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
-        pipeline.hset(self.key, "meta", self._serialize_meta())
+        started = utcformat(self.started_at)
+        mapping: dict[FieldT, EncodableT] = {
+            "last_heartbeat": started,
+            "status": self._status.value,
+            "started_at": started,
+            "worker_name": worker_name,
+            "meta": self._serialize_meta(),
+        }
+        pipeline.hset(self.key, mapping=mapping)
         events.add_status(pipeline, self, JobStatus.STARTED.value)

@@ -139,6 +139,8 @@ EXPLANATIONS = [
     "- **workers** — queued `demo.noop` jobs drained by worker processes, timed from the moment every",
     "  process has finished a job to the last job (start-up excluded), counted in RQ's finished registry",
     "  (Celery: from its first result to the last, counted as result keys in its Redis result backend).",
+    "  Each run starts on a flushed server whose append-only file was just rewritten, so no rewrite",
+    "  forked by earlier writes lands in a timed run.",
     "  The service's worker is the Procfile line unchanged: `ConcurrentWorker` with the default",
     "  `WORKER_CONCURRENCY`, RQ's scheduler on; it records results, registries, executions and",
     "  heartbeats as RQ does, batched: jobs popped together start in one MULTI/EXEC and jobs finishing",

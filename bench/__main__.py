@@ -136,9 +136,10 @@ EXPLANATIONS = [
     "  threadpool. `/hello` returns a constant JSON object. p99 is wrk's, at 32 connections.",
     "- **progress** — `jobs.progress.report()` called 2,000 times in-process for a real job on the bench",
     "  server; round trips are counted at the socket (one `send_packed_command` per command or pipeline).",
-    "- **workers** — queued `demo.noop` jobs drained by worker processes, timed from the moment every",
-    "  process has finished a job to the last job (start-up excluded), counted in RQ's finished registry",
-    "  (Celery: from its first result to the last, counted as result keys in its Redis result backend).",
+    "- **workers** — queued `demo.noop` jobs drained by worker processes, timed by the jobs' own end",
+    "  times (`ended_at`, `worker_name`, read once all are finished): from the moment every process had",
+    "  finished a job to the last job's end, so start-up is excluded and nothing polls Redis meanwhile",
+    "  (Celery: from its first result to the last, polling the result keys in its Redis result backend).",
     "  Each run starts on a flushed server whose append-only file was just rewritten, so no rewrite",
     "  forked by earlier writes lands in a timed run.",
     "  The service's worker is the Procfile line unchanged: `ConcurrentWorker` with the default",
@@ -168,8 +169,11 @@ PROFILE_NOTES = [
     "Over HTTP the rest is the server: uvicorn's httptools protocol, Starlette's routing and",
     "response, and the socket writes, which `/hello` also pays — that is why even a route with no",
     "Redis work at all tops out at the `/hello` figure. In the worker, the time per no-op job goes",
-    "to RQ's job (de)serialization (`Job.restore`, `Job.to_dict` in `_handle_success`) and to",
-    "redis-py packing ~25 commands per job; round trips are amortised over each batch.",
+    "mostly to redis-py packing and parsing its ~28 commands (RQ's bookkeeping, written by",
+    "`workers/batch.py`), then to `Job.restore`, the two log lines and the hand-off to a job thread;",
+    "round trips (about 6 per batch of up to `WORKER_CONCURRENCY` jobs) are amortised over the batch.",
+    "Two worker processes share the 2 cores with Redis (~20% of a core at that rate) and the bench,",
+    "so they scale by what the machine has left, not by 2.",
 ]
 
 

@@ -358,7 +358,7 @@ class ConcurrentWorker(ServiceWorker):
             if not data:  # deleted while queued: nothing to run
                 self.connection.hdel(keys.CLAIMS, job_id)
                 continue
-            job = RegisteredJob(job_id, connection=self.connection, serializer=self.serializer)
+            job = RegisteredJob.unrestored(job_id, self.connection, self.serializer)
             try:
                 job.restore(data)
                 job.ensure_json()

@@ -172,8 +172,8 @@ PROFILE_NOTES = [
     "mostly to redis-py packing and parsing its ~28 commands (RQ's bookkeeping, written by",
     "`workers/batch.py`), then to `Job.restore`, the two log lines and the hand-off to a job thread;",
     "round trips (about 6 per batch of up to `WORKER_CONCURRENCY` jobs) are amortised over the batch.",
-    "Two worker processes share the 2 cores with Redis (~20% of a core at that rate) and the bench,",
-    "so they scale by what the machine has left, not by 2.",
+    "Two worker processes share the 2 cores with Redis (about a quarter of a core at their rate) and",
+    "whatever else runs on the machine, so they scale by the CPU left to them, not by 2.",
 ]
 
 

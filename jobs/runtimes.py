@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,25 @@ def bucket_for(seconds: float) -> float:
 
 def record(pipeline: Any, job_type: str, status: str, seconds: float) -> None:
     """Queue the three increments for one run on `pipeline` (sync or asyncio); the caller executes it."""
-    prefix = f"{job_type}|{status}"
-    seconds = max(0.0, seconds)
-    pipeline.hincrby(keys.JOB_RUNTIME, f"{prefix}|le={bound_label(bucket_for(seconds))}", 1)
-    pipeline.hincrby(keys.JOB_RUNTIME, f"{prefix}|count", 1)
-    pipeline.hincrbyfloat(keys.JOB_RUNTIME, f"{prefix}|sum", seconds)
+    record_many(pipeline, [(job_type, status, seconds)])
+
+
+def record_many(pipeline: Any, runs: Iterable[tuple[str, str, float]]) -> None:
+    """Queue the increments for many `(job type, status, seconds)` runs: one per bucket, count and sum touched."""
+    buckets: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    sums: dict[str, float] = {}
+    for job_type, status, seconds in runs:
+        prefix = f"{job_type}|{status}"
+        seconds = max(0.0, seconds)
+        buckets[f"{prefix}|le={bound_label(bucket_for(seconds))}"] += 1
+        counts[prefix] += 1
+        sums[prefix] = sums.get(prefix, 0.0) + seconds
+    for field_name, count in buckets.items():
+        pipeline.hincrby(keys.JOB_RUNTIME, field_name, count)
+    for prefix, count in counts.items():
+        pipeline.hincrby(keys.JOB_RUNTIME, f"{prefix}|count", count)
+        pipeline.hincrbyfloat(keys.JOB_RUNTIME, f"{prefix}|sum", sums[prefix])
 
 
 @dataclass

@@ -11,8 +11,8 @@ It keeps every guarantee of the forking `ServiceWorker` that does not need a pro
 
 - dequeue: jobs are claimed by `workers.dequeue.Claims.claim_many` (one Lua step takes up to
   the free slots' worth of jobs, `high` before `default` before `low`, and records each
-  `job -> worker` claim); every claim is settled per job once its outcome is recorded
-  (`Recovery.settle`, or the same script inside the outcome's MULTI/EXEC);
+  `job -> worker` claim); every claim is settled once its job's outcome is recorded
+  (`Recovery.settle`, or released inside the MULTI/EXEC that records a plain success);
 - liveness and abandoned-job sweeps (`Recovery.tick`) run on every turn of the loop, so jobs
   of a dead worker are retried or failed within `ABANDONED_JOB_TIMEOUT`; RQ's own
   StartedJobRegistry cleanup stays disabled (`ReliableWorkerMixin.clean_registries`);
@@ -27,7 +27,11 @@ It keeps every guarantee of the forking `ServiceWorker` that does not need a pro
   (`workers.observe`), stop grace and dependents of failed jobs (`workers.stopping`).
 
 Bookkeeping is batched: the jobs claimed together start in one pipeline; jobs that finish
-together are recorded in one MULTI/EXEC, their status events and claim releases included.
+together are recorded in one MULTI/EXEC, their status events, run times and claim releases
+included. Both write RQ's keys and values through `workers.batch` (no RQ helper object per job).
+The worker's state flips to `idle` only when the work runs out, not between batches; its
+heartbeat is the periodic one; while another worker's scheduler holds the scheduler locks, they
+are retried once a second, not on every turn of the loop.
 Whatever is not the plain case (a failure, a returned `Retry`, dependents, callbacks,
 webhooks, repeats, rate limits, `result_ttl=0`) goes through the per-job handlers.
 
@@ -69,14 +73,15 @@ from rq.job import JobStatus, _current_job
 from rq.job_lifecycle import record_job_failure
 from rq.suspension import is_suspended
 from rq.timeouts import JobTimeoutException
-from rq.utils import now
+from rq.utils import current_timestamp, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from jobs import callbacks, events, keys
+from jobs import callbacks, events, keys, runtimes
 from jobs.settings import get_settings
+from workers import batch as runs
 from workers.dequeue import Claims
 from workers.job import RegisteredJob
-from workers.observe import _fields, run_seconds
+from workers.observe import _fields, run_seconds, run_times
 from workers.observe import logger as job_log
 from workers.recovery import REDIS_DOWN
 from workers.reliable import LOST_OUTCOME_REASON, SHUTDOWN_REASON
@@ -268,6 +273,8 @@ class ConcurrentWorker(ServiceWorker):
                         if batch:
                             self._start(batch)
                             started += popped
+                    if not (self.running or popped) and self.get_state() == WorkerStatus.BUSY:
+                        self.set_state(WorkerStatus.IDLE)  # only once the work ran out, not between batches
                     backoff = 0.25
                 except REDIS_DOWN as exc:
                     self.recovery.note_redis_error()
@@ -351,7 +358,7 @@ class ConcurrentWorker(ServiceWorker):
             if not data:  # deleted while queued: nothing to run
                 self.connection.hdel(keys.CLAIMS, job_id)
                 continue
-            job = RegisteredJob(job_id, connection=self.connection, serializer=self.serializer)
+            job = RegisteredJob.unrestored(job_id, self.connection, self.serializer)
             try:
                 job.restore(data)
                 job.ensure_json()
@@ -375,19 +382,23 @@ class ConcurrentWorker(ServiceWorker):
         self.announce(job)
 
     def _start(self, batch: list[tuple[RegisteredJob, Queue]]) -> None:
-        """RQ's `prepare_execution` + `prepare_job_execution` for every job of `batch`, in one round trip."""
+        """RQ's `prepare_execution` + `prepare_job_execution` for every job of `batch`, in one round trip
+        (`workers.batch`; the worker's own heartbeat is `_heartbeat_running`'s, on its schedule)."""
         started: list[Running] = []
         try:
             with self.connection.pipeline() as pipe:
+                stamp = current_timestamp()
+                ttls = []
                 for job, queue_ in batch:
                     ttl = self.get_heartbeat_ttl(job)
-                    execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
-                    job.heartbeat(now(), ttl, pipeline=pipe)
+                    execution = runs.start_execution(pipe, job, self.name, ttl, stamp)
                     job.prepare_for_execution(self.name, pipeline=pipe)
                     pipe.persist(job.key)
+                    ttls.append(ttl)
                     started.append(Running(job, queue_, execution))
-                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-                self.heartbeat(pipeline=pipe)
+                runs.expire_worker_executions(pipe, [running.execution for running in started], ttls)
+                if self.get_state() != WorkerStatus.BUSY:
+                    self.set_state(WorkerStatus.BUSY, pipeline=pipe)
                 pipe.execute()
         except REDIS_DOWN:
             for job, _ in batch:  # started or not: `settle` finds out once Redis answers
@@ -499,8 +510,6 @@ class ConcurrentWorker(ServiceWorker):
             if outcome.exc_info is not None or not self._is_plain_success(outcome):
                 self._finish_one(outcome)
         self._settle_pending()
-        if not self.running:
-            self.set_state(WorkerStatus.IDLE)
 
     def _settle_pending(self) -> None:
         while self._unsettled:
@@ -521,7 +530,8 @@ class ConcurrentWorker(ServiceWorker):
 
     def _finish_plain(self, outcomes: list[Outcome]) -> None:
         """`handle_job_success` for jobs without dependents, all of them in one MULTI/EXEC: RQ's
-        bookkeeping, run times, `finished` status events, and the release of their claims.
+        bookkeeping (`workers.batch`), run times, `finished` status events, and the release of their
+        claims (their outcome is recorded in the same transaction).
 
         WATCHing the jobs' dependents sets closes the race with a dependent being added
         meanwhile; if any job has dependents (or one is added), the per-job handler runs instead.
@@ -541,24 +551,14 @@ class ConcurrentWorker(ServiceWorker):
                     (job.ended_at - job.started_at).total_seconds() for job in jobs if job.started_at and job.ended_at
                 )
                 pipe.hincrbyfloat(self.key, "total_working_time", working)
+                stamp = current_timestamp()
                 for outcome in outcomes:
-                    running = outcome.running
-                    job, execution = running.job, running.execution
-                    job._status = JobStatus.FINISHED
-                    job._result = outcome.value
+                    job, execution = outcome.running.job, outcome.running.execution
                     result_ttl = job.get_result_ttl(self.default_result_ttl)
-                    job._handle_success(
-                        result_ttl,
-                        pipeline=pipe,
-                        worker_name=self.name,
-                        execution_id=execution.id,
-                        execution_started_at=execution.created_at,
-                        execution_ended_at=job.ended_at,
-                    )
-                    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-                    self.cleanup_execution(job, pipeline=pipe, execution=execution)
+                    runs.record_success(pipe, job, execution, outcome.value, result_ttl, self.name, stamp)
                     events.add_status(pipe, job, JobStatus.FINISHED.value, settings)
-                    Claims.settle_in(pipe, job.key, running.queue.key, job.id, self.name)
+                runtimes.record_many(pipe, run_times(jobs))
+                Claims.release_in(pipe, [job.id for job in jobs], self.name)
                 pipe.execute()
         except redis.WatchError:
             for outcome in outcomes:

@@ -74,6 +74,20 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 """
 
+# Release the claims of jobs whose outcomes the same transaction recorded. KEYS[1] = claims hash;
+# ARGV[1] = worker name, ARGV[2..] = job ids. A claim taken over meanwhile (this worker was presumed
+# dead) is left to its new owner. Returns how many were released.
+_RELEASE_MANY = """
+local released = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
 # Compare-and-set the owner of a claim. KEYS[1] = claims hash; ARGV = job id, expected, new.
 _TAKE_OVER = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -116,11 +130,11 @@ class Claims:
         return int(self._settle(keys=[keys.CLAIMS, job_key, queue_key], args=[job_id, worker_name]))
 
     @staticmethod
-    def settle_in(pipe: Any, job_key: str, queue_key: str, job_id: str, worker_name: str) -> None:
-        """`settle` queued on a caller's pipeline or MULTI (after the writes that record the outcome).
-
-        Sent as EVAL (the script text, no SCRIPT EXISTS/LOAD round trip); its reply is the same."""
-        pipe.eval(_SETTLE, 3, keys.CLAIMS, job_key, queue_key, job_id, worker_name)
+    def release_in(pipe: Any, job_ids: Sequence[str], worker_name: str) -> None:
+        """Release `worker_name`'s claims on `job_ids`, queued on the MULTI that records their outcomes
+        (after those writes: `settle` without its status check, which that MULTI makes moot). Sent as EVAL."""
+        if job_ids:
+            pipe.eval(_RELEASE_MANY, 1, keys.CLAIMS, worker_name, *job_ids)
 
     def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
         return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))

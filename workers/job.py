@@ -6,10 +6,12 @@ import asyncio
 import functools
 from typing import Any
 
+from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
-from rq.utils import import_attribute
+from rq.utils import import_attribute, now, utcformat
 
 from jobs import events
 from jobs.catalog import registry
@@ -30,12 +32,26 @@ class JobMemoryLimitError(MemoryError):
     """The job allocated more than `JOB_MAX_MEMORY` allows."""
 
 
+@functools.lru_cache(maxsize=256)
+def _function(func_path: str) -> Any:
+    """A registered job function, imported once per process (the catalog is fixed at start-up)."""
+    return import_attribute(func_path)
+
+
 class RegisteredJob(Job):
     """An RQ job that refuses to import or run anything but a registered job type.
 
     RQ itself imports whatever dotted path a job names; anyone who can write to Redis could
     otherwise make a worker call `os.system`.
     """
+
+    @classmethod
+    def unrestored(cls, job_id: str, connection: Redis, serializer: Any) -> RegisteredJob:
+        """A job to `restore()` from a hash already read (a batch reads them in one pipeline), `serializer`
+        already resolved (the worker's): RQ's constructor re-checks it against its `Protocol` (~15 µs a job)."""
+        job = cls(job_id, connection=connection)  # nothing to resolve; the serializer is set before any use
+        job.serializer = serializer
+        return job
 
     @property
     def spec(self) -> JobSpec:
@@ -49,7 +65,7 @@ class RegisteredJob(Job):
 
     @property
     def func(self) -> Any:
-        return import_attribute(self.spec.func_path)
+        return _function(self.spec.func_path)
 
     def bound_call(self) -> functools.partial[Any]:
         """The registered function with its re-validated keyword arguments, not yet called."""
@@ -57,7 +73,7 @@ class RegisteredJob(Job):
         if self.args:
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
-        return functools.partial(import_attribute(spec.func_path), **kwargs)
+        return functools.partial(_function(spec.func_path), **kwargs)
 
     def _execute(self) -> Any:
         call = self.bound_call()
@@ -82,9 +98,21 @@ class RegisteredJob(Job):
             raise UnreadableJobError(f"job {self.id}: data in Redis is not JSON; refusing to run it") from None
 
     def prepare_for_execution(self, worker_name: str, pipeline: Pipeline) -> None:
-        """Count this start in `meta['attempt']` and announce it, in the same round trip as RQ's own bookkeeping."""
+        """RQ's `prepare_for_execution` (the same fields), with this start counted in `meta['attempt']` in the
+        same HSET, and announced, in the same round trip as RQ's own bookkeeping."""
         self.ensure_json()
-        super().prepare_for_execution(worker_name, pipeline)
+        self.worker_name = worker_name
+        self.last_heartbeat = now()
+        self.started_at = self.last_heartbeat
+        self._status = JobStatus.STARTED
         self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
-        pipeline.hset(self.key, "meta", self._serialize_meta())
+        started = utcformat(self.started_at)
+        mapping: dict[FieldT, EncodableT] = {
+            "last_heartbeat": started,
+            "status": self._status.value,
+            "started_at": started,
+            "worker_name": worker_name,
+            "meta": self._serialize_meta(),
+        }
+        pipeline.hset(self.key, mapping=mapping)
         events.add_status(pipeline, self, JobStatus.STARTED.value)

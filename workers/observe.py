@@ -9,6 +9,7 @@ transaction RQ already sends when a run ends, so they cost no extra round trip.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +46,19 @@ def one_line(exc_string: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def run_times(jobs: Iterable[Job]) -> list[tuple[str, str, float]]:
+    """`(type, outcome, seconds)` of each ended run, for `jobs.runtimes.record_many`."""
+    entries = []
+    for job in jobs:
+        seconds = run_seconds(job)
+        if seconds is None:
+            continue
+        status = job.get_status(refresh=False)
+        outcome = "finished" if status == JobStatus.FINISHED else "stopped" if status == JobStatus.STOPPED else "failed"
+        entries.append((job_type(job), outcome, seconds))
+    return entries
+
+
 def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "type": job_type(job), "queue": job.origin, "attempt": job.meta.get(ATTEMPT)}
 
@@ -62,12 +76,7 @@ class ObservedWorker(BaseWorker):
     def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Any = None) -> None:
         """Called once per run that ended (success, failure, retry), with RQ's pending transaction."""
         super().cleanup_execution(job, pipeline, execution)
-        seconds = run_seconds(job)
-        if seconds is None:
-            return
-        status = job.get_status(refresh=False)
-        outcome = "finished" if status == JobStatus.FINISHED else "stopped" if status == JobStatus.STOPPED else "failed"
-        runtimes.record(pipeline, job_type(job), outcome, seconds)
+        runtimes.record_many(pipeline, run_times([job]))
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         super().handle_job_success(job, queue, *args, **kwargs)

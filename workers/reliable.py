@@ -56,6 +56,10 @@ T = TypeVar("T")
 #: Seconds past its timeout that a job ignoring SIGALRM may live before its horse is SIGKILLed.
 HARD_KILL_GRACE = 5.0
 
+#: Seconds between attempts to take the scheduler locks while another worker's scheduler holds them
+#: (RQ's scheduler itself works in 1 s steps; each attempt costs a round trip per queue).
+SCHEDULER_RETRY_INTERVAL = 1.0
+
 SHUTDOWN_REASON = "the worker shut down before the job finished; requeued without spending a retry"
 LOST_OUTCOME_REASON = "the worker lost Redis before the job's outcome was saved"
 
@@ -73,6 +77,7 @@ class ReliableWorkerMixin(_Base):
         self.shutdown_grace = settings.worker_shutdown_grace
         self._shutdown_deadline = None
         self._redis_backoff = 0.25
+        self._next_scheduler_check = 0.0
         self.recovery = Recovery(
             self.connection, self.name, timing, job_class=self.job_class, serializer=self.serializer
         )
@@ -190,10 +195,13 @@ class ReliableWorkerMixin(_Base):
     # -- dequeue ------------------------------------------------------------------------
 
     def _maintain(self) -> None:
-        """While idle or supervising: liveness, abandoned-job sweep, a scheduler that died restarted."""
+        """While idle or supervising: liveness, abandoned-job sweep, a scheduler that died restarted
+        (or the locks of another worker's scheduler taken over), at most every `SCHEDULER_RETRY_INTERVAL`."""
         self.recovery.tick()
         scheduler = self.scheduler
-        if scheduler is not None and not self._stop_requested:
+        moment = time.monotonic()
+        if scheduler is not None and not self._stop_requested and moment >= self._next_scheduler_check:
+            self._next_scheduler_check = moment + SCHEDULER_RETRY_INTERVAL
             process = scheduler._process
             if process is None or not process.is_alive():
                 try:

@@ -55,16 +55,17 @@ def test_claim_many_takes_up_to_count_in_priority_order_each_claimed(conn: faker
     assert sorted(claims.held_by("w2")) == sorted(job.id for job in lows[1:])
 
 
-def test_settle_in_a_transaction_sees_the_outcome_written_before_it(conn: fakeredis.FakeRedis) -> None:
-    job, other = enqueue(conn), enqueue(conn)
+def test_release_in_the_outcomes_transaction_frees_only_this_workers_claims(conn: fakeredis.FakeRedis) -> None:
+    job, other, third = enqueue(conn), enqueue(conn), enqueue(conn)
     claims = Claims(conn)
     claims.claim_many(["rq:queue:default"], "w1", 2)
+    claims.claim_many(["rq:queue:default"], "w2", 1)
     with conn.pipeline() as pipe:
         pipe.hset(job.key, "status", JobStatus.FINISHED.value)
-        Claims.settle_in(pipe, job.key, "rq:queue:default", job.id, "w1")
-        Claims.settle_in(pipe, other.key, "rq:queue:default", other.id, "w2")  # not its claim
-        assert pipe.execute()[1:] == [1, 0]
-    assert claims.all() == {other.id: "w1"}
+        pipe.hset(third.key, "status", JobStatus.FINISHED.value)
+        Claims.release_in(pipe, [job.id, third.id], "w1")  # `third` is w2's (taken over): left alone
+        assert pipe.execute()[2:] == [1]
+    assert claims.all() == {other.id: "w1", third.id: "w2"}
 
 
 def test_settle_releases_only_recorded_outcomes(conn: fakeredis.FakeRedis) -> None:

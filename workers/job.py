@@ -10,12 +10,13 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 from rq.exceptions import DeserializationError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.utils import import_attribute, now, utcformat
 
 from jobs import events
 from jobs.catalog import registry
 from jobs.progress import ATTEMPT
+from jobs.queues import JsonJob
 from jobs.registry import JobSpec, UnknownJobTypeError
 from jobs.settings import get_settings
 
@@ -38,8 +39,9 @@ def _function(func_path: str) -> Any:
     return import_attribute(func_path)
 
 
-class RegisteredJob(Job):
-    """An RQ job that refuses to import or run anything but a registered job type.
+class RegisteredJob(JsonJob):
+    """An RQ job that refuses to import or run anything but a registered job type (JSON by default,
+    timestamps read fast: `jobs.queues.JsonJob`).
 
     RQ itself imports whatever dotted path a job names; anyone who can write to Redis could
     otherwise make a worker call `os.system`.

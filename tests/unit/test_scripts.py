@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import fakeredis
+import pytest
 import redis
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.results import Result
 
 from app.scripts import ListingEntry, Scripts, flatten
-from app.store import JobStore
+from app.store import JobStore, queued_job_writes
 from jobs.settings import Settings
 
 
@@ -28,12 +31,11 @@ def _recorded(store: JobStore, owner: str = "alice") -> tuple[Job, list[Any]]:
     )  # fmt: skip
     recorder = store.sync.pipeline(transaction=True)
     store.queues["default"].enqueue_job(job, pipeline=recorder)
-    return job, list(recorder.command_stack)
+    return job, [args for args, _options in recorder.command_stack]
 
 
 def test_flatten_prefixes_each_command_with_its_argument_count() -> None:
-    stack = [(("SADD", "k", "v"), {}), (("RPUSH", "q", "id"), {"x": 1})]
-    assert list(flatten(stack)) == [3, "SADD", "k", "v", 3, "RPUSH", "q", "id"]
+    assert list(flatten([("SADD", "k", "v"), ("RPUSH", "q", "id")])) == [3, "SADD", "k", "v", 3, "RPUSH", "q", "id"]
 
 
 def test_submit_runs_every_recorded_command() -> None:
@@ -125,3 +127,37 @@ def test_submit_adds_the_job_to_its_listing_indexes_and_drops_stale_entries() ->
     assert asyncio.run(Scripts(store.aio).submit(stack, job.id, listing=listing)).written
     assert store.sync.zrange("index:a", 0, -1, withscores=True) == [(b"recent", 900.0), (job.id.encode(), 1000.0)]
     assert store.sync.zrange("index:b", 0, -1, withscores=True) == [(job.id.encode(), 1000.0)]
+
+
+def _contents(client: fakeredis.FakeRedis) -> dict[bytes, Any]:
+    readers = {b"hash": client.hgetall, b"list": lambda key: client.lrange(key, 0, -1), b"set": client.smembers}
+    return {key: (client.type(key), readers[client.type(key)](key)) for key in client.keys("*")}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("retries", "description"), [(0, "demo.steps"), (3, "a description")])
+def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
+    monkeypatch: pytest.MonkeyPatch, retries: int, description: str
+) -> None:
+    fixed = datetime(2026, 11, 23, 8, 0, 0, 123456, tzinfo=UTC)
+    for module in ("rq.job", "rq.queue", "app.store"):
+        monkeypatch.setattr(f"{module}.now", lambda: fixed)
+    monkeypatch.setattr("rq.job.uuid4", lambda: uuid.UUID("12345678123456781234567812345678"))
+    written = []
+    for direct in (False, True):
+        store = _store(fakeredis.FakeServer())
+        job = store.build_job(
+            func_path="jobs.demo.steps", kwargs={"steps": 1}, queue="high", timeout=60, retries=retries,
+            description=description, meta={"type": "demo.steps", "owner": "alice", "messages": []},
+        )  # fmt: skip
+        queue = store.queues["high"]
+        if direct:
+            commands = queued_job_writes(queue, job)
+        else:
+            recorder = store.sync.pipeline(transaction=True)
+            queue.enqueue_job(job, pipeline=recorder)
+            commands = [args for args, _options in recorder.command_stack]
+        for command in commands:
+            store.sync.execute_command(*command)
+        written.append((_contents(store.sync), job.to_dict()))
+    assert written[0] == written[1]
+    assert written[1][0][b"rq:job:12345678-1234-5678-1234-567812345678"][1][b"status"] == b"queued"

@@ -172,8 +172,11 @@ EXPLANATIONS = [
 
 PROFILE_NOTES = [
     "Over HTTP the rest is the server: uvicorn's httptools protocol, Starlette's routing and",
-    "response, and the socket writes, which `/hello` also pays — that is why even a route with no",
-    "Redis work at all tops out at the `/hello` figure. In the worker, the time per no-op job goes",
+    "response, the socket writes and uvicorn's access-log line, which `/hello` also pays — that is why",
+    "even a route with no Redis work at all tops out at the `/hello` figure. A submission adds its own",
+    "log line (job id, type, queue), RQ's job build and `to_dict`, one `EVALSHA` (packed by hiredis) and",
+    "the job view; redis-py's asyncio client still spends some 20-30 us of Python per command (pool,",
+    "retry and parsing layers), which is why each route is held to one command. In the worker, the time per no-op job goes",
     "mostly to redis-py packing and parsing its ~28 commands (RQ's bookkeeping, written by",
     "`workers/batch.py`), then to `Job.restore`, the two log lines and the hand-off to a job thread;",
     "round trips (about 6 per batch of up to `WORKER_CONCURRENCY` jobs) are amortised over the batch.",

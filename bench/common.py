@@ -15,19 +15,12 @@ from pathlib import Path
 
 import redis
 
+from stack.procfile import procfile_command
 from stack.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOG_DIR = ROOT / ".data" / "bench"
-
-
-def procfile(process: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise KeyError(process)
 
 
 @dataclass
@@ -108,14 +101,14 @@ class Bench:
     def web(self, name: str, app: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
         """`app` served by the Procfile's web command line (only the app path differs)."""
         port = free_port()
-        command = procfile("web").replace("app.main:app", app).replace("${PORT:-8000}", str(port))
+        command = procfile_command("web").replace("app.main:app", app).replace("${PORT:-8000}", str(port))
         proc = self.spawn(name, command, **env)
         wait_port(port, proc)
         return proc, f"http://127.0.0.1:{port}"
 
     def worker(self, name: str, *extra: str, command: str | None = None, **env: str) -> subprocess.Popen[bytes]:
         """The Procfile's worker line (or `command`), with `extra` options before the queue names."""
-        line = command or procfile("worker")
+        line = command or procfile_command("worker")
         head, _, queues = line.rpartition(" high default low")
         return self.spawn(name, f"{head} {' '.join(shlex.quote(e) for e in extra)} high default low{queues}", **env)
 

@@ -11,14 +11,15 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcparse
 
-from bench.common import ROOT, Bench, Figure, procfile, wait_until
+from bench.common import ROOT, Bench, Figure, wait_until
 from jobs.queues import SERIALIZER
+from stack.procfile import procfile_command
 
 BENCH_VENV = ROOT / ".venv-bench"
 OURS = "workers.concurrent.ConcurrentWorker"
 #: The Procfile's worker line with only the worker class swapped.
-SIMPLE = procfile("worker").replace(OURS, "rq.worker.SimpleWorker")
-DEFAULT_RQ = procfile("worker").replace(OURS, "workers.worker.ServiceWorker")
+SIMPLE = procfile_command("worker").replace(OURS, "rq.worker.SimpleWorker")
+DEFAULT_RQ = procfile_command("worker").replace(OURS, "workers.worker.ServiceWorker")
 
 
 def enqueue(client: redis.Redis, func: str, count: int, **kwargs: object) -> list[str]:

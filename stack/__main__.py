@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from stack.procfile import PROCFILE
 from stack.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def main() -> int:
     port = env.setdefault("PORT", "8000")
     workers = env.get("WORKERS", "2")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "-e", os.devnull,
+    command = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "-e", os.devnull,
                "start", "-p", port, "-c", f"web=1,worker={workers}"]  # fmt: skip
     print(f"stack: web on http://127.0.0.1:{port}  ({workers} workers)", flush=True)
     honcho = subprocess.Popen(command, env=env, cwd=ROOT)

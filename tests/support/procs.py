@@ -15,17 +15,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from stack.procfile import procfile_command
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def procfile_command(process: str) -> str:
-    """The command line of `process` in the Procfile, exactly as Heroku/Render would run it."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise KeyError(process)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition") -> None:

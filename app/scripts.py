@@ -23,8 +23,10 @@ from app.quota import ACTIVE_STATUSES
 # ARGV[11..10+n]: the listing indexes; then the commands, each as its argument count followed by
 # its arguments. Reply: {0} written; {1, stored claim} the claim was taken (nothing written);
 # {2, active} over quota.
-_SUBMIT = """
-local claim_key, active_key = ARGV[1], ARGV[4]
+_ACTIVE = ", ".join(f"['{status.decode()}'] = true" for status in sorted(ACTIVE_STATUSES))
+_SUBMIT = (
+    "local ACTIVE = {" + _ACTIVE + "}\n"
+    """local claim_key, active_key = ARGV[1], ARGV[4]
 if claim_key ~= '' then
   local stored = redis.call('GET', claim_key)
   if stored then return {1, stored} end
@@ -57,9 +59,7 @@ while i <= last do
   i = i + count + 1
 end
 return {0}
-""".replace(
-    "ACTIVE[status]",
-    "(" + " or ".join(f"status == '{status.decode()}'" for status in sorted(ACTIVE_STATUSES)) + ")",
+"""
 )
 
 # KEYS[1] = job hash, KEYS[2] = its results stream; ARGV[1] = queue key prefix, ARGV[2] = job id.

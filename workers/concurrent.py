@@ -244,6 +244,11 @@ class ConcurrentWorker(ServiceWorker):
                 clock = time.monotonic()
                 popped = 0
                 accepting = False
+                deadline = self._shutdown_deadline
+                if deadline is not None and clock >= deadline and self.running:
+                    for running in list(self.running.values()):
+                        self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
+                        self._cancel(running, "shutdown")
                 try:
                     self._settle_pending()
                     if self._done:
@@ -257,11 +262,6 @@ class ConcurrentWorker(ServiceWorker):
                     if clock >= next_suspension_check:
                         suspended = self._suspended(burst)
                         next_suspension_check = clock + 1.0
-                    deadline = self._shutdown_deadline
-                    if deadline is not None and clock >= deadline and self.running:
-                        for running in list(self.running.values()):
-                            self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
-                            self._cancel(running, "shutdown")
 
                     budget = self.concurrency - len(self.running)
                     if max_jobs is not None:
@@ -278,6 +278,17 @@ class ConcurrentWorker(ServiceWorker):
                     backoff = 0.25
                 except REDIS_DOWN as exc:
                     self.recovery.note_redis_error()
+                    if self._stop_requested and not self.running:
+                        # Stopping, nothing left running: what could not be recorded stays claimed by this
+                        # worker, and the abandoned-job sweep of whichever worker next sees Redis settles it.
+                        self.log.error(
+                            "Worker %s: stopping while Redis is unreachable (%s); %d unrecorded outcomes are "
+                            "left to the abandoned-job sweep",
+                            self.name,
+                            exc,
+                            len(self._done) + len(self._unsettled),
+                        )
+                        break
                     self.log.error("Worker %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
                     await self._wait(backoff)
                     backoff = min(backoff * 2, self.recovery.timing.beat_interval, REDIS_RETRY_MAX)

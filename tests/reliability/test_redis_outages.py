@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -128,6 +129,60 @@ def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path
             assert worker.alive()
             client = redis.Redis.from_url(server.url)
             assert client.hlen(keys.CLAIMS) == 0
+            client.close()
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+@pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
+def test_sigterm_during_an_outage_stops_an_idle_worker(tmp_path: Path, concurrency: str) -> None:
+    """A platform restart while Redis is down (SIGTERM, as Heroku and Render send it): the worker, waiting
+    for Redis, leaves with code 0 instead of retrying until it is killed."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        worker = factory.worker(WORKER_CONCURRENCY=concurrency)
+        client = redis.Redis.from_url(server.url)
+        # Its scheduler holds the locks: start-up is over, the signal handlers are in place.
+        wait_for(lambda: client.exists("rq:scheduler-lock:default"), 30, what="the worker's scheduler")
+        client.close()
+        server.kill()
+        wait_for(lambda: "unreachable" in worker.log(), 30, what="the worker to miss Redis, log:\n" + worker.log())
+        worker.signal(signal.SIGTERM)
+        wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
+        assert worker.popen.returncode == 0, worker.log()
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+def test_sigterm_during_an_outage_with_a_job_running_loses_nothing(tmp_path: Path) -> None:
+    """Redis is down when the platform stops a concurrent worker mid-job: the job is interrupted at the end
+    of the shutdown grace and the worker exits 0; its claim, left in Redis, brings the job back once Redis
+    returns (the abandoned-job sweep of the next worker), and it runs to the end."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="1")
+        with httpx.Client(base_url=url, timeout=10) as api:
+            job = submit(api, steps_job(steps=40, delay=0.25, retries=1))
+            wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
+            time.sleep(1.5)  # `appendfsync everysec`: the started job and its claim are on disk
+            server.kill()
+            worker.signal(signal.SIGTERM)
+            wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
+            assert worker.popen.returncode == 0, worker.log()
+            assert "left to the abandoned-job sweep" in worker.log()
+
+            server.start()
+            wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
+            factory.worker(WORKER_CONCURRENCY="20")
+            done = wait_status(api, job["id"], {"finished", "failed"}, timeout=90)
+            assert done["status"] == "finished", done
+            client = redis.Redis.from_url(server.url)
+            wait_for(lambda: client.hlen(keys.CLAIMS) == 0, 10, what="every claim settled")
             client.close()
     finally:
         factory.stop_all()

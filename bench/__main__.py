@@ -110,6 +110,9 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
             f"| {f.section} | {f.name}{note} | {fmt(f.value, f.unit)} | {base} | {ratio} | {f.target} | {met} |"
         )
     lines += ["", *EXPLANATIONS]
+    if "workers_runs" in bench.notes:
+        runs = bench.notes["workers_runs"]
+        lines += ["", f"Worker drains, in the order run (one and two processes alternating): {runs}."]
     if "profile" in bench.notes:
         lines += [
             "",
@@ -142,7 +145,9 @@ EXPLANATIONS = [
     "  finished a job to the last job's end, so start-up is excluded and nothing polls Redis meanwhile",
     "  (Celery: from its first result to the last, polling the result keys in its Redis result backend).",
     "  Each run starts on a flushed server whose append-only file was just rewritten, so no rewrite",
-    "  forked by earlier writes lands in a timed run.",
+    "  forked by earlier writes lands in a timed run. One and two processes run alternately, 3 times",
+    "  each, and the medians are compared; their CPU per job (worker processes and Redis, from",
+    "  `/proc`, between 10% and 90% of the jobs finished) is that of the median run.",
     "  The service's worker is the Procfile line unchanged: `ConcurrentWorker` with the default",
     "  `WORKER_CONCURRENCY`, RQ's scheduler on; it records results, registries, executions and",
     "  heartbeats as RQ does, batched: jobs popped together start in one MULTI/EXEC and jobs finishing",
@@ -177,12 +182,15 @@ PROFILE_NOTES = [
     "log line (job id, type, queue), RQ's job build and `to_dict`, one `EVALSHA` (packed by hiredis) and",
     "the job view; redis-py's asyncio client still spends some 20-30 us of Python per command (pool,",
     "retry and parsing layers), which is why each route is held to one command.",
-    "In the worker, the time per no-op job goes mostly to redis-py packing and parsing its ~28",
+    "In the worker, the time per no-op job goes mostly to redis-py packing and parsing its ~24",
     "commands (RQ's bookkeeping, written by",
     "`workers/batch.py`), then to `Job.restore`, the two log lines and the hand-off to a job thread;",
     "round trips (about 6 per batch of up to `WORKER_CONCURRENCY` jobs) are amortised over the batch.",
-    "Two worker processes share the 2 cores with Redis (about a quarter of a core at their rate) and",
-    "whatever else runs on the machine, so they scale by the CPU left to them, not by 2.",
+    "Two worker processes share the 2 cores with Redis and whatever else runs on the machine, so they",
+    "scale by the CPU left to them, not by 2: the workers' row states the CPU each job cost the workers",
+    "and Redis in that run, the share of the cores left idle, and what the 2 cores fully used at that",
+    "cost would allow. Redis's share is RQ's own bookkeeping (~24 commands per job: the job hash, the",
+    "execution, the started/finished registries, the result stream), which a faster worker cannot cut.",
 ]
 
 

@@ -81,7 +81,7 @@ from jobs.settings import get_settings
 from workers import batch as runs
 from workers.dequeue import Claims
 from workers.job import RegisteredJob
-from workers.observe import _fields, run_seconds, run_times
+from workers.observe import finished_fields, job_fields, run_times
 from workers.observe import logger as job_log
 from workers.recovery import REDIS_DOWN
 from workers.reliable import LOST_OUTCOME_REASON, SHUTDOWN_REASON
@@ -419,7 +419,7 @@ class ConcurrentWorker(ServiceWorker):
         for running in started:
             self.executions[running.execution.id] = running.execution
             self.running[running.job.id] = running
-            job_log.info("job started", extra=_fields(running.job))
+            job_log.info("job started", extra=job_fields(running.job))
             context = contextvars.copy_context()
             context.run(_current_job.set, running.job)  # progress.report() finds its own job
             running.task = self._loop.create_task(self._run(running), context=context)
@@ -582,7 +582,7 @@ class ConcurrentWorker(ServiceWorker):
                 self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
             return
         for job in jobs:
-            job_log.info("job finished", extra={**_fields(job), "status": "finished", "duration_s": run_seconds(job)})
+            job_log.info("job finished", extra=finished_fields(job))
 
     def _finish_one(self, outcome: Outcome) -> None:
         """RQ's per-job handlers (through ServiceWorker's: announce, stop, dependents, logs), then settle."""

@@ -59,8 +59,14 @@ def run_times(jobs: Iterable[Job]) -> list[tuple[str, str, float]]:
     return entries
 
 
-def _fields(job: Job) -> dict[str, Any]:
+def job_fields(job: Job) -> dict[str, Any]:
+    """The fields every job log line carries."""
     return {"job_id": job.id, "type": job_type(job), "queue": job.origin, "attempt": job.meta.get(ATTEMPT)}
+
+
+def finished_fields(job: Job) -> dict[str, Any]:
+    """The fields of a "job finished" line."""
+    return {**job_fields(job), "status": "finished", "duration_s": run_seconds(job)}
 
 
 class ObservedWorker(BaseWorker):
@@ -71,7 +77,7 @@ class ObservedWorker(BaseWorker):
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)
-        logger.info("job started", extra=_fields(job))
+        logger.info("job started", extra=job_fields(job))
 
     def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Any = None) -> None:
         """Called once per run that ended (success, failure, retry), with RQ's pending transaction."""
@@ -80,7 +86,7 @@ class ObservedWorker(BaseWorker):
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         super().handle_job_success(job, queue, *args, **kwargs)
-        logger.info("job finished", extra={**_fields(job), "status": "finished", "duration_s": run_seconds(job)})
+        logger.info("job finished", extra=finished_fields(job))
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         super().handle_job_failure(job, queue, *args, **kwargs)
@@ -89,7 +95,7 @@ class ObservedWorker(BaseWorker):
         logger.warning(
             "job stopped" if status == JobStatus.STOPPED else "job failed",
             extra={
-                **_fields(job),
+                **job_fields(job),
                 "status": status.value if status else None,
                 "duration_s": run_seconds(job),
                 "retries_left": job.retries_left,

@@ -7,11 +7,16 @@ one round trip.
 
 from __future__ import annotations
 
+import logging
+
 import redis
+from rq import Queue
 from rq.job import Job
 
 from jobs import callbacks, events
 from jobs.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def job_ended(job: Job, connection: redis.Redis, settings: Settings | None = None) -> None:
@@ -36,3 +41,21 @@ def status_changed(job: Job, connection: redis.Redis, settings: Settings | None 
     with connection.pipeline(transaction=True) as pipe:
         events.add_status(pipe, job, events.status_value(status), settings)
         pipe.execute()
+
+
+class AnnouncingQueue(Queue):
+    """RQ's `Queue`, announcing the dependents it moves from `deferred` to `queued` once their
+    parents finished (RQ does that inside the worker's success handling, with no hook of its own)."""
+
+    def enqueue_ready_jobs_by_queue(self, job_ids_by_queue_name: dict[str, list[str]]) -> None:
+        super().enqueue_ready_jobs_by_queue(job_ids_by_queue_name)
+        job_ids = [job_id for ids in job_ids_by_queue_name.values() for job_id in ids]
+        if not job_ids:
+            return
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    events.announce(pipe, job_id)
+                pipe.execute()
+        except redis.RedisError:  # the dependents are queued; a lost announcement must not change that
+            logger.exception("could not announce the dependents %s, now queued", job_ids)

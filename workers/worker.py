@@ -51,15 +51,21 @@ class AnnouncingWorker(BaseWorker):
 class ServiceWorker(ReliableWorkerMixin, AnnouncingWorker, ObservedWorker, HerokuWorker):
     """RQ's Heroku worker (SIGTERM-safe horses) pinned to this service's conventions.
 
-    Whatever the command line says, it uses the JSON serializer, `RegisteredJob` and a Redis
-    client built from settings (bounded connect timeout, TLS options). `ReliableWorkerMixin`
+    Whatever the command line says, it uses the JSON serializer, `RegisteredJob`, queues that
+    announce the dependents they enqueue (`AnnouncingQueue`) and a Redis client built from settings
+    (bounded connect timeout, TLS options). `ReliableWorkerMixin`
     adds claim-based dequeue, abandoned-job recovery, horse supervision and graceful shutdown.
     """
 
     def __init__(self, queues: Sequence[str | Queue] | str | Queue, *args: Any, **kwargs: Any) -> None:
         names = [queues] if isinstance(queues, str | Queue) else list(queues)
         queue_names = [q.name if isinstance(q, Queue) else q for q in names]
-        kwargs.update(connection=sync_redis(get_settings()), job_class=RegisteredJob, serializer=SERIALIZER)
+        kwargs.update(
+            connection=sync_redis(get_settings()),
+            job_class=RegisteredJob,
+            queue_class=lifecycle.AnnouncingQueue,
+            serializer=SERIALIZER,
+        )
         super().__init__(queue_names, *args, **kwargs)
         self.setup_reliability()
 

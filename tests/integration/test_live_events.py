@@ -233,3 +233,19 @@ def test_one_web_process_holds_500_streams_without_a_thread_each(procs: ProcessF
         print(f"\n{STREAMS} SSE streams on one web process: {numbers}")
     # no thread per stream: the count stays where one stream left it (a few for anyio's pool at most)
     assert numbers["threads_with_500_open"] - numbers["baseline_threads"] <= 4, numbers
+
+
+def test_a_deferred_job_gets_a_queued_status_event_when_its_parent_finishes(
+    api: httpx.Client, procs: ProcessFactory
+) -> None:
+    parent = submit(api, steps_job(steps=1, delay=0.2, queue="high"))
+    child = submit(api, steps_job(steps=1, queue="low", depends_on=[parent["id"]]))
+    assert child["status"] == "deferred"
+    with stream(api, child["id"]) as response:
+        received = events(response)
+        first = next(received)
+        assert first.event == "status" and first.data["status"] == "deferred"
+        procs.worker("high")  # runs the parent only: the child waits on `low`, queued
+        second = next(received)
+    assert second.event == "status" and second.data["status"] == "queued", second
+    assert view(api, child["id"])["status"] == "queued"

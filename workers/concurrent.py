@@ -188,6 +188,8 @@ class ConcurrentWorker(ServiceWorker):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._threads = JobThreads(f"{self.name}-job")
+        #: A second signal: stop even with outcomes Redis has not taken yet (the sweep settles them).
+        self._forced_stop = False
 
     # -- the work loop ------------------------------------------------------------------
 
@@ -244,11 +246,6 @@ class ConcurrentWorker(ServiceWorker):
                 clock = time.monotonic()
                 popped = 0
                 accepting = False
-                deadline = self._shutdown_deadline
-                if deadline is not None and clock >= deadline and self.running:
-                    for running in list(self.running.values()):
-                        self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
-                        self._cancel(running, "shutdown")
                 try:
                     self._settle_pending()
                     if self._done:
@@ -262,6 +259,7 @@ class ConcurrentWorker(ServiceWorker):
                     if clock >= next_suspension_check:
                         suspended = self._suspended(burst)
                         next_suspension_check = clock + 1.0
+                    self._interrupt_past_deadline(clock)
 
                     budget = self.concurrency - len(self.running)
                     if max_jobs is not None:
@@ -278,19 +276,25 @@ class ConcurrentWorker(ServiceWorker):
                     backoff = 0.25
                 except REDIS_DOWN as exc:
                     self.recovery.note_redis_error()
-                    if self._stop_requested and not self.running:
-                        # Stopping, nothing left running: what could not be recorded stays claimed by this
-                        # worker, and the abandoned-job sweep of whichever worker next sees Redis settles it.
+                    self._interrupt_past_deadline(clock)
+                    unrecorded = len(self._done) + len(self._unsettled)
+                    if self._stop_requested and not self.running and (self._forced_stop or not unrecorded):
+                        # What could not be recorded stays claimed by this worker: the abandoned-job sweep of
+                        # whichever worker next reaches Redis settles it (as after a crash).
                         self.log.error(
-                            "Worker %s: stopping while Redis is unreachable (%s); %d unrecorded outcomes are "
-                            "left to the abandoned-job sweep",
+                            "Worker %s: stopping while Redis is unreachable (%s); %d unrecorded outcomes are left "
+                            "to the abandoned-job sweep",
                             self.name,
                             exc,
-                            len(self._done) + len(self._unsettled),
+                            unrecorded,
                         )
                         break
                     self.log.error("Worker %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
-                    await self._wait(backoff)
+                    deadline = self._shutdown_deadline
+                    if deadline is not None and self.running:  # interrupt the running jobs on time
+                        await self._wait(min(backoff, max(0.05, deadline - clock)))
+                    else:
+                        await self._wait(backoff)
                     backoff = min(backoff * 2, self.recovery.timing.beat_interval, REDIS_RETRY_MAX)
                     continue
                 if self.running or self._done or self._unsettled or popped:
@@ -310,6 +314,15 @@ class ConcurrentWorker(ServiceWorker):
                 if running.task is not None:
                     running.task.cancel()
         return started > 0
+
+    def _interrupt_past_deadline(self, clock: float) -> None:
+        """Once the shutdown grace is over, interrupt the running jobs (to be requeued, no retry spent)."""
+        deadline = self._shutdown_deadline
+        if deadline is not None and clock >= deadline:
+            for running in list(self.running.values()):
+                if running.cancelled_for is None:
+                    self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
+                self._cancel(running, "shutdown")
 
     async def _wait(self, timeout: float) -> None:
         assert self._wake is not None
@@ -694,6 +707,7 @@ class ConcurrentWorker(ServiceWorker):
             return  # the same shutdown delivered twice (process group and process)
         self.log.warning("Worker %s: cold shutdown, requeueing the running jobs now", self.name)
         self._stop_requested = True
+        self._forced_stop = True
         self._shutdown_deadline = time.monotonic()
         self._nudge()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,20 +158,50 @@ def test_sigterm_during_an_outage_stops_an_idle_worker(tmp_path: Path, concurren
         server.stop()
 
 
-def test_sigterm_during_an_outage_with_a_job_running_loses_nothing(tmp_path: Path) -> None:
+def test_sigterm_during_an_outage_requeues_the_interrupted_job_once_redis_returns(tmp_path: Path) -> None:
     """Redis is down when the platform stops a concurrent worker mid-job: the job is interrupted at the end
-    of the shutdown grace and the worker exits 0; its claim, left in Redis, brings the job back once Redis
-    returns (the abandoned-job sweep of the next worker), and it runs to the end."""
+    of the shutdown grace, and the worker waits for Redis to requeue it (no retry spent: the job has none)
+    before it exits 0; the next worker runs it to the end."""
     server = EmbeddedRedis(tmp_path / "valkey").start()
     factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
     try:
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="1")
         with httpx.Client(base_url=url, timeout=10) as api:
-            job = submit(api, steps_job(steps=40, delay=0.25, retries=1))
-            wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
-            time.sleep(1.5)  # `appendfsync everysec`: the started job and its claim are on disk
+            job = _running_job_on_disk(api, retries=0)
             server.kill()
+            worker.signal(signal.SIGTERM)
+            wait_for(lambda: "shutting down, requeueing job" in worker.log(), 10, what="the job interrupted")
+            time.sleep(2)
+            assert worker.alive(), worker.log()  # its outcome (requeue) is not recorded yet
+
+            server.start()
+            wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
+            assert worker.popen.returncode == 0, worker.log()
+            wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
+            assert view(api, job["id"])["status"] == "queued"
+            factory.worker(WORKER_CONCURRENCY="20")
+            done = wait_status(api, job["id"], {"finished", "failed"}, timeout=60)
+            assert done["status"] == "finished", done
+            _assert_no_claims(server.url)
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(tmp_path: Path) -> None:
+    """The same, but the worker is told twice: it exits at once; the job, still claimed by it, is recovered
+    by the next worker's abandoned-job sweep (as after a crash: one attempt lost) and runs to the end."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
+    try:
+        _, url = factory.web()
+        worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="30")
+        with httpx.Client(base_url=url, timeout=10) as api:
+            job = _running_job_on_disk(api, retries=1)
+            server.kill()
+            worker.signal(signal.SIGTERM)
+            time.sleep(1.5)  # a second signal within a second counts as the same one
             worker.signal(signal.SIGTERM)
             wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
             assert worker.popen.returncode == 0, worker.log()
@@ -181,9 +212,23 @@ def test_sigterm_during_an_outage_with_a_job_running_loses_nothing(tmp_path: Pat
             factory.worker(WORKER_CONCURRENCY="20")
             done = wait_status(api, job["id"], {"finished", "failed"}, timeout=90)
             assert done["status"] == "finished", done
-            client = redis.Redis.from_url(server.url)
-            wait_for(lambda: client.hlen(keys.CLAIMS) == 0, 10, what="every claim settled")
-            client.close()
+            assert done["result"]["attempt"] == 2  # the interrupted attempt counts as lost
+            _assert_no_claims(server.url)
     finally:
         factory.stop_all()
         server.stop()
+
+
+def _running_job_on_disk(api: httpx.Client, retries: int) -> dict[str, Any]:
+    job = submit(api, steps_job(steps=40, delay=0.25, retries=retries))
+    wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
+    time.sleep(1.5)  # `appendfsync everysec`: the started job and its claim are on disk
+    return job
+
+
+def _assert_no_claims(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        wait_for(lambda: client.hlen(keys.CLAIMS) == 0, 10, what="every claim settled")
+    finally:
+        client.close()

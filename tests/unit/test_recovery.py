@@ -139,6 +139,17 @@ def test_interrupted_job_is_requeued_without_spending_a_retry(conn: fakeredis.Fa
     assert job.meta["messages"][-1]["message"] == "attempt 1 interrupted: shutting down"
 
 
+def test_a_worker_settles_nothing_of_a_job_taken_over_from_it(conn: fakeredis.FakeRedis) -> None:
+    """Presumed dead, its claim taken over and the job running elsewhere: its own late requeue is skipped."""
+    job = enqueue(conn, retries=1)
+    start(conn, job, "me")
+    assert Claims(conn).take_over(job.id, "me", "other")
+    assert recovery(conn, "me").requeue_interrupted(job.id, "shutting down") == "skipped"
+    job.refresh()
+    assert job.get_status() == JobStatus.STARTED and conn.llen("rq:queue:default") == 0
+    assert Claims(conn).all() == {job.id: "other"}
+
+
 def test_timing_keeps_the_bound() -> None:
     timing = Timing(60)
     assert timing.liveness_ttl + timing.sweep_interval < 60

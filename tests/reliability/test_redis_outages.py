@@ -168,7 +168,8 @@ def test_sigterm_during_an_outage_requeues_the_interrupted_job_once_redis_return
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="1")
         with httpx.Client(base_url=url, timeout=10) as api:
-            job = _running_job_on_disk(api, retries=0)
+            # A job that does not touch Redis while it runs (one that does fails on its own when Redis goes).
+            job = _running_job_on_disk(api, {"type": "demo.sleep", "args": {"seconds": 8}, "retries": 0})
             server.kill()
             worker.signal(signal.SIGTERM)
             wait_for(lambda: "shutting down, requeueing job" in worker.log(), 10, what="the job interrupted")
@@ -198,7 +199,7 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="30")
         with httpx.Client(base_url=url, timeout=10) as api:
-            job = _running_job_on_disk(api, retries=1)
+            job = _running_job_on_disk(api, steps_job(steps=40, delay=0.25, retries=1))
             server.kill()
             worker.signal(signal.SIGTERM)
             time.sleep(1.5)  # a second signal within a second counts as the same one
@@ -219,9 +220,9 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
         server.stop()
 
 
-def _running_job_on_disk(api: httpx.Client, retries: int) -> dict[str, Any]:
-    job = submit(api, steps_job(steps=40, delay=0.25, retries=retries))
-    wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
+def _running_job_on_disk(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    job = submit(api, body)
+    wait_for(lambda: view(api, job["id"])["status"] == "started", 20, interval=0.05, what="the job running")
     time.sleep(1.5)  # `appendfsync everysec`: the started job and its claim are on disk
     return job
 

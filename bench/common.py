@@ -137,3 +137,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
+
+
+def compact(client: redis.Redis) -> None:
+    """Rewrite the server's append-only file now (after a flush: to almost nothing), so that a rewrite
+    due to earlier sections' writes does not fork in the middle of the next timed run."""
+    client.bgrewriteaof()
+
+    def rewriting() -> bool:
+        info = client.info("persistence")
+        return bool(info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled"))
+
+    wait_until(lambda: not rewriting(), 60, interval=0.05)

@@ -13,7 +13,7 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcparse
 
-from bench.common import ROOT, Bench, Figure, median, wait_until
+from bench.common import ROOT, Bench, Figure, compact, median, wait_until
 from jobs.queues import SERIALIZER
 from stack.procfile import procfile_command
 
@@ -33,18 +33,6 @@ def enqueue(client: redis.Redis, func: str, count: int, **kwargs: object) -> lis
                 ids.append(queue.enqueue_call(func, kwargs=dict(kwargs), result_ttl=3600, pipeline=pipe).id)
             pipe.execute()
     return ids
-
-
-def compact(client: redis.Redis) -> None:
-    """Rewrite the server's append-only file now (after a flush: to almost nothing), so that a rewrite
-    due to earlier sections' writes does not fork in the middle of the next timed run."""
-    client.bgrewriteaof()
-
-    def rewriting() -> bool:
-        info = client.info("persistence")
-        return bool(info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled"))
-
-    wait_until(lambda: not rewriting(), 60, interval=0.05)
 
 
 @dataclass

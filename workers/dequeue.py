@@ -137,6 +137,8 @@ class Claims:
             pipe.eval(_RELEASE_MANY, 1, keys.CLAIMS, worker_name, *job_ids)
 
     def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
+        """Move the claim from `expected` to `new_owner` if `expected` still holds it (the same owner twice:
+        whether the claim is still its own)."""
         return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))
 
     def owner(self, job_id: str) -> str | None:

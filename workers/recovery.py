@@ -244,11 +244,10 @@ class Recovery:
 
     def recover(self, job_id: str, owner: str, reason: str, *, interrupted: bool = False) -> Outcome:
         """Settle a claim of `owner` (dead, or this worker): see the module docstring."""
-        if owner == self.worker_name:
-            if self.claims.owner(job_id) != self.worker_name:
-                return "skipped"  # taken over meanwhile (this worker was presumed dead): its new owner settles it
-        elif not self.claims.take_over(job_id, owner, self.worker_name):
-            return "skipped"  # someone else settled it first
+        if not self.claims.take_over(job_id, owner, self.worker_name):
+            # Settled first by someone else, or (this worker's own claim) taken over meanwhile because this
+            # worker was presumed dead: the claim's new owner settles it.
+            return "skipped"
         try:
             job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
         except NoSuchJobError:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +18,26 @@ from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
 from tests.reliability.conftest import RELIABILITY_ENV, WORKER_MODES
-from tests.support.procs import ProcessFactory, wait_for
+from tests.support.procs import Proc, ProcessFactory, wait_for
 
 #: The issue's bound: workers must survive an outage at least this long.
 OUTAGE = 62.0
 
 
-def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path: Path) -> None:
-    server = EmbeddedRedis(tmp_path / "valkey").start()
+@contextlib.contextmanager
+def outage_stack(tmp_path: Path, **server_options: Any) -> Iterator[tuple[EmbeddedRedis, ProcessFactory]]:
+    """A Redis server of the test's own (to kill and restart) and a factory of processes using it."""
+    server = EmbeddedRedis(tmp_path / "valkey", **server_options).start()
     factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
     try:
+        yield server, factory
+    finally:
+        factory.stop_all()
+        server.stop()
+
+
+def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path: Path) -> None:
+    with outage_stack(tmp_path) as (server, factory):
         _, url = factory.web()
         with httpx.Client(base_url=url, timeout=10) as api:
             ids = {submit(api, steps_job(steps=1))["id"] for _ in range(200)}
@@ -51,16 +63,11 @@ def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path:
             assert all(view(api, job_id)["status"] == "finished" for job_id in list(ids)[:20])
             assert api.post("/jobs", json=steps_job()).status_code == 202
             client.close()
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 @pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
 def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path, concurrency: str) -> None:
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path) as (server, factory):
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
@@ -84,34 +91,22 @@ def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path
             assert ran_on is not None and worker_key.endswith(ran_on.decode())  # the same worker, not a new one
             assert "quitting" not in worker.log()
         client.close()
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 def test_startup_warns_about_a_redis_without_persistence(tmp_path: Path) -> None:
-    server = EmbeddedRedis(
-        tmp_path / "valkey", appendonly=False, extra_args=("--maxmemory-policy", "allkeys-lru")
-    ).start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path, appendonly=False, extra_args=("--maxmemory-policy", "allkeys-lru")) as (_, factory):
         worker = factory.worker()
         web, _ = factory.web()
         for proc in (worker, web):
             wait_for(lambda proc=proc: "maxmemory-policy is 'allkeys-lru'" in proc.log(), 10, what="warning")  # type: ignore[misc]
             assert "Redis has no persistence (appendonly no, no snapshots)" in proc.log()
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 @pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
 def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path, concurrency: str) -> None:
     """Redis `kill -9` mid-job: the attempt's outcome cannot be saved; once Redis is back the worker
     (still the same process) settles it: the lost attempt is retried, and nothing stays claimed."""
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path) as (server, factory):
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         with httpx.Client(base_url=url, timeout=10) as api:
@@ -131,18 +126,13 @@ def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path
             client = redis.Redis.from_url(server.url)
             assert client.hlen(keys.CLAIMS) == 0
             client.close()
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 @pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
 def test_sigterm_during_an_outage_stops_an_idle_worker(tmp_path: Path, concurrency: str) -> None:
     """A platform restart while Redis is down (SIGTERM, as Heroku and Render send it): the worker, waiting
     for Redis, leaves with code 0 instead of retrying until it is killed."""
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path) as (server, factory):
         worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
         # Its scheduler holds the locks: start-up is over, the signal handlers are in place.
@@ -151,20 +141,14 @@ def test_sigterm_during_an_outage_stops_an_idle_worker(tmp_path: Path, concurren
         server.kill()
         wait_for(lambda: "unreachable" in worker.log(), 30, what="the worker to miss Redis, log:\n" + worker.log())
         worker.signal(signal.SIGTERM)
-        wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
-        assert worker.popen.returncode == 0, worker.log()
-    finally:
-        factory.stop_all()
-        server.stop()
+        assert_exits_cleanly(worker)
 
 
 def test_sigterm_during_an_outage_requeues_the_interrupted_job_once_redis_returns(tmp_path: Path) -> None:
     """Redis is down when the platform stops a concurrent worker mid-job: the job is interrupted at the end
     of the shutdown grace, and the worker waits for Redis to requeue it (no retry spent: the job has none)
     before it exits 0; the next worker runs it to the end."""
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path) as (server, factory):
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="1")
         with httpx.Client(base_url=url, timeout=10) as api:
@@ -177,25 +161,19 @@ def test_sigterm_during_an_outage_requeues_the_interrupted_job_once_redis_return
             assert worker.alive(), worker.log()  # its outcome (requeue) is not recorded yet
 
             server.start()
-            wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
-            assert worker.popen.returncode == 0, worker.log()
+            assert_exits_cleanly(worker)
             wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
             assert view(api, job["id"])["status"] == "queued"
             factory.worker(WORKER_CONCURRENCY="20")
             done = wait_status(api, job["id"], {"finished", "failed"}, timeout=60)
             assert done["status"] == "finished", done
             _assert_no_claims(server.url)
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(tmp_path: Path) -> None:
     """The same, but the worker is told twice: it exits at once; the job, still claimed by it, is recovered
     by the next worker's abandoned-job sweep (as after a crash: one attempt lost) and runs to the end."""
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    factory = ProcessFactory(server.url, tmp_path, RELIABILITY_ENV)
-    try:
+    with outage_stack(tmp_path) as (server, factory):
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="30")
         with httpx.Client(base_url=url, timeout=10) as api:
@@ -204,8 +182,7 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
             worker.signal(signal.SIGTERM)
             time.sleep(1.5)  # a second signal within a second counts as the same one
             worker.signal(signal.SIGTERM)
-            wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
-            assert worker.popen.returncode == 0, worker.log()
+            assert_exits_cleanly(worker)
             assert "left to the abandoned-job sweep" in worker.log()
 
             server.start()
@@ -215,9 +192,6 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
             assert done["status"] == "finished", done
             assert done["result"]["attempt"] == 2  # the interrupted attempt counts as lost
             _assert_no_claims(server.url)
-    finally:
-        factory.stop_all()
-        server.stop()
 
 
 def _running_job_on_disk(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -233,3 +207,8 @@ def _assert_no_claims(url: str) -> None:
         wait_for(lambda: client.hlen(keys.CLAIMS) == 0, 10, what="every claim settled")
     finally:
         client.close()
+
+
+def assert_exits_cleanly(worker: Proc) -> None:
+    wait_for(lambda: not worker.alive(), 30, interval=0.2, what="the worker to exit")
+    assert worker.popen.returncode == 0, worker.log()

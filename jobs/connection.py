@@ -8,6 +8,7 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio as aioredis
+from redis.maint_notifications import MaintNotificationsConfig
 
 from jobs.settings import Settings
 
@@ -43,8 +44,15 @@ def sync_redis(settings: Settings, **overrides: Any) -> redis.Redis:
 
 
 def async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
-    """An asyncio client for the web process: Redis I/O without a thread hop, commands packed by hiredis."""
-    client = aioredis.Redis.from_url(settings.redis_url, **{**_client_options(settings), **overrides})
+    """An asyncio client for the web process: Redis I/O without a thread hop, commands packed by hiredis.
+
+    Maintenance notifications (a Redis Cloud/Enterprise push feature this service does not use)
+    are off: with them on (redis-py 8.1.0's default, "auto") the pool hands out connections the
+    server already closed, so after a Redis restart or an idle timeout each pooled connection
+    failed one request with a 503 (redis-py#4252, fixed upstream by #4260, not yet released).
+    """
+    options = {**_client_options(settings), "maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+    client = aioredis.Redis.from_url(settings.redis_url, **{**options, **overrides})
     pool = client.connection_pool
     pool.connection_class = hiredis_packing(pool.connection_class)
     return client

@@ -52,6 +52,7 @@ def create_app(
             yield
         finally:
             await app.state.events.aclose()
+            await store.scripts.pipeline.aclose()
             await store.aio.aclose()
             store.sync.close()
 

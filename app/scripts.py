@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from rq.job import Job
 
+from app.pipelining import AutoPipeline
 from app.quota import ACTIVE_STATUSES
 
 # ARGV[1..7]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
@@ -101,9 +102,12 @@ def flatten(commands: Sequence[Sequence[Any]]) -> Iterator[Any]:
 
 
 class Scripts:
+    """The hot-path scripts, sent through one implicitly pipelined connection (`app.pipelining`)."""
+
     def __init__(self, aio: aioredis.Redis) -> None:
         self._submit = aio.register_script(_SUBMIT)
         self._fetch = aio.register_script(_FETCH)
+        self.pipeline = AutoPipeline(aio)
 
     async def submit(
         self,
@@ -122,7 +126,7 @@ class Scripts:
         indexes, score, stale_below = (listing.indexes, listing.score, listing.stale_below) if listing else ((), 0, "")
         head: list[Any] = [claim_key, claim_value, claim_ttl, active_key, limit, job_id, Job.redis_job_namespace_prefix]
         head += [score, stale_below, len(indexes), *indexes]
-        reply = await self._submit(args=[*head, *flatten(commands)])
+        reply = await self.pipeline.evalsha(self._submit, [], [*head, *flatten(commands)])
         code = int(reply[0])
         if code == 1:
             return SubmitOutcome(False, existing_claim=reply[1])
@@ -132,7 +136,7 @@ class Scripts:
 
     async def fetch(self, job_key: str, results_key: str, queue_prefix: str, job_id: str) -> Any:
         """(job hash as a dict, newest result entries, queue position or None), or None without a job."""
-        reply = await self._fetch(keys=[job_key, results_key], args=[queue_prefix, job_id])
+        reply = await self.pipeline.evalsha(self._fetch, [job_key, results_key], [queue_prefix, job_id])
         if not reply:
             return None
         flat, entries, position = reply

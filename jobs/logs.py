@@ -7,6 +7,7 @@ so what RQ attaches on its own (a failed job's `arguments` and `kwargs`) never r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -69,8 +70,24 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record) + fields
 
 
+#: The per-request and per-job lines: on a running event loop, written once per loop turn.
+BATCHED_LOGGERS = frozenset({"uvicorn.access", "app.submissions", "workers.jobs"})
+
+
 class StdoutHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever `sys.stdout` is at the time (so a replaced or captured stdout is followed)."""
+    """Writes to whatever `sys.stdout` is at the time (so a replaced or captured stdout is followed).
+
+    Per-request and per-job lines (`BATCHED_LOGGERS`, below WARNING) logged on a running event loop
+    are written together at the end of the loop's turn: one write for the dozens of lines a busy web
+    process logs per turn, where a write per line cost each request ~35 us of system calls. Every
+    other line (start-up, shutdown, warnings; lines from threads or RQ's forking worker) is written
+    at once, after any batched lines, so a process that dies by its own signal (uvicorn re-raises
+    the SIGTERM it drained for) has written all it logged. `flush()`, called at exit, writes the rest.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
 
     @property
     def stream(self) -> TextIO:
@@ -79,6 +96,45 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        loop = _running_loop() if record.name in BATCHED_LOGGERS and record.levelno < logging.WARNING else None
+        if loop is None:
+            self._write([*self._take_pending(), line])
+            return
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # (Handler.createLock always made one)
+            self._write(self._take_pending())
+
+    def _take_pending(self) -> list[str]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            stream = self.stream
+            stream.write("".join(lines))
+            stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "writing log lines failed"}))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def wants_json(settings: Settings) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import sys
@@ -10,7 +12,7 @@ import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
-from jobs.logs import JsonFormatter, TextFormatter, configure_logging, wants_json
+from jobs.logs import JsonFormatter, StdoutHandler, TextFormatter, configure_logging, wants_json
 from jobs.settings import Settings
 from tests.factories import steps_job
 from tests.support.inprocess import run_jobs
@@ -19,8 +21,8 @@ from tests.support.inprocess import run_jobs
 MARK_DELAY = 0.001234
 
 
-def record(message: str = "job started", **extra: object) -> logging.LogRecord:
-    log_record = logging.LogRecord("workers.jobs", logging.INFO, __file__, 1, message, None, None)
+def record(message: str = "job started", level: int = logging.INFO, **extra: object) -> logging.LogRecord:
+    log_record = logging.LogRecord("workers.jobs", level, __file__, 1, message, None, None)
     log_record.__dict__.update(extra)
     return log_record
 
@@ -125,3 +127,81 @@ def test_submissions_and_job_events_are_logged_with_ids_not_args(
     assert any(str(MARK_DELAY) in str(r.__dict__.get("kwargs")) for r in caplog.records), (
         "RQ attaches job kwargs to its failure record; the formatter must be what keeps them out"
     )
+
+
+class CountingStdout(io.StringIO):
+    """A stdout that counts the writes reaching it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _handler(monkeypatch: pytest.MonkeyPatch) -> tuple[StdoutHandler, CountingStdout]:
+    out = CountingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    handler = StdoutHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler, out
+
+
+def test_lines_logged_in_one_loop_turn_are_written_together_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    handler, out = _handler(monkeypatch)
+
+    async def one_turn() -> tuple[str, str]:
+        for n in range(3):
+            handler.handle(record(f"line {n}"))
+        during = out.getvalue()
+        await asyncio.sleep(0)  # the turn ends
+        return during, out.getvalue()
+
+    during, after = asyncio.run(one_turn())
+
+    assert during == ""
+    assert after == "line 0\nline 1\nline 2\n"
+    assert out.writes == 1
+
+
+def test_other_lines_on_a_loop_are_written_at_once_after_the_batched_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown lines reach stdout even if the process dies in the same turn (by its own SIGTERM)."""
+    handler, out = _handler(monkeypatch)
+
+    async def one_turn() -> str:
+        handler.handle(record("job finished"))
+        lifecycle = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Finished server process", None, None)
+        handler.handle(lifecycle)
+        handler.handle(record("job failed", level=logging.WARNING))
+        return out.getvalue()
+
+    assert asyncio.run(one_turn()) == "job finished\nFinished server process\njob failed\n"
+
+
+def test_lines_logged_outside_an_event_loop_are_written_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    handler, out = _handler(monkeypatch)
+
+    handler.handle(record("first"))
+    assert out.getvalue() == "first\n"
+    handler.handle(record("second"))
+    assert (out.getvalue(), out.writes) == ("first\nsecond\n", 2)
+
+
+def test_flush_writes_what_a_loop_left_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line logged in the loop's last turn (shutdown) is written by `flush()`, which exit calls."""
+    handler, out = _handler(monkeypatch)
+    loop = asyncio.new_event_loop()
+
+    def log_and_stop() -> None:
+        handler.handle(record("last words"))
+        loop.stop()  # this turn is the last: the write it scheduled never runs
+
+    loop.call_soon(log_and_stop)
+    loop.run_forever()
+    loop.close()
+    assert out.getvalue() == ""
+
+    handler.flush()
+    assert out.getvalue() == "last words\n"

@@ -12,6 +12,7 @@ Outside a worker every call here is a no-op, so job functions stay testable as p
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -21,6 +22,7 @@ from rq.job import Job
 from jobs import events
 from jobs.clock import iso_z, utc_now
 from jobs.control import StopRequested, cancel_requested
+from jobs.queues import SERIALIZER
 from jobs.settings import get_settings
 
 __all__ = [
@@ -70,10 +72,35 @@ def report(progress: float | None = None, message: str | None = None) -> None:
     if job is None or (progress is None and message is None):
         return
     append_message(job.meta, message, progress)
-    with job.connection.pipeline(transaction=True) as pipe:  # one round trip: meta and its announcement
-        pipe.hset(job.key, "meta", job._serialize_meta())
+    with job.connection.pipeline(transaction=False) as pipe:  # one round trip: meta, then its announcement
+        pipe.hset(job.key, "meta", meta_json(job))
         events.announce(pipe, job.id)
         pipe.execute()
+
+
+def meta_json(job: Job) -> bytes:
+    """`job.meta` as its serializer (JSON) writes it, each kept message encoded only once.
+
+    A report re-encodes what is new and reuses the rest, remembered on the job object: ~13 us
+    instead of ~31 us for 50 kept messages here. Entries are events: never changed once appended.
+    """
+    meta, messages = job.meta, job.meta.get(MESSAGES)
+    if job.serializer is not SERIALIZER or not isinstance(messages, list) or not messages:
+        return job._serialize_meta()
+    known: dict[int, tuple[Any, str]] = job.__dict__.get("_encoded_messages", {})
+    encoded: dict[int, tuple[Any, str]] = {}
+    texts: list[str] = []
+    for entry in messages:
+        hit = known.get(id(entry))
+        if hit is None or hit[0] is not entry:
+            hit = (entry, json.dumps(entry))
+        encoded[id(entry)] = hit
+        texts.append(hit[1])
+    job.__dict__["_encoded_messages"] = encoded  # holds the entries, so their ids stay theirs
+    head = json.dumps({key: value for key, value in meta.items() if key != MESSAGES})
+    separator = ", " if len(head) > 2 else ""
+    listed = ", ".join(texts)
+    return f'{head[:-1]}{separator}"{MESSAGES}": [{listed}]}}'.encode()
 
 
 def newest_seq(meta: dict[str, Any]) -> int:

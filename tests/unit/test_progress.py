@@ -99,7 +99,7 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_serv
     job = Job.create("jobs.demo.noop", connection=connection, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     progress.report(40, "Found 12 resources")
-    # meta (which holds the progress event) and the announcement: one MULTI/EXEC
+    # meta (which holds the progress event) and the announcement: one pipelined write
     assert connection.round_trips == [["HSET", "PUBLISH"]]
     assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"
     assert job.meta["seq"] == 1
@@ -166,3 +166,31 @@ def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_re
         sizes.append(len(fake_redis.hget(job.key, "meta") or b""))
     assert sizes[0] == sizes[1] and len(job.meta["messages"]) == settings.progress_max_messages
     assert sorted(key.decode() for key in fake_redis.keys()) == [job.key]
+
+
+def test_meta_json_is_what_rqs_serializer_writes_and_encodes_each_message_once(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
+) -> None:
+    job = RegisteredJob.fetch(enqueue(fake_redis, "jobs.demo.steps").id, connection=fake_redis, serializer=SERIALIZER)
+    job.meta["owner"] = "alice"
+    limit = get_settings().progress_max_messages
+    encoded: list[Any] = []
+    dumps = progress.json.dumps
+    monkeypatch.setattr(progress.json, "dumps", lambda value, *a, **k: encoded.append(value) or dumps(value, *a, **k))
+
+    for i in range(limit + 20):  # past the cap: the oldest entries leave, their encodings with them
+        progress.append_message(job.meta, f'step {i}: «ünïcode» "quoted"' if i % 3 else None, i % 101)
+        encoded.clear()
+        written = progress.meta_json(job)
+        assert SERIALIZER.loads(written) == job.meta
+        assert [value for value in encoded if value is not job.meta] == [
+            job.meta["messages"][-1],  # only the new entry is encoded, then the rest of meta
+            {key: value for key, value in job.meta.items() if key != "messages"},
+        ]
+    assert len(job.__dict__["_encoded_messages"]) == limit
+
+
+def test_meta_json_of_a_meta_without_messages_is_rqs_own() -> None:
+    job = RegisteredJob(connection=fakeredis.FakeRedis(), serializer=SERIALIZER)
+    job.meta = {"type": "demo.steps", "progress": 0, "messages": []}
+    assert progress.meta_json(job) == job._serialize_meta()

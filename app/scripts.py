@@ -70,11 +70,8 @@ local raw = redis.call('HGETALL', KEYS[1])
 if #raw == 0 then return false end
 local position = false
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' then  -- searched from both ends, half each: the worst case is the middle job
-  local queue = ARGV[1] .. redis.call('HGET', KEYS[1], 'origin')
-  local half = math.max(1, math.ceil(redis.call('LLEN', queue) / 2))
-  position = redis.call('LPOS', queue, ARGV[2], 'MAXLEN', half)
-  if not position then position = redis.call('LPOS', queue, ARGV[2], 'RANK', -1, 'MAXLEN', half) end
+if status == 'queued' then
+  position = redis.call('LPOS', ARGV[1] .. redis.call('HGET', KEYS[1], 'origin'), ARGV[2])
 end
 return {raw, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1), position}
 """

@@ -177,9 +177,7 @@ EXPLANATIONS = [
     "  served at once (the 150 jobs in database 1, by a second web process) and measured in alternation,",
     "  3 rounds of 100 requests per path, so load from elsewhere on this shared machine hits both sides",
     "  alike. The 50/50 split keeps every page that has jobs equally full (50) at both sizes, so a",
-    "  ratio measures scale, not page size. The queued job read is the one in the middle of its queue:",
-    "  the status script searches half the queue from each end (two bounded LPOS), so that job is its",
-    "  slowest.",
+    "  ratio measures scale, not page size. The queued job read is the last in its queue (an LPOS).",
 ]
 
 PROFILE_NOTES = [

@@ -161,21 +161,3 @@ def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
         written.append((_contents(store.sync), job.to_dict()))
     assert written[0] == written[1]
     assert written[1][0][b"rq:job:12345678-1234-5678-1234-567812345678"][1][b"status"] == b"queued"
-
-
-def test_fetch_finds_every_position_searching_from_both_ends() -> None:
-    server = fakeredis.FakeServer()
-    store = _store(server)
-    prefix = Queue.redis_queue_namespace_prefix
-    ids: list[str] = []
-    for size in range(1, 8):  # odd and even lengths: the two halves meet, and cover the middle
-        job, stack = _recorded(store)
-        asyncio.run(Scripts(store.aio).submit(stack, job.id))
-        ids.append(job.id)
-
-        async def positions() -> list[Any]:
-            scripts = Scripts(store.aio)
-            found = [await scripts.fetch(Job.key_for(i), Result.get_key(i), prefix, i) for i in ids]
-            return [position for _raw, _results, position in found]
-
-        assert asyncio.run(positions()) == list(range(size))

@@ -57,7 +57,12 @@ def parse_id(event_id: str) -> int:
 
 def announce(pipe: Pipeline, job_id: str) -> None:
     """Queue the announcement that `job_id` changed (its progress or its status) on `pipe`."""
-    pipe.publish(keys.EVENTS_CHANNEL, job_id)
+    pipe.execute_command(*announcement(job_id))
+
+
+def announcement(job_id: str) -> tuple[str, str, str]:
+    """The command that announces `job_id` changed."""
+    return ("PUBLISH", keys.EVENTS_CHANNEL, job_id)
 
 
 def add_status(pipe: Pipeline, job: Job, status: str | JobStatus, settings: Settings | None = None) -> None:

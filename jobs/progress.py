@@ -16,6 +16,8 @@ import json
 import math
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import ResponseError
 from rq import get_current_job
 from rq.job import Job
 
@@ -72,10 +74,33 @@ def report(progress: float | None = None, message: str | None = None) -> None:
     if job is None or (progress is None and message is None):
         return
     append_message(job.meta, message, progress)
-    with job.connection.pipeline(transaction=False) as pipe:  # one round trip: meta, then its announcement
-        pipe.hset(job.key, "meta", meta_json(job))
-        events.announce(pipe, job.id)
-        pipe.execute()
+    _send_together(job.connection, ("HSET", job.key, "meta", meta_json(job)), events.announcement(job.id))
+
+
+def _send_together(redis: Redis, *commands: tuple[Any, ...]) -> None:
+    """`commands` in one write, their replies in one read: one round trip, on a pooled connection.
+
+    What a redis-py pipeline sends, without its command stack, callbacks and instrumentation
+    (~35 us of a report's ~250 us here). Every reply is read before an error is raised, so the
+    connection goes back to the pool in step; a connection that failed is closed first."""
+    pool = redis.connection_pool
+    connection: Any = pool.get_connection()
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
 
 
 def meta_json(job: Job) -> bytes:

@@ -6,6 +6,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
@@ -72,37 +73,54 @@ def test_messages_survive_failure_and_retries(fake_redis: fakeredis.FakeRedis) -
     assert job.meta["attempt"] == 3
 
 
-class CountingRedis(fakeredis.FakeRedis):
-    """Records each round trip: a lone command, or the commands of one pipeline execution."""
+def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis) -> None:
+    """One write carrying meta (which holds the progress event) and the announcement."""
+    connection_class = fake_redis.connection_pool.connection_class
+    writes: list[int] = []
+    packed: list[list[str]] = []
+    send, pack = connection_class.send_packed_command, connection_class.pack_commands
 
-    round_trips: list[list[str]]
+    def counted_send(self: Any, command: Any, check_health: bool = True) -> None:
+        writes.append(1)
+        send(self, command, check_health)
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.round_trips.append([str(args[0])])
-        return super().execute_command(*args, **options)
+    def recorded_pack(self: Any, commands: Any) -> Any:
+        packed.append([str(args[0]) for args in commands])
+        return pack(self, commands)
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        execute = pipe.execute
-
-        def counted(raise_on_error: bool = True) -> Any:
-            self.round_trips.append([str(args[0]) for args, _ in pipe.command_stack])
-            return execute(raise_on_error)
-
-        pipe.execute = counted  # type: ignore[method-assign]
-        return pipe
-
-
-def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_server: fakeredis.FakeServer) -> None:
-    connection = CountingRedis(server=fake_server)
-    connection.round_trips = []
-    job = Job.create("jobs.demo.noop", connection=connection, serializer=SERIALIZER)
+    monkeypatch.setattr(connection_class, "send_packed_command", counted_send)
+    monkeypatch.setattr(connection_class, "pack_commands", recorded_pack)
+    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    subscriber = fake_redis.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe("jobsvc:channel:events")
+
+    fake_redis.ping()  # the pooled connection's handshake is behind us
+    writes.clear()
     progress.report(40, "Found 12 resources")
-    # meta (which holds the progress event) and the announcement: one pipelined write
-    assert connection.round_trips == [["HSET", "PUBLISH"]]
+
+    assert (len(writes), packed[-1]) == (1, ["HSET", "PUBLISH"])
     assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"
     assert job.meta["seq"] == 1
+    assert SERIALIZER.loads(fake_redis.hget(job.key, "meta")) == job.meta
+    published = [subscriber.get_message(timeout=0.2) for _ in range(3)]  # the first may be the subscription
+    assert [message["data"] for message in published if message] == [job.id.encode()]
+
+
+def test_a_refused_report_raises_and_the_next_one_is_written(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
+) -> None:
+    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    fake_redis.set(job.key, "not a hash")
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        progress.report(10, "refused")
+
+    assert fake_redis.echo("next") == b"next"
+    fake_redis.delete(job.key)
+    progress.report(20, "accepted")
+    assert SERIALIZER.loads(fake_redis.hget(job.key, "meta"))["progress"] == 20
 
 
 # -- the entries are the job's progress events, numbered ----------------------------------------

@@ -87,10 +87,9 @@ class AutoPipeline:
         """Write `commands`, then give each waiter its reply; on a connection failure, every waiter the error."""
         connection = self._connection
         try:
-            if connection.is_connected and _closed_by_server(connection):  # a restart, an idle timeout
-                await connection.disconnect(nowait=True)
-            if not connection.is_connected:
-                await connection.connect()
+            # redis-py's own check, as its pool makes at checkout: connect, or replace a connection the
+            # server closed while it was idle (a restart, an idle timeout), before anything is written on it
+            await self._client.connection_pool.ensure_connection(connection)
             await connection.send_packed_command(commands)  # an idle connection is PINGed first
             for waiter in waiters:
                 try:
@@ -106,14 +105,6 @@ class AutoPipeline:
                 _settle(waiter, error=failure)
             if not isinstance(error, Exception):
                 raise
-
-
-def _closed_by_server(connection: Any) -> bool:
-    """Whether the server already closed this idle connection (its stream saw the end or an error):
-    then nothing is written on it, and a restarted server costs no request its reply."""
-    reader = connection._reader  # redis-py's asyncio connections keep their asyncio stream here
-    failed = getattr(reader, "exception", None)  # (fakeredis's stand-in stream has no `exception`)
-    return reader is None or reader.at_eof() or (failed is not None and failed() is not None)
 
 
 def _settle(waiter: asyncio.Future[Any], reply: Any = None, *, error: BaseException | None = None) -> None:

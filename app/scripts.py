@@ -18,15 +18,17 @@ from rq.job import Job
 
 from app.pipelining import AutoPipeline
 from app.quota import ACTIVE_STATUSES
+from jobs import keys
 
 # ARGV[1..7]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
-# job id, job key prefix; ARGV[8..10]: listing score, stale-below bound, number of listing indexes n;
-# ARGV[11..10+n]: the listing indexes; then the commands, each as its argument count followed by
-# its arguments. Reply: {0} written; {1, stored claim} the claim was taken (nothing written);
-# {2, active} over quota.
+# job id, job key prefix; ARGV[8..11]: listing score, stale-below bound, the pushes counter of the queue
+# the commands push the job onto ('' = none), number of listing indexes n; ARGV[12..11+n]: the listing
+# indexes; then the commands, each as its argument count followed by its arguments.
+# Reply: {0} written; {1, stored claim} the claim was taken (nothing written); {2, active} over quota.
 _ACTIVE = ", ".join(f"['{status.decode()}'] = true" for status in sorted(ACTIVE_STATUSES))
 _SUBMIT = (
     "local ACTIVE = {" + _ACTIVE + "}\n"
+    f"local SEQ = '{keys.QUEUE_SEQ}'\n"
     """local claim_key, active_key = ARGV[1], ARGV[4]
 if claim_key ~= '' then
   local stored = redis.call('GET', claim_key)
@@ -48,33 +50,55 @@ end
 if claim_key ~= '' then
   redis.call('SET', claim_key, ARGV[2], 'EX', ARGV[3])
 end
-local indexes = tonumber(ARGV[10])
-for k = 11, 10 + indexes do
+local indexes = tonumber(ARGV[11])
+for k = 12, 11 + indexes do
   redis.call('ZADD', ARGV[k], ARGV[8], ARGV[6])
   redis.call('ZREMRANGEBYSCORE', ARGV[k], '-inf', ARGV[9])
 end
-local i, last = 11 + indexes, #ARGV
+local i, last = 12 + indexes, #ARGV
 while i <= last do
   local count = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + count))
   i = i + count + 1
 end
+if ARGV[10] ~= '' then
+  redis.call('HSET', ARGV[7] .. ARGV[6], SEQ, redis.call('INCR', ARGV[10]))
+end
 return {0}
 """
 )
 
-# KEYS[1] = job hash, KEYS[2] = its results stream; ARGV[1] = queue key prefix, ARGV[2] = job id.
-# Reply: false (no job) or {flat job hash, newest result entry (or empty), position in its queue or false}.
-_FETCH = """
-local raw = redis.call('HGETALL', KEYS[1])
+# KEYS[1] = job hash, KEYS[2] = its results stream; ARGV[1] = queue key prefix, ARGV[2] = job id,
+# ARGV[3] = pushes counter prefix. Reply: false (no job) or {flat job hash, newest result entry (or
+# empty), position in its queue or false}.
+# A queued job's position without scanning its queue: jobs are pushed onto the tail, so a job sits
+# (pushes counter now - its SEQ) places from the tail, which one LINDEX checks in O(list nodes). Any
+# push not counted, or a later job removed, makes the check miss: LPOS (O(position)) answers instead,
+# and SEQ is set again from what it found, so the next read is O(1) again. The hint never decides the
+# answer, the job id at that place does.
+_FETCH = (
+    f"local SEQ = '{keys.QUEUE_SEQ}'\n"
+    """local raw = redis.call('HGETALL', KEYS[1])
 if #raw == 0 then return false end
 local position = false
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' then
-  position = redis.call('LPOS', ARGV[1] .. redis.call('HGET', KEYS[1], 'origin'), ARGV[2])
+local origin = redis.call('HGET', KEYS[1], 'origin')
+if status == 'queued' and origin then
+  local queue = ARGV[1] .. origin
+  local pushes = tonumber(redis.call('GET', ARGV[3] .. origin)) or 0
+  local seq = tonumber(redis.call('HGET', KEYS[1], SEQ))
+  if seq and seq <= pushes and redis.call('LINDEX', queue, seq - pushes - 1) == ARGV[2] then
+    position = redis.call('LLEN', queue) - 1 - (pushes - seq)
+  else
+    position = redis.call('LPOS', queue, ARGV[2])
+    if position then
+      redis.call('HSET', KEYS[1], SEQ, pushes - (redis.call('LLEN', queue) - 1 - position))
+    end
+  end
 end
 return {raw, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1), position}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +141,18 @@ class Scripts:
         claim: tuple[str, str, int] | None = None,
         quota: tuple[str, int] | None = None,
         listing: ListingEntry | None = None,
+        pushed_onto: str | None = None,
     ) -> SubmitOutcome:
         """Run `commands` atomically, and add the job to its `listing` indexes, unless
         `claim` (key, value, ttl) is taken or the active set `quota` (key, limit) is full; a full
-        quota's set is pruned of ended jobs."""
+        quota's set is pruned of ended jobs. `pushed_onto` names the queue whose tail the commands
+        push the job onto: its pushes counter then locates the job while it waits (`_FETCH`)."""
         claim_key, claim_value, claim_ttl = claim or ("", "", 0)
         active_key, limit = quota or ("", 0)
         indexes, score, stale_below = (listing.indexes, listing.score, listing.stale_below) if listing else ((), 0, "")
         head: list[Any] = [claim_key, claim_value, claim_ttl, active_key, limit, job_id, Job.redis_job_namespace_prefix]
-        head += [score, stale_below, len(indexes), *indexes]
+        pushes = keys.queue_pushes(pushed_onto) if pushed_onto is not None else ""
+        head += [score, stale_below, pushes, len(indexes), *indexes]
         reply = await self.pipeline.evalsha(self._submit, [], [*head, *flatten(commands)])
         code = int(reply[0])
         if code == 1:
@@ -136,7 +163,8 @@ class Scripts:
 
     async def fetch(self, job_key: str, results_key: str, queue_prefix: str, job_id: str) -> Any:
         """(job hash as a dict, newest result entries, queue position or None), or None without a job."""
-        reply = await self.pipeline.evalsha(self._fetch, [job_key, results_key], [queue_prefix, job_id])
+        args = [queue_prefix, job_id, keys.QUEUE_PUSHES_PREFIX]
+        reply = await self.pipeline.evalsha(self._fetch, [job_key, results_key], args)
         if not reply:
             return None
         flat, entries, position = reply

@@ -133,8 +133,9 @@ class JobStore:
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
+        pushed_onto = None
         if at is None and not job._dependency_ids and job.ttl is None and not job.has_rate_limit:
-            commands = queued_job_writes(queue, job)
+            commands, pushed_onto = queued_job_writes(queue, job), queue.name
         else:
             recorder = self.sync.pipeline(transaction=True)
             if at is None:
@@ -148,6 +149,7 @@ class JobStore:
             claim=(claim.key, claim.value(job.id), claim.ttl) if claim is not None else None,
             quota=(quota.key, quota.limit) if quota is not None else None,
             listing=self._listing_entry(job, job_type),
+            pushed_onto=pushed_onto,
         )
         if outcome.existing_claim is not None:
             assert claim is not None

@@ -66,3 +66,18 @@ RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
 def worker_alive(worker_name: str) -> str:
     """String with a short TTL that a live worker keeps refreshing (value: JSON about the worker)."""
     return f"{PREFIX}:alive:{worker_name}"
+
+
+# -- queue positions (issue 8) --
+
+#: Prefix of the per-queue counters of job ids pushed onto a queue's tail by this service's submissions.
+QUEUE_PUSHES_PREFIX = f"{PREFIX}:pushes:"
+
+#: Field of a job's hash (RQ's `rq:job:<id>`): its queue's pushes counter as it stood when the job was pushed.
+#: With it, the job's distance from the queue's tail is the counter now minus this value: a hint that the
+#: status read checks with one LINDEX before it falls back to scanning the queue (`app.scripts`).
+QUEUE_SEQ = f"{PREFIX}_seq"
+
+
+def queue_pushes(queue: str) -> str:
+    return f"{QUEUE_PUSHES_PREFIX}{queue}"

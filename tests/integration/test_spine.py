@@ -74,6 +74,29 @@ def test_workers_take_high_before_default_before_low(api: httpx.Client, procs: P
     assert started == sorted(started), started
 
 
+def _script_calls(rclient: redis.Redis, command: str) -> int:
+    return int(rclient.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_queued_positions_come_from_the_pushes_counter_not_a_scan_of_the_queue(
+    api: httpx.Client, rclient: redis.Redis
+) -> None:
+    ids = [submit(api, noop_job(queue="low"))["id"] for _ in range(20)]
+    scans = _script_calls(rclient, "lpos")
+    assert [view(api, job_id)["position"] for job_id in ids] == list(range(20))
+    assert api.delete(f"/jobs/{ids[0]}").status_code == 200  # the head leaves: the rest move up, hints hold
+    assert [view(api, job_id)["position"] for job_id in ids[1:]] == list(range(19))
+    assert _script_calls(rclient, "lpos") == scans
+
+    assert api.delete(f"/jobs/{ids[10]}").status_code == 200  # jobs 1-9 are now one place nearer the tail
+    left = ids[1:10] + ids[11:]
+    assert [view(api, job_id)["position"] for job_id in left] == list(range(18))
+    assert _script_calls(rclient, "lpos") == scans + 9  # each of them scanned once, then anchored again
+    assert [view(api, job_id)["position"] for job_id in left] == list(range(18))
+    assert _script_calls(rclient, "lpos") == scans + 9
+    assert rclient.lrange("rq:queue:low", 0, -1) == [job_id.encode() for job_id in left]
+
+
 def test_a_worker_on_high_only_leaves_low_jobs_queued(api: httpx.Client, procs: ProcessFactory) -> None:
     procs.worker("high")
     low = submit(api, noop_job(queue="low"))

@@ -16,6 +16,7 @@ from rq.results import Result
 
 from app.scripts import ListingEntry, Scripts, flatten
 from app.store import JobStore, queued_job_writes
+from jobs import keys
 from jobs.settings import Settings
 
 
@@ -116,6 +117,54 @@ def test_fetch_reads_the_job_its_newest_result_and_its_queue_position() -> None:
     assert position is None and len(results) == 1
     entry_id, payload = results[0]
     assert isinstance(entry_id, bytes) and payload[b"return_value"] == b"new"
+
+
+def _position(scripts: Scripts, job_id: str) -> int | None:
+    prefix = Queue.redis_queue_namespace_prefix
+    found = asyncio.run(scripts.fetch(Job.key_for(job_id), Result.get_key(job_id), prefix, job_id))
+    assert found is not None
+    position: int | None = found[2]
+    return position
+
+
+def test_a_queued_jobs_position_stays_exact_whatever_moves_its_queue() -> None:
+    server = fakeredis.FakeServer()
+    store = _store(server)
+    scripts = Scripts(store.aio)
+    sync, queue = store.sync, "rq:queue:default"
+
+    def submit(counted: bool = True) -> str:
+        job, stack = _recorded(store)
+        asyncio.run(scripts.submit(stack, job.id, pushed_onto="default" if counted else None))
+        return job.id
+
+    def check_every_position() -> None:
+        ids = [item.decode() for item in sync.lrange(queue, 0, -1)]
+        assert ids and [_position(scripts, job_id) for job_id in ids] == list(range(len(ids)))
+        # every job's hint is anchored again: its distance from the tail is the counter minus its SEQ
+        pushes = int(sync.get(keys.queue_pushes("default")) or 0)
+        for index, job_id in enumerate(ids):
+            assert pushes - int(sync.hget(Job.key_for(job_id), keys.QUEUE_SEQ)) == len(ids) - 1 - index
+
+    counted = [submit() for _ in range(5)]
+    assert sync.get(keys.queue_pushes("default")) == b"5"
+    check_every_position()
+    sync.lpop(queue)  # a worker takes the head
+    check_every_position()
+    submit(counted=False)  # a push the counter does not see (RQ's own enqueue: a retry, a dependent)
+    submit()
+    check_every_position()
+    front = submit(counted=False)
+    sync.lrem(queue, 1, front)
+    sync.lpush(queue, front)  # at the front instead, as RQ's `at_front` puts it
+    check_every_position()
+    sync.lrem(queue, 1, counted[2])  # a job in the middle canceled
+    check_every_position()
+    sync.delete(keys.queue_pushes("default"))  # the counter lost (a restore from an old snapshot)
+    submit()
+    check_every_position()
+    sync.hset(Job.key_for(counted[1]), "status", "started")
+    assert _position(scripts, counted[1]) is None
 
 
 def test_submit_adds_the_job_to_its_listing_indexes_and_drops_stale_entries() -> None:

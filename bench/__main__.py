@@ -177,7 +177,8 @@ EXPLANATIONS = [
     "  served at once (the 150 jobs in database 1, by a second web process) and measured in alternation,",
     "  3 rounds of 100 requests per path, so load from elsewhere on this shared machine hits both sides",
     "  alike. The 50/50 split keeps every page that has jobs equally full (50) at both sizes, so a",
-    "  ratio measures scale, not page size. The queued job read is the last in its queue (an LPOS).",
+    "  ratio measures scale, not page size. Two queued jobs are read: the last in its queue (what an",
+    "  LPOS scan would find slowest) and the one in the middle (the farthest from either end of the list).",
 ]
 
 PROFILE_NOTES = [

@@ -218,6 +218,13 @@ def _interleaved(bench: Bench, small: dict[str, str], big: dict[str, str]) -> di
             bench.stop(proc)
 
 
+def _last_and_middle(client: redis.Redis) -> tuple[str, str]:
+    """The ids of the last job in the default queue and of the one in its middle, as the queue holds them."""
+    key = Queue("default", connection=client).key
+    last, middle = client.lindex(key, -1), client.lindex(key, client.llen(key) // 2)
+    return last.decode(), middle.decode()
+
+
 def scale(bench: Bench) -> None:
     print("scale: latency with 150 jobs, then with 100,000 finished + 1,000 failed + 10,000 queued", flush=True)
     bench.flush()
@@ -228,8 +235,9 @@ def scale(bench: Bench) -> None:
     finished_small = submit(bench, 50, noop)
     submit(bench, 50, failing)  # `status=failed` pages hold jobs at both sizes
     run_jobs(bench, 50, processes=1)
-    queued_small = submit(bench, 50, noop)[-1]
+    submit(bench, 50, noop)
     with bench.client() as client:
+        queued_small = _last_and_middle(client)
         client.swapdb(0, 1)  # the 150 jobs move to database 1; the big set grows in an empty database 0
 
     started = time.perf_counter()
@@ -237,15 +245,18 @@ def scale(bench: Bench) -> None:
     finished_big = submit(bench, big_finished, noop)
     submit(bench, 1_000, failing)
     run_jobs(bench, big_finished)
-    queued_big = submit(bench, big_queued, noop)
+    submit(bench, big_queued, noop)
+    with bench.client() as client:
+        queued_big = _last_and_middle(client)
     print(f"  populated in {time.perf_counter() - started:.0f} s", flush=True)
     small = {f"GET {path}": path for path in PATHS}
     big = dict(small)
     small["GET /jobs/{id} (finished)"], big["GET /jobs/{id} (finished)"] = (
         f"/jobs/{finished_small[-1]}", f"/jobs/{finished_big[-1]}"
     )  # fmt: skip
-    label = "GET /jobs/{id} (queued, last in queue)"
-    small[label], big[label] = f"/jobs/{queued_small}", f"/jobs/{queued_big[-1]}"
+    for where, small_id, big_id in zip(("last in", "middle of"), queued_small, queued_big, strict=True):
+        label = f"GET /jobs/{{id}} (queued, {where} queue)"
+        small[label], big[label] = f"/jobs/{small_id}", f"/jobs/{big_id}"
     try:
         measured = _interleaved(bench, small, big)
     finally:

@@ -54,7 +54,8 @@ async def cancel(store: JobStore, job_id: str, fetched: JobRecord | None = None)
             call_keys, call_args = cancel_call(job_id, job.origin, status, ttl)
             if await script(keys=call_keys, args=call_args) == 1:
                 canceled = await store.fetch(job_id) or record
-                async with store.aio.pipeline(transaction=True) as announce:  # ends the job's live streams
+                # ends the job's live streams; a lone PUBLISH, no MULTI: a full Redis (maxmemory) still takes it
+                async with store.aio.pipeline(transaction=False) as announce:
                     events.add_status(announce, canceled.job, JobStatus.CANCELED, store.settings)
                     await announce.execute()
                 if await store.aio.scard(Job.dependents_key_for(job_id)):

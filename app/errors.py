@@ -10,6 +10,7 @@ ProblemError                    -> its own status
   TooManyRequestsError          -> 429  rate or active-jobs quota exceeded, with Retry-After
 401 (missing/invalid API key) is answered by the auth middleware (app/auth.py) with WWW-Authenticate
 redis ConnectionError/TimeoutError -> 503  Redis unreachable
+redis OutOfMemoryError            -> 503  Redis full (maxmemory reached under noeviction): nothing written
 any other exception             -> 500  logged, never echoed
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -139,6 +141,19 @@ async def handle_redis_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_redis_full(request: Request, exc: Exception) -> Response:
+    # Redis refuses a write that could grow memory before anything of it is applied: a script's first
+    # write, or a MULTI whose queued commands are then discarded (EXECABORT).
+    logger.error("redis is full, a write was refused: %s", exc)
+    return problem(
+        503,
+        "redis-full",
+        "Service unavailable",
+        "The job store (Redis) is full (its maxmemory is reached); nothing was changed. Try again later.",
+        headers={"Retry-After": "30"},
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal-error", "Internal server error", "An unexpected error occurred; it has been logged.")
@@ -149,5 +164,6 @@ EXCEPTION_HANDLERS = {
     HTTPException: handle_http_exception,
     RedisConnectionError: handle_redis_down,
     RedisTimeoutError: handle_redis_down,
+    RedisOutOfMemoryError: handle_redis_full,
     Exception: handle_unexpected,
 }

@@ -35,18 +35,23 @@ if claim_key ~= '' then
   if stored then return {1, stored} end
 end
 if active_key ~= '' then
-  local active = 0
+  local active, ended = 0, {}
   for _, member in ipairs(redis.call('SMEMBERS', active_key)) do
     local status = redis.call('HGET', ARGV[7] .. member, 'status')
     if status and ACTIVE[status] then
       active = active + 1
     else
-      redis.call('SREM', active_key, member)
+      ended[#ended + 1] = member
     end
   end
-  if active >= tonumber(ARGV[5]) then return {2, active} end
-  redis.call('SADD', active_key, ARGV[6])
+  local full = active >= tonumber(ARGV[5])
+  -- the first write grows memory: a Redis at maxmemory refuses the whole script (it lets one through
+  -- whose first write frees memory, as SREM does)
+  if not full then redis.call('SADD', active_key, ARGV[6]) end
+  for _, member in ipairs(ended) do redis.call('SREM', active_key, member) end
+  if full then return {2, active} end
 end
+local seq = ARGV[10] ~= '' and redis.call('INCR', ARGV[10])
 if claim_key ~= '' then
   redis.call('SET', claim_key, ARGV[2], 'EX', ARGV[3])
 end
@@ -61,8 +66,8 @@ while i <= last do
   redis.call(unpack(ARGV, i + 1, i + count))
   i = i + count + 1
 end
-if ARGV[10] ~= '' then
-  redis.call('HSET', ARGV[7] .. ARGV[6], SEQ, redis.call('INCR', ARGV[10]))
+if seq then
+  redis.call('HSET', ARGV[7] .. ARGV[6], SEQ, seq)
 end
 return {0}
 """
@@ -73,9 +78,12 @@ return {0}
 # empty), position in its queue or false}.
 # A queued job's position without scanning its queue: jobs are pushed onto the tail, so a job sits
 # (pushes counter now - its SEQ) places from the tail, which one LINDEX checks in O(list nodes). Any
-# push not counted, or a later job removed, makes the check miss: LPOS (O(position)) answers instead,
-# and SEQ is set again from what it found, so the next read is O(1) again. The hint never decides the
-# answer, the job id at that place does.
+# push not counted (RQ's own: retries, dependents, scheduled jobs), or a later job removed, makes the
+# check miss: LPOS (O(position)) answers instead, and SEQ is set again from what it found, so the next
+# read is O(1) again. The hint never decides the answer, the job id at that place does (should one id
+# be queued twice, which no path of this service does, that is the copy it was last anchored to).
+# The re-anchoring write is best-effort (pcall): a server refusing writes (maxmemory reached under
+# noeviction, a replica) still answers the read, with LPOS.
 _FETCH = (
     f"local SEQ = '{keys.QUEUE_SEQ}'\n"
     """local raw = redis.call('HGETALL', KEYS[1])
@@ -85,14 +93,14 @@ local status = redis.call('HGET', KEYS[1], 'status')
 local origin = redis.call('HGET', KEYS[1], 'origin')
 if status == 'queued' and origin then
   local queue = ARGV[1] .. origin
-  local pushes = tonumber(redis.call('GET', ARGV[3] .. origin)) or 0
+  local pushes = tonumber(redis.pcall('GET', ARGV[3] .. origin)) or 0
   local seq = tonumber(redis.call('HGET', KEYS[1], SEQ))
   if seq and seq <= pushes and redis.call('LINDEX', queue, seq - pushes - 1) == ARGV[2] then
     position = redis.call('LLEN', queue) - 1 - (pushes - seq)
   else
     position = redis.call('LPOS', queue, ARGV[2])
     if position then
-      redis.call('HSET', KEYS[1], SEQ, pushes - (redis.call('LLEN', queue) - 1 - position))
+      redis.pcall('HSET', KEYS[1], SEQ, pushes - (redis.call('LLEN', queue) - 1 - position))
     end
   end
 end

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -95,6 +96,25 @@ def test_queued_positions_come_from_the_pushes_counter_not_a_scan_of_the_queue(
     assert [view(api, job_id)["position"] for job_id in left] == list(range(18))
     assert _script_calls(rclient, "lpos") == scans + 9
     assert rclient.lrange("rq:queue:low", 0, -1) == [job_id.encode() for job_id in left]
+
+
+def test_a_queued_jobs_position_is_read_when_the_server_refuses_writes(api: httpx.Client, rclient: redis.Redis) -> None:
+    ids = [submit(api, noop_job(queue="low"))["id"] for _ in range(3)]
+    rclient.delete("jobsvc:pushes:low")  # every hint now misses: the reads would re-anchor them
+    policy = rclient.config_get("maxmemory-policy")["maxmemory-policy"]
+    rclient.config_set("maxmemory-policy", "noeviction")
+    rclient.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            rclient.set("a write", "refused")
+        assert [view(api, job_id)["position"] for job_id in ids] == [0, 1, 2]
+    finally:
+        rclient.config_set("maxmemory", 0)
+        rclient.config_set("maxmemory-policy", policy)
+    seqs = [int(rclient.hget(f"rq:job:{job_id}", "jobsvc_seq") or 0) for job_id in ids]
+    assert seqs == [1, 2, 3]  # nothing was re-anchored while writes were refused ...
+    assert [view(api, job_id)["position"] for job_id in ids] == [0, 1, 2]
+    assert [int(rclient.hget(f"rq:job:{job_id}", "jobsvc_seq") or 0) for job_id in ids] == [-2, -1, 0]  # ... now
 
 
 def test_a_worker_on_high_only_leaves_low_jobs_queued(api: httpx.Client, procs: ProcessFactory) -> None:

@@ -292,9 +292,9 @@ class ConcurrentWorker(ServiceWorker):
                     self.log.error("Worker %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
                     deadline = self._shutdown_deadline
                     if deadline is not None and self.running:  # interrupt the running jobs on time
-                        await self._wait(min(backoff, max(0.05, deadline - clock)))
+                        await self._wait(min(backoff, max(0.05, deadline - clock)), outcomes_wake=False)
                     else:
-                        await self._wait(backoff)
+                        await self._wait(backoff, outcomes_wake=False)
                     backoff = min(backoff * 2, self.recovery.timing.beat_interval, REDIS_RETRY_MAX)
                     continue
                 if self.running or self._done or self._unsettled or popped:
@@ -324,9 +324,11 @@ class ConcurrentWorker(ServiceWorker):
                     self.log.warning("Worker %s: shutting down, requeueing job %s", self.name, running.job.id)
                 self._cancel(running, "shutdown")
 
-    async def _wait(self, timeout: float) -> None:
+    async def _wait(self, timeout: float, *, outcomes_wake: bool = True) -> None:
+        """Until woken (a job ended, a signal) or `timeout`; at once while outcomes wait to be recorded,
+        unless `outcomes_wake` is False (Redis refused them just now: waiting is the point)."""
         assert self._wake is not None
-        if not self._done:
+        if not (outcomes_wake and self._done):
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:

@@ -55,8 +55,12 @@ logger = logging.getLogger("workers.recovery")
 #: The reason a job fails with when its worker died and no retries are left.
 WORKER_DIED = "worker died while running the job"
 
-#: Redis errors that mean "cannot talk to Redis right now" (retry later), not "bad command".
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: Redis errors that mean "cannot use Redis right now" (retry later), not "bad command": unreachable, or
+#: full (maxmemory reached under `noeviction`: writes are refused whole until memory is freed).
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+
+#: Seconds before a liveness beat that Redis refused is tried again.
+BEAT_RETRY = 1.0
 
 Outcome = Literal["retried", "failed", "requeued", "released", "skipped", "gone"]
 
@@ -112,20 +116,26 @@ class Recovery:
         self.serializer = serializer
         self.on_failed = on_failed
         self.claims = Claims(connection)
-        self._last_beat = -float("inf")
+        self._next_beat = -float("inf")
         self._last_sweep = -float("inf")
         self._last_redis_error: float | None = None
+        #: Jobs of dead workers whose claim this worker may hold while their recovery is not saved yet (Redis
+        #: refused it after the takeover): this worker's next sweeps settle them, since no other sweeper will.
+        self._stranded: set[str] = set()
 
     # -- liveness -----------------------------------------------------------------------
 
     def beat(self, force: bool = False) -> None:
         """Refresh this worker's liveness key (at most every `beat_interval` unless forced)."""
         moment = time.monotonic()
-        if not force and moment - self._last_beat < self.timing.beat_interval:
+        if not force and moment < self._next_beat:
             return
+        # Until this beat lands, the next try comes soon but not at every turn of an idle loop (a full
+        # Redis refuses the write while the worker's empty dequeues still succeed).
+        self._next_beat = moment + min(BEAT_RETRY, self.timing.beat_interval)
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         self.connection.set(keys.worker_alive(self.worker_name), info, px=int(self.timing.liveness_ttl * 1000))
-        self._last_beat = moment
+        self._next_beat = moment + self.timing.beat_interval
 
     def forget(self) -> None:
         """This worker is leaving: its liveness key goes at once (its claims were settled)."""
@@ -174,9 +184,15 @@ class Recovery:
                     pipe.exists(keys.worker_alive(owner))
                 dead = {owner for owner, alive in zip(owners, pipe.execute(), strict=True) if not alive}
         outcomes: dict[str, Outcome] = {}
+        for job_id in sorted(self._stranded):
+            if claims.get(job_id) == self.worker_name:
+                outcomes[job_id] = self.recover(job_id, self.worker_name, WORKER_DIED)
+            self._stranded.discard(job_id)
         for job_id, owner in claims.items():
             if owner in dead:
+                self._stranded.add(job_id)
                 outcomes[job_id] = self.recover(job_id, owner, WORKER_DIED)
+                self._stranded.discard(job_id)
         for owner in dead:
             self._bury(owner)
         self._release_dead_scheduler_locks()

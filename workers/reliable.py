@@ -162,7 +162,8 @@ class ReliableWorkerMixin(_Base):
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         except REDIS_DOWN as exc:
             self.recovery.note_redis_error()
-            self.log.error("Worker %s: maintenance skipped, Redis unreachable (%s)", self.name, exc)
+            self.last_cleaned_at = now()  # type: ignore[assignment]  # next try after a maintenance interval
+            self.log.error("Worker %s: maintenance skipped, Redis unavailable (%s)", self.name, exc)
 
     def clean_registries(self) -> None:
         """RQ's maintenance minus its StartedJobRegistry sweep: `workers.recovery` owns abandoned jobs

@@ -116,6 +116,9 @@ def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path
             server.kill()
             time.sleep(8)  # longer than the job: it ends (or fails) while Redis is away
             assert worker.alive(), worker.log()
+            # it backs off while the outcome waits (0.25 s, doubling), instead of retrying in a busy loop
+            retries = worker.log().count("Redis unreachable")
+            assert 0 < retries < 60, f"{retries} retries logged in 8 s"
             server.start()
             wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
 
@@ -126,6 +129,35 @@ def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path
             client = redis.Redis.from_url(server.url)
             assert client.hlen(keys.CLAIMS) == 0
             client.close()
+
+
+@pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))
+def test_a_job_running_when_redis_fills_up_is_retried_once_memory_is_freed(tmp_path: Path, concurrency: str) -> None:
+    """Redis reaches `maxmemory` (noeviction) mid-job: the job's next `report()` is refused, so the attempt
+    fails, and its outcome cannot be saved either; the worker waits as in an outage, records it once memory
+    is freed, and the retry finishes. The web refuses submissions meanwhile (503) and still answers reads."""
+    with outage_stack(tmp_path) as (server, factory):
+        _, url = factory.web()
+        worker = factory.worker(WORKER_CONCURRENCY=concurrency)
+        client = redis.Redis.from_url(server.url)
+        with httpx.Client(base_url=url, timeout=10) as api:
+            job = submit(api, steps_job(steps=12, delay=0.25, retries=1))
+            wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
+            client.config_set("maxmemory", 1)  # the embedded server runs with noeviction, as the service asks
+            try:
+                time.sleep(2.5)  # shorter than ABANDONED_JOB_TIMEOUT / 2: the worker is not presumed dead
+                assert worker.alive(), worker.log()
+                assert api.post("/jobs", json=steps_job()).status_code == 503
+                assert view(api, job["id"])["status"] == "started"  # the failed attempt is not recorded yet
+            finally:
+                client.config_set("maxmemory", 0)
+            done = wait_status(api, job["id"], {"finished", "failed"}, timeout=60)
+            assert done["status"] == "finished", done
+            assert done["result"] == {"steps": 12, "attempt": 2}  # the attempt cut short by the full Redis
+            assert worker.alive()
+            assert 0 < worker.log().count("maxmemory") < 60, worker.log()  # backed off, not a busy loop
+            assert client.hlen(keys.CLAIMS) == 0
+        client.close()
 
 
 @pytest.mark.parametrize("concurrency", list(WORKER_MODES.values()), ids=list(WORKER_MODES))

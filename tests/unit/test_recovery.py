@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+import redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
@@ -127,6 +128,29 @@ def test_one_sweeper_at_a_time_and_none_right_after_a_redis_error(conn: fakeredi
     assert recovery(conn).sweep() == {}
     conn.delete(keys.RECOVERY_LOCK)
     assert recovery(conn).sweep() == {job.id: "requeued"}
+
+
+def test_a_takeover_whose_recovery_redis_refused_is_settled_by_the_next_sweep(
+    conn: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = enqueue(conn, retries=1)
+    start(conn, job, "dead")
+    sweeper = recovery(conn)
+
+    def refused(*args: object) -> None:
+        raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+
+    with monkeypatch.context() as patched:  # the takeover lands, then Redis is full for the recovery itself
+        patched.setattr(Recovery, "_lose_attempt", refused)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            sweeper.sweep()
+    assert Claims(conn).all() == {job.id: "sweeper"}  # no other sweeper touches a live worker's claim
+    conn.delete(keys.RECOVERY_LOCK)
+
+    assert sweeper.sweep() == {job.id: "retried"}
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == 0
+    assert Claims(conn).all() == {}
 
 
 def test_interrupted_job_is_requeued_without_spending_a_retry(conn: fakeredis.FakeRedis) -> None:

@@ -54,7 +54,7 @@ class Operation:
 
 
 JOB_ID = {"job_id": "The job's id, as returned by `POST /jobs`"}
-REDIS_DOWN = {503: "Redis is unreachable; nothing was changed (see `Retry-After`)"}
+REDIS_DOWN = {503: "Redis is unreachable, or full (its maxmemory reached); nothing was changed (see `Retry-After`)"}
 
 OPERATIONS: list[Operation] = [
     Operation(

@@ -59,6 +59,9 @@ HARD_KILL_GRACE = 5.0
 #: Seconds between attempts to take the scheduler locks while another worker's scheduler holds them
 #: (RQ's scheduler itself works in 1 s steps; each attempt costs a round trip per queue).
 SCHEDULER_RETRY_INTERVAL = 1.0
+#: A scheduler that keeps crashing (on a Redis that refuses its writes: full, say) is restarted after a
+#: delay that doubles from `SCHEDULER_RETRY_INTERVAL` up to this, instead of once a second with a traceback.
+SCHEDULER_RESTART_MAX = 60.0
 
 SHUTDOWN_REASON = "the worker shut down before the job finished; requeued without spending a retry"
 LOST_OUTCOME_REASON = "the worker lost Redis before the job's outcome was saved"
@@ -78,6 +81,7 @@ class ReliableWorkerMixin(_Base):
         self._shutdown_deadline = None
         self._redis_backoff = 0.25
         self._next_scheduler_check = 0.0
+        self._scheduler_delay = SCHEDULER_RETRY_INTERVAL
         self.recovery = Recovery(
             self.connection, self.name, timing, job_class=self.job_class, serializer=self.serializer
         )
@@ -202,8 +206,11 @@ class ReliableWorkerMixin(_Base):
         scheduler = self.scheduler
         moment = time.monotonic()
         if scheduler is not None and not self._stop_requested and moment >= self._next_scheduler_check:
-            self._next_scheduler_check = moment + SCHEDULER_RETRY_INTERVAL
             process = scheduler._process
+            crashed = process is not None and not process.is_alive() and process.exitcode not in (0, None)
+            delay = min(self._scheduler_delay * 2, SCHEDULER_RESTART_MAX) if crashed else SCHEDULER_RETRY_INTERVAL
+            self._scheduler_delay = delay
+            self._next_scheduler_check = moment + delay
             if process is None or not process.is_alive():
                 try:
                     scheduler.acquire_locks(auto_start=True)

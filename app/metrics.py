@@ -34,7 +34,6 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,6 +44,7 @@ from app.errors import ProblemError
 from app.store import JobStore
 from jobs import keys, runtimes
 from jobs.catalog import registry
+from jobs.connection import REDIS_DOWN
 from jobs.settings import Settings
 
 PREFIX = "jobsvc"
@@ -147,7 +147,7 @@ def track_submission(endpoint: Callable[[Request], Awaitable[Response]]) -> Call
         except ProblemError as exc:
             _metrics(request).submissions.labels(_type_label(request), submission_outcome(exc.status)).inc()
             raise
-        except (RedisConnectionError, RedisTimeoutError, RedisOutOfMemoryError):
+        except REDIS_DOWN:
             _metrics(request).submissions.labels(_type_label(request), "unavailable").inc()
             raise
         except Exception:

@@ -12,6 +12,11 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from jobs.settings import Settings
 
+#: Redis errors that mean "cannot use Redis right now" (retry later), not "bad command": unreachable, or
+#: full (maxmemory reached under `noeviction`: writes are refused whole until memory is freed). The web
+#: answers them 503, workers back off and keep what they hold.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+
 
 def _client_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {

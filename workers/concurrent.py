@@ -77,13 +77,13 @@ from rq.utils import current_timestamp, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
 from jobs import callbacks, events, keys, runtimes
+from jobs.connection import REDIS_DOWN
 from jobs.settings import get_settings
 from workers import batch as runs
 from workers.dequeue import Claims
 from workers.job import RegisteredJob
 from workers.observe import finished_fields, job_fields, run_times
 from workers.observe import logger as job_log
-from workers.recovery import REDIS_DOWN
 from workers.reliable import LOST_OUTCOME_REASON, SHUTDOWN_REASON
 from workers.worker import ServiceWorker
 

@@ -45,6 +45,7 @@ from rq.utils import now, utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from jobs import keys, lifecycle
+from jobs.connection import REDIS_DOWN
 from jobs.control import cancel_dependents
 from jobs.progress import ATTEMPT, append_message
 from jobs.settings import get_settings
@@ -54,10 +55,6 @@ logger = logging.getLogger("workers.recovery")
 
 #: The reason a job fails with when its worker died and no retries are left.
 WORKER_DIED = "worker died while running the job"
-
-#: Redis errors that mean "cannot use Redis right now" (retry later), not "bad command": unreachable, or
-#: full (maxmemory reached under `noeviction`: writes are refused whole until memory is freed).
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
 
 #: Seconds before a liveness beat that Redis refused is tried again.
 BEAT_RETRY = 1.0

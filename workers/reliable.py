@@ -37,11 +37,12 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from jobs import durability, keys
+from jobs.connection import REDIS_DOWN
 from jobs.progress import ATTEMPT, append_message
 from jobs.settings import get_settings
 from workers import lifeline
 from workers.dequeue import POLL_MAX, POLL_MIN
-from workers.recovery import REDIS_DOWN, Recovery, Timing
+from workers.recovery import Recovery, Timing
 
 if TYPE_CHECKING:
     from rq.executions import Execution

@@ -11,6 +11,11 @@ two on the same jobs), with these differences, none visible to a reader of Redis
 - start: the job's `last_heartbeat` is written once (RQ writes it twice) and `meta` (the attempt
   counter) in the same HSET (`RegisteredJob.prepare_for_execution`); the worker's execution index
   gets its TTL once per batch (the longest of the jobs'), not once per job;
+- of the execution (`new_execution`), only the started registry entry is written with the start
+  (`register_start`); the rest (`record_execution`: its hash, the job's and the worker's execution
+  indexes) can be written later, and the worker does so only for jobs still running a moment after
+  they started. A run that ends before then ends as if RQ had written it all and deleted it: RQ's
+  success leaves no trace of an execution but its id in the result;
 - success: the job hash gets the two fields that changed (`status`, `ended_at`) instead of all of
   them re-serialized; the dependents/dependencies keys of a job that has none are not EXPIREd
   (the caller WATCHes the dependents keys and checks they do not exist); the claims are released by
@@ -40,18 +45,28 @@ def _score(stamp: int, ttl: int) -> int | str:
     return "+inf" if ttl == -1 else ttl if ttl < 0 else stamp + ttl
 
 
-def start_execution(pipe: Pipeline, job: Job, worker_name: str, ttl: int, stamp: int) -> Execution:
-    """`Execution.create` for `job` without the TTL of the worker's execution index (`expire_worker_executions`)."""
+def new_execution(job: Job, worker_name: str) -> Execution:
+    """A run of `job` by `worker_name`, not yet written (`record_execution`)."""
     execution = Execution(id=uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker_name)
     execution._job = job
+    return execution
+
+
+def register_start(pipe: Pipeline, execution: Execution, ttl: int, stamp: int) -> None:
+    """The part of `Execution.create` written with the job's start: its entry in RQ's started registry."""
+    key = StartedJobRegistry.key_template.format(execution.job.origin)
+    pipe.zadd(key, {execution.composite_key: _score(stamp, ttl)})
+
+
+def record_execution(pipe: Pipeline, execution: Execution, ttl: int, stamp: int) -> None:
+    """The rest of `Execution.create`: the execution's hash and its entries in the job's and the worker's
+    execution indexes (but the TTL of the worker's index, `expire_worker_executions`)."""
     pipe.hset(execution.key, mapping=execution.serialize())
     pipe.expire(execution.key, ttl)
-    executions_key = ExecutionRegistry.key_template.format(job.id)
+    executions_key = ExecutionRegistry.key_template.format(execution.job_id)
     pipe.zadd(executions_key, {execution.id: stamp + ttl + 60})
     pipe.expire(executions_key, ttl + 60)
-    pipe.zadd(StartedJobRegistry.key_template.format(job.origin), {execution.composite_key: _score(stamp, ttl)})
     pipe.sadd(execution.worker_executions_key, execution.composite_key)
-    return execution
 
 
 def expire_worker_executions(pipe: Pipeline, executions: Sequence[Execution], ttls: Sequence[int]) -> None:
@@ -61,11 +76,21 @@ def expire_worker_executions(pipe: Pipeline, executions: Sequence[Execution], tt
 
 
 def record_success(
-    pipe: Pipeline, job: Job, execution: Execution, value: Any, result_ttl: int, worker_name: str, stamp: int
+    pipe: Pipeline,
+    job: Job,
+    execution: Execution,
+    value: Any,
+    result_ttl: int,
+    worker_name: str,
+    stamp: int,
+    *,
+    recorded: bool = True,
 ) -> None:
     """`Job._handle_success` + `Job.cleanup` + `Execution.delete` for a job without dependents.
 
-    `job.ended_at` is set; `result_ttl` is not 0 (a job deleted at once goes through RQ's handlers)."""
+    `job.ended_at` is set; `result_ttl` is not 0 (a job deleted at once goes through RQ's handlers).
+    `recorded=False`: the execution was never written (`record_execution`): only its started registry entry
+    is deleted."""
     assert job.ended_at is not None
     job._status = JobStatus.FINISHED
     job._result = value
@@ -76,8 +101,10 @@ def record_success(
         pipe.expire(job.key, result_ttl)
         if job._dependency_ids:
             pipe.expire(job.dependencies_key, result_ttl)
-    pipe.delete(execution.key)
     pipe.zrem(StartedJobRegistry.key_template.format(job.origin), execution.composite_key)
+    if not recorded:
+        return
+    pipe.delete(execution.key)
     pipe.zrem(ExecutionRegistry.key_template.format(job.id), execution.id)
     if execution.worker_name:
         pipe.srem(execution.worker_executions_key, execution.composite_key)

@@ -4,8 +4,9 @@ RQ's workers run one job at a time, so a process waiting on an HTTP or LLM call 
 `ConcurrentWorker` keeps up to `WORKER_CONCURRENCY` jobs running: coroutine jobs (an
 `async def`, or a function returning a coroutine) as tasks on its event loop, plain
 functions in threads. It stays an RQ worker: registered with RQ (rq-dashboard lists it),
-one RQ `Execution` per running job in the `StartedJobRegistry` with heartbeats, RQ's
-results, registries, retries, callbacks and `stop-job` commands.
+one RQ `Execution` per running job in the `StartedJobRegistry` with heartbeats (its hash and
+indexes from `EXECUTION_RECORD_DELAY` after its start, below), RQ's results, registries,
+retries, callbacks and `stop-job` commands.
 
 It keeps every guarantee of the forking `ServiceWorker` that does not need a process per job:
 
@@ -26,9 +27,16 @@ It keeps every guarantee of the forking `ServiceWorker` that does not need a pro
 - status events and completion callbacks (`jobs.lifecycle`), log lines and run-time histograms
   (`workers.observe`), stop grace and dependents of failed jobs (`workers.stopping`).
 
-Bookkeeping is batched: the jobs claimed together start in one pipeline; jobs that finish
+Bookkeeping is batched: the jobs claimed together start in one pipeline (status `started`,
+the attempt counted, the `started` event, the entry in RQ's started registry); jobs that finish
 together are recorded in one MULTI/EXEC, their status events, run times and claim releases
-included. Both write RQ's keys and values through `workers.batch` (no RQ helper object per job).
+included. The rest of a job's RQ execution (its hash, its entries in the job's and the worker's
+execution indexes) is written `EXECUTION_RECORD_DELAY` (0.1 s) after it started, with those of
+the other jobs then due, or with a heartbeat that comes first: a job that ends sooner (a
+CPU-trivial job) has none, which spares Redis 8 of the ~24 commands of its run. Nothing but RQ's
+views of executions reads them meanwhile: the claim guards the job, its status is `started`
+and it is in the started registry from the start. All of it writes RQ's keys and
+values through `workers.batch` (no RQ helper object per job).
 The worker's state flips to `idle` only when the work runs out, not between batches; its
 heartbeat is the periodic one; while another worker's scheduler holds the scheduler locks, they
 are retried once a second, not on every turn of the loop.
@@ -95,6 +103,10 @@ IDLE_POLL = 0.05
 #: Longest wait between retries while Redis is unreachable.
 REDIS_RETRY_MAX = 5.0
 
+#: Seconds a job runs before its RQ execution is written (started registry, execution hash and
+#: indexes): a job that ends sooner ends without it (and without deleting it), ~10 writes fewer.
+EXECUTION_RECORD_DELAY = 0.1
+
 
 class JobInterruptedError(Exception):
     """Raised inside a job's thread once the worker gave up on it (timeout, stop, shutdown)."""
@@ -109,6 +121,12 @@ class Running:
     job: RegisteredJob
     queue: Queue
     execution: Execution
+    #: `time.monotonic()` when it started.
+    since: float = 0.0
+    #: Whether its RQ execution is written (`ConcurrentWorker._record_executions`)...
+    recorded: bool = False
+    #: ...or may be: a write of it went out, and its reply may have been lost.
+    record_sent: bool = False
     task: asyncio.Task[None] | None = None
     thread_id: int | None = None
     #: Why the worker cancelled the job: "stop" (on request), "shutdown" (requeue it) or "claim lost"
@@ -250,6 +268,7 @@ class ConcurrentWorker(ServiceWorker):
                     self._settle_pending()
                     if self._done:
                         self._finish(self._swap_done())
+                    self._record_executions(self._unrecorded(clock))
                     self._maintain()
                     if clock >= next_heartbeat:
                         self._heartbeat_running()
@@ -308,7 +327,8 @@ class ConcurrentWorker(ServiceWorker):
                 if popped and len(self.running) < self.concurrency:
                     await asyncio.sleep(0)  # let the new jobs start, then take more
                     continue
-                await self._wait(IDLE_POLL if accepting and len(self.running) < self.concurrency else 1.0)
+                timeout = IDLE_POLL if accepting and len(self.running) < self.concurrency else 1.0
+                await self._wait(min(timeout, self._next_record_in(time.monotonic())))
         finally:
             for running in list(self.running.values()):
                 if running.task is not None:
@@ -408,21 +428,19 @@ class ConcurrentWorker(ServiceWorker):
         self.announce(job)
 
     def _start(self, batch: list[tuple[RegisteredJob, Queue]]) -> None:
-        """RQ's `prepare_execution` + `prepare_job_execution` for every job of `batch`, in one round trip
-        (`workers.batch`; the worker's own heartbeat is `_heartbeat_running`'s, on its schedule)."""
+        """RQ's `prepare_job_execution` for every job of `batch`, in one round trip (`workers.batch`; the
+        worker's own heartbeat is `_heartbeat_running`'s, on its schedule), each in RQ's started registry.
+        The rest of their executions is written later, for those still running (`_record_executions`)."""
         started: list[Running] = []
         try:
             with self.connection.pipeline() as pipe:
                 stamp = current_timestamp()
-                ttls = []
                 for job, queue_ in batch:
-                    ttl = self.get_heartbeat_ttl(job)
-                    execution = runs.start_execution(pipe, job, self.name, ttl, stamp)
+                    execution = runs.new_execution(job, self.name)
+                    runs.register_start(pipe, execution, self.get_heartbeat_ttl(job), stamp)
                     job.prepare_for_execution(self.name, pipeline=pipe)
                     pipe.persist(job.key)
-                    ttls.append(ttl)
                     started.append(Running(job, queue_, execution))
-                runs.expire_worker_executions(pipe, [running.execution for running in started], ttls)
                 if self.get_state() != WorkerStatus.BUSY:
                     self.set_state(WorkerStatus.BUSY, pipeline=pipe)
                 pipe.execute()
@@ -431,7 +449,9 @@ class ConcurrentWorker(ServiceWorker):
                 self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
             raise
         assert self._loop is not None
+        since = time.monotonic()
         for running in started:
+            running.since = since
             self.executions[running.execution.id] = running.execution
             self.running[running.job.id] = running
             job_log.info("job started", extra=job_fields(running.job))
@@ -439,6 +459,53 @@ class ConcurrentWorker(ServiceWorker):
             context.run(_current_job.set, running.job)  # progress.report() finds its own job
             running.task = self._loop.create_task(self._run(running), context=context)
         self.log.debug("Worker %s: started %d jobs", self.name, len(started))
+
+    def _unrecorded(self, clock: float | None = None) -> list[Running]:
+        """Running jobs whose execution is still to be written: all of them, or those started
+        `EXECUTION_RECORD_DELAY` before `clock`. Never one the worker gave up on (cancelled)."""
+        return [
+            running
+            for running in self.running.values()
+            if not running.recorded
+            and running.cancelled_for is None
+            and (clock is None or clock - running.since >= EXECUTION_RECORD_DELAY)
+        ]
+
+    def _next_record_in(self, clock: float) -> float:
+        """Seconds until the next execution is due to be written (`inf`: none is); at least 5 ms, so that
+        a timer firing a hair early costs one more turn of the loop, not a spin."""
+        pending = [running.since for running in self._unrecorded()]
+        return max(0.005, min(pending) + EXECUTION_RECORD_DELAY - clock) if pending else float("inf")
+
+    def _record_executions(self, runnings: list[Running]) -> None:
+        """Write the rest of the executions of `runnings` (`_queue_records`), in one round trip."""
+        if not runnings:
+            return
+        with self.connection.pipeline() as pipe:
+            self._queue_records(pipe, runnings)
+            pipe.execute()
+        for running in runnings:
+            running.recorded = True
+
+    def _queue_records(self, pipe: Any, runnings: list[Running]) -> None:
+        """The rest of RQ's `Execution.create` for `runnings` (started registry entries are written at the
+        start), queued on `pipe`: execution hashes, and entries in the job's and the worker's execution
+        indexes (what `Job.get_executions` and rq-dashboard's worker view read)."""
+        if not runnings:
+            return
+        stamp = current_timestamp()
+        ttls = [self.get_heartbeat_ttl(running.job) for running in runnings]
+        for running, ttl in zip(runnings, ttls, strict=True):
+            runs.record_execution(pipe, running.execution, ttl, stamp)
+            running.record_sent = True
+        runs.expire_worker_executions(pipe, [running.execution for running in runnings], ttls)
+
+    def _drop_execution(self, running: Running) -> None:
+        """Delete this worker's execution of a job recovered elsewhere (it may have been written after the
+        recovering worker looked for it)."""
+        with self.connection.pipeline() as pipe:
+            running.execution.delete(job=running.job, pipeline=pipe)
+            pipe.execute()
 
     def _hand_back(self, job_id: str) -> object:
         return self.recovery.recover(job_id, self.name, "the worker lost Redis before starting it")
@@ -525,6 +592,8 @@ class ConcurrentWorker(ServiceWorker):
             self.executions.pop(outcome.running.execution.id, None)
             if reason == "claim lost":
                 self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is discarded", self.name, job.id)
+                if outcome.running.record_sent:
+                    self._unsettled.append(functools.partial(self._drop_execution, outcome.running))
             elif reason == "shutdown" and outcome.exc_info is not None:
                 self._unsettled.append(functools.partial(self.recovery.requeue_interrupted, job.id, SHUTDOWN_REASON))
             else:
@@ -581,7 +650,16 @@ class ConcurrentWorker(ServiceWorker):
                 for outcome in outcomes:
                     job, execution = outcome.running.job, outcome.running.execution
                     result_ttl = job.get_result_ttl(self.default_result_ttl)
-                    runs.record_success(pipe, job, execution, outcome.value, result_ttl, self.name, stamp)
+                    runs.record_success(
+                        pipe,
+                        job,
+                        execution,
+                        outcome.value,
+                        result_ttl,
+                        self.name,
+                        stamp,
+                        recorded=outcome.running.record_sent,
+                    )
                     events.add_status(pipe, job, JobStatus.FINISHED.value, settings)
                 runtimes.record_many(pipe, run_times(jobs))
                 Claims.release_in(pipe, [job.id for job in jobs], self.name)
@@ -627,20 +705,26 @@ class ConcurrentWorker(ServiceWorker):
 
     def _heartbeat_running(self) -> None:
         """RQ's `maintain_heartbeats` for the worker and every running execution, and a check that every
-        running job is still claimed by this worker, in one round trip."""
+        running job is still claimed by this worker, in one round trip, with the executions not written
+        yet (a heartbeat extends them; `_finish` deletes those of jobs found recovered elsewhere)."""
+        fresh = self._unrecorded()
         ids = list(self.running)
         with self.connection.pipeline() as pipe:
+            self._queue_records(pipe, fresh)
             self.heartbeat(max(self.worker_ttl, self.job_monitoring_interval) + 60, pipeline=pipe)
             moment = now()
             for running in self.running.values():
                 job = running.job
                 working = (moment - job.started_at).total_seconds() if job.started_at else 0.0
                 ttl = max(60, int(self.get_heartbeat_ttl(job, working_time=working)))
-                running.execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                if running.record_sent:  # never one given up on before it was written
+                    running.execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
                 job.heartbeat(moment, ttl, pipeline=pipe, xx=True)
             if ids:
                 pipe.hmget(keys.CLAIMS, ids)
             replies = pipe.execute()
+        for running in fresh:
+            running.recorded = True
         if not ids:
             return
         for job_id, owner in zip(ids, replies[-1], strict=True):

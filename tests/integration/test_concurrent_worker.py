@@ -49,12 +49,12 @@ def test_runs_sync_and_async_io_jobs_at_once_with_rq_bookkeeping(rclient: redis.
     jobs = [sleep_job(rclient, "async" if i % 2 else "sync", seconds=3) for i in range(40)]
     started = StartedJobRegistry("default", connection=rclient)
 
-    # All 40 are started at the same time (each waits 3 s): RQ's started registry and the
-    # worker's execution index (what rq-dashboard reads) both hold them.
+    # All 40 are started at the same time (each waits 3 s): RQ's started registry and (from
+    # EXECUTION_RECORD_DELAY after their start) the worker's execution index, which rq-dashboard reads, hold them.
     wait_for(lambda: started.count == 40, 15, what="40 jobs started at once")
     (worker,) = Worker.all(connection=rclient)
     assert worker.get_state() == "busy"
-    assert len(worker.get_current_executions(refresh=True)) == 40
+    wait_for(lambda: len(worker.get_current_executions(refresh=True)) == 40, 5, what="their executions written")
     assert worker.queue_names() == ["high", "default", "low"]
 
     wait_statuses(rclient, jobs, {JobStatus.FINISHED})
@@ -68,6 +68,41 @@ def test_runs_sync_and_async_io_jobs_at_once_with_rq_bookkeeping(rclient: redis.
     worker.refresh()
     assert worker.successful_job_count == 40 and worker.get_state() == "idle"
     assert len(worker.get_current_executions(refresh=True)) == 0
+
+
+def _calls(rclient: redis.Redis, command: str) -> int:
+    return int(rclient.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_job_gets_its_rq_execution_once_it_runs_on_not_when_it_ends_at_once(
+    rclient: redis.Redis, procs: ProcessFactory
+) -> None:
+    # CPU-trivial jobs end before the rest of their execution is due (EXECUTION_RECORD_DELAY): its hash and
+    # index entries are neither written nor deleted. RQ's way EXPIREs the hash and the job's index and SREMs
+    # the worker's index entry at the end, on top of the job's and its result's two EXPIREs. (A job the loop
+    # reaches late on this loaded machine may still get them: hence the margins.)
+    trivial = [enqueue(rclient, "jobs.demo.noop") for _ in range(60)]
+    expires, srems = _calls(rclient, "expire"), _calls(rclient, "srem")
+    procs.worker()
+    wait_statuses(rclient, trivial, {JobStatus.FINISHED})
+    assert _calls(rclient, "srem") - srems < len(trivial) // 2
+    assert _calls(rclient, "expire") - expires < 3 * len(trivial)
+    (worker,) = Worker.all(connection=rclient)
+    assert worker.successful_job_count == len(trivial)
+
+    # A job that runs on is in RQ's started registry from its start, and in the job's and the worker's
+    # execution indexes once its execution is written.
+    long_job = sleep_job(rclient, "sync", seconds=3)
+    started = StartedJobRegistry("default", connection=rclient)
+    wait_for(lambda: status(rclient, long_job.id) == JobStatus.STARTED, 10, what="the job started")
+    ((job_id, execution_id),) = started.get_job_and_execution_ids()
+    assert job_id == long_job.id
+    wait_for(lambda: worker.get_current_executions(refresh=True), 10, what="the running job's execution written")
+    assert [e.id for e in worker.get_current_executions(refresh=True)] == [execution_id]
+    assert [e.id for e in fetch(rclient, job_id).get_executions()] == [execution_id]
+    wait_statuses(rclient, [long_job], {JobStatus.FINISHED})
+    assert started.count == 0 and not worker.get_current_executions(refresh=True)
+    assert not rclient.exists(f"rq:execution:{job_id}:{execution_id}")
 
 
 def test_progress_of_async_and_sync_jobs_is_their_own(rclient: redis.Redis, procs: ProcessFactory) -> None:

@@ -80,21 +80,32 @@ def succeed_as_rq(conn: fakeredis.FakeRedis, job: RegisteredJob, execution: Exec
         pipe.execute()
 
 
-def start_batched(conn: fakeredis.FakeRedis, job: RegisteredJob) -> Execution:
+def start_batched(conn: fakeredis.FakeRedis, job: RegisteredJob, *, record: bool = True) -> Execution:
+    """The worker's start; `record=False`: with the started registry entry alone (a run that ends before the
+    rest of its execution is due)."""
+    execution = batch.new_execution(job, WORKER)
     with conn.pipeline() as pipe:
-        execution = batch.start_execution(pipe, job, WORKER, HEARTBEAT_TTL, current_timestamp())
+        batch.register_start(pipe, execution, HEARTBEAT_TTL, current_timestamp())
+        if record:
+            batch.record_execution(pipe, execution, HEARTBEAT_TTL, current_timestamp())
         job.prepare_for_execution(WORKER, pipeline=pipe)
         pipe.persist(job.key)
-        batch.expire_worker_executions(pipe, [execution], [HEARTBEAT_TTL])
+        if record:
+            batch.expire_worker_executions(pipe, [execution], [HEARTBEAT_TTL])
         pipe.execute()
     return execution
 
 
-def succeed_batched(conn: fakeredis.FakeRedis, job: RegisteredJob, execution: Execution, value: Any, ttl: int) -> None:
+def succeed_batched(
+    conn: fakeredis.FakeRedis, job: RegisteredJob, execution: Execution, value: Any, ttl: int, *, recorded: bool = True
+) -> list[str]:
+    """The success as the worker writes it; returns the commands it sent."""
     job.ended_at = now()
     with conn.pipeline() as pipe:
-        batch.record_success(pipe, job, execution, value, ttl, WORKER, current_timestamp())
+        batch.record_success(pipe, job, execution, value, ttl, WORKER, current_timestamp(), recorded=recorded)
+        sent = [str(args[0]) for args, _ in pipe.command_stack]
         pipe.execute()
+    return sent
 
 
 def snapshot(conn: fakeredis.FakeRedis, execution: Execution) -> dict[str, tuple[str, int, Any]]:
@@ -133,7 +144,7 @@ def assert_same(ours: dict[str, tuple[str, int, Any]], rqs: dict[str, tuple[str,
         assert abs(our_ttl - ttl) <= 1, (key, our_ttl, ttl)
 
 
-@pytest.mark.parametrize(
+CASES = pytest.mark.parametrize(
     ("value", "result_ttl", "options"),
     [
         (None, 3600, {}),
@@ -143,6 +154,9 @@ def assert_same(ours: dict[str, tuple[str, int, Any]], rqs: dict[str, tuple[str,
     ],
     ids=["none", "ttl", "unserializable-forever", "with-dependency"],
 )
+
+
+@CASES
 def test_batched_start_and_success_leave_what_rq_leaves(value: Any, result_ttl: int, options: dict[str, Any]) -> None:
     rq_conn, our_conn = fakeredis.FakeRedis(), fakeredis.FakeRedis()
     rq_job, our_job = queued_job(rq_conn, **options), queued_job(our_conn, **options)
@@ -161,6 +175,27 @@ def test_batched_start_and_success_leave_what_rq_leaves(value: Any, result_ttl: 
     expected = "Unserializable return value" if isinstance(value, set) else value
     assert job.return_value() == expected
     assert job.id in Queue("default", connection=our_conn).finished_job_registry
+
+
+@CASES
+def test_a_run_that_ends_before_its_execution_is_written_ends_as_rqs_does(
+    value: Any, result_ttl: int, options: dict[str, Any]
+) -> None:
+    """A job that ends within `EXECUTION_RECORD_DELAY`: of its execution only the started registry entry is
+    written and deleted, and the end state is RQ's."""
+    rq_conn, our_conn = fakeredis.FakeRedis(), fakeredis.FakeRedis()
+    rq_job, our_job = queued_job(rq_conn, **options), queued_job(our_conn, **options)
+    rq_execution, our_execution = start_as_rq(rq_conn, rq_job), start_batched(our_conn, our_job, record=False)
+    started = Job.fetch("job-1", connection=our_conn, serializer=SERIALIZER)
+    assert started.get_status() == "started" and started.meta[ATTEMPT] == 1 and started.worker_name == WORKER
+    assert our_job.started_job_registry.get_job_and_execution_ids() == [(our_job.id, our_execution.id)]
+    assert not our_conn.exists(our_execution.key) and not our_conn.exists(our_execution.worker_executions_key)
+    succeed_as_rq(rq_conn, rq_job, rq_execution, value, result_ttl)
+    sent = succeed_batched(our_conn, our_job, our_execution, value, result_ttl, recorded=False)
+    assert sent.count("ZREM") == 1 and not {"DEL", "SREM"} & set(sent)  # the registry entry alone to delete
+    assert_same(snapshot(our_conn, our_execution), snapshot(rq_conn, rq_execution))
+    result = Result.fetch_latest(Job.fetch("job-1", connection=our_conn, serializer=SERIALIZER), serializer=SERIALIZER)
+    assert result is not None and result.execution_id == our_execution.id
 
 
 def test_started_job_is_in_rqs_registries_with_its_execution() -> None:

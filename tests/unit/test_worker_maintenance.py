@@ -1,14 +1,21 @@
-"""What the worker loop does besides running jobs: how often it reaches for the scheduler locks."""
+"""What the worker loop does besides running jobs: how often it reaches for the scheduler locks, and
+when it writes (and deletes) RQ's executions of the jobs it runs."""
 
 from __future__ import annotations
 
+import time
 from unittest import mock
 
 import fakeredis
 import pytest
+from rq import Queue
+from rq.job import JobStatus
+from rq.utils import now
 
-from workers import reliable
-from workers.concurrent import ConcurrentWorker
+from jobs.queues import SERIALIZER
+from workers import batch, reliable
+from workers.concurrent import ConcurrentWorker, Outcome, Running
+from workers.job import RegisteredJob
 
 
 @pytest.fixture
@@ -65,3 +72,76 @@ def test_a_scheduler_that_keeps_crashing_is_restarted_ever_less_often_until_it_s
     calls = scheduler.acquire_locks.call_count
     worker._maintain()
     assert scheduler.acquire_locks.call_count == calls + 1
+
+
+def running_job(worker: ConcurrentWorker, since: float) -> Running:
+    """A job as `_start` leaves it: `started`, in the started registry, running here since `since`, the rest
+    of its execution not written."""
+    queue = Queue("default", connection=worker.connection, serializer=SERIALIZER, job_class=RegisteredJob)
+    queued = queue.enqueue_call("jobs.demo.noop")
+    job = RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER)
+    execution = batch.new_execution(job, worker.name)
+    with worker.connection.pipeline() as pipe:
+        batch.register_start(pipe, execution, 60, int(time.time()))
+        job.prepare_for_execution(worker.name, pipeline=pipe)
+        pipe.execute()
+    running = Running(job, queue, execution, since=since)
+    worker.running[job.id] = running
+    return running
+
+
+def held_executions(running: Running) -> list[tuple[str, str]]:
+    return running.job.started_job_registry.get_job_and_execution_ids()
+
+
+def written(worker: ConcurrentWorker, running: Running) -> bool:
+    """Whether the rest of its execution is in Redis: the hash, and the job's and the worker's indexes."""
+    execution = running.execution
+    return bool(
+        worker.connection.exists(execution.key)
+        and worker.connection.zscore(f"rq:executions:{running.job.id}", execution.id) is not None
+        and worker.connection.sismember(execution.worker_executions_key, execution.composite_key)
+    )
+
+
+def test_an_execution_is_written_once_its_job_ran_for_the_delay_or_at_a_heartbeat_never_once_given_up(
+    worker: ConcurrentWorker,
+) -> None:
+    clock = time.monotonic()
+    old, new, given_up = (running_job(worker, since) for since in (clock - 0.2, clock, clock - 0.2))
+    given_up.cancelled_for = "claim lost"
+    assert worker._unrecorded(clock) == [old]
+    worker._record_executions(worker._unrecorded(clock))
+    assert written(worker, old) and not written(worker, new)
+    assert worker._next_record_in(clock) == pytest.approx(0.1)  # `new`'s turn comes
+
+    worker._heartbeat_running()  # a heartbeat writes the rest first, whatever their age
+    assert new.recorded and written(worker, new) and worker._next_record_in(clock) == float("inf")
+    assert not worker.connection.exists(given_up.execution.key)  # not even by the heartbeat
+
+
+def test_a_job_recovered_elsewhere_has_the_execution_written_here_deleted(worker: ConcurrentWorker) -> None:
+    # Written after the recovering worker dropped what it found (this worker was presumed dead).
+    running = running_job(worker, time.monotonic() - 1)
+    worker._record_executions([running])
+    assert written(worker, running)
+    running.cancelled_for = "claim lost"
+    worker.running.pop(running.job.id)
+    worker._finish([Outcome(running)])
+    assert held_executions(running) == []
+    assert not worker.connection.exists(running.execution.key)
+    assert not worker.connection.exists(running.execution.worker_executions_key)
+
+
+def test_a_success_deletes_an_execution_whose_write_lost_its_reply(worker: ConcurrentWorker) -> None:
+    running = running_job(worker, time.monotonic() - 1)
+    with worker.connection.pipeline() as pipe:  # the write reached Redis, its reply never came back
+        worker._queue_records(pipe, [running])
+        pipe.execute()
+    assert running.record_sent and not running.recorded and written(worker, running)
+    worker.running.pop(running.job.id)
+    running.job.ended_at = now()
+    worker._finish([Outcome(running, value=None)])
+    assert running.job.get_status(refresh=True) == JobStatus.FINISHED
+    assert held_executions(running) == []
+    assert not worker.connection.exists(running.execution.key)

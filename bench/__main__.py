@@ -194,7 +194,7 @@ PROFILE_NOTES = [
     "connection (`app/pipelining.py`), one write and one read per batch, and the log lines of one",
     "event-loop turn leave in one write: on this VM a system call costs tens of microseconds, more",
     "than the Python around it. Each route is still held to one command.",
-    "In the worker, the time per no-op job goes mostly to redis-py packing and parsing its ~16",
+    "In the worker, the time per no-op job goes mostly to redis-py packing and parsing its ~17",
     "commands (RQ's bookkeeping, written by `workers/batch.py`; a job that ends within",
     "`EXECUTION_RECORD_DELAY` never has the rest of its RQ execution written, 8 commands fewer), then to",
     "`Job.restore`, the two log lines and the hand-off to a job thread; round trips (about 6 per",
@@ -202,7 +202,7 @@ PROFILE_NOTES = [
     "Two worker processes share the 2 cores with Redis and whatever else runs on the machine, so they",
     "scale by the CPU left to them, not by 2: the workers' row states the CPU each job cost the workers",
     "and Redis in that run, the share of the cores left idle, and what the 2 cores fully used at that",
-    "cost would allow. Redis's share is RQ's own bookkeeping (~16 commands per job: the claim, the job",
+    "cost would allow. Redis's share is RQ's own bookkeeping (~17 commands per job: the claim, the job",
     "hash, the started/finished registries, the result stream, the events), which a faster worker cannot cut.",
 ]
 

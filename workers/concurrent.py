@@ -33,7 +33,7 @@ together are recorded in one MULTI/EXEC, their status events, run times and clai
 included. The rest of a job's RQ execution (its hash, its entries in the job's and the worker's
 execution indexes) is written `EXECUTION_RECORD_DELAY` (0.1 s) after it started, with those of
 the other jobs then due, or with a heartbeat that comes first: a job that ends sooner (a
-CPU-trivial job) has none, which spares Redis 8 of the ~24 commands of its run. Nothing but RQ's
+CPU-trivial job) has none, which spares Redis 8 of the ~25 commands of its run. Nothing but RQ's
 views of executions reads them meanwhile: the claim guards the job, its status is `started`
 and it is in the started registry from the start. All of it writes RQ's keys and
 values through `workers.batch` (no RQ helper object per job).

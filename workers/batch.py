@@ -6,7 +6,8 @@ successes that ended together in another. RQ 3.0.0 writes each run through helpe
 resolve the serializer every time (a runtime `Protocol` check, ~15 µs), rewrite the whole job
 hash to change two fields, and repeat per job what one write per batch does. These functions
 write the same keys, fields and scores as RQ's own code (tests/unit/test_batch.py compares the
-two on the same jobs), with these differences, none visible to a reader of Redis:
+two on the same jobs), with these differences, none visible to a reader of Redis but the timing
+of the second:
 
 - start: the job's `last_heartbeat` is written once (RQ writes it twice) and `meta` (the attempt
   counter) in the same HSET (`RegisteredJob.prepare_for_execution`); the worker's execution index

@@ -103,8 +103,9 @@ IDLE_POLL = 0.05
 #: Longest wait between retries while Redis is unreachable.
 REDIS_RETRY_MAX = 5.0
 
-#: Seconds a job runs before its RQ execution is written (started registry, execution hash and
-#: indexes): a job that ends sooner ends without it (and without deleting it), ~10 writes fewer.
+#: Seconds a job runs before the rest of its RQ execution is written (the execution hash, the job's and
+#: the worker's execution indexes; its started registry entry is written at the start): a job that ends
+#: sooner ends without them (and without deleting them), 8 writes fewer.
 EXECUTION_RECORD_DELAY = 0.1
 
 

@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from app.errors import problem
-from jobs.settings import Settings
+from core.settings import Settings
 
 logger = logging.getLogger("app.auth")
 

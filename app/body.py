@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from app.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationFailedError
 from app.sizelimit import check_json_limits
-from jobs.settings import Settings
+from core.settings import Settings
 
 
 def is_json_media_type(content_type: str) -> bool:

@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import ValidationFailedError
-from jobs import callbacks, netguard
-from jobs.settings import Settings
+from core import meta, netguard
+from core.settings import Settings
+from jobs.builtin import callbacks
 
 LOC = ["callback_url"]
 
@@ -22,7 +23,7 @@ async def callback_meta(url: str | None, settings: Settings) -> dict[str, Any]:
         raise ValidationFailedError.field(LOC, "callbacks are not enabled on this server (CALLBACK_SECRET is unset)")
     if not settings.callback_allow_private:
         await check_address(url, settings)
-    return {callbacks.CALLBACK_URL: url, callbacks.CALLBACK: callbacks.initial_state()}
+    return {meta.CALLBACK_URL: url, meta.CALLBACK: callbacks.initial_state()}
 
 
 async def check_address(url: str, settings: Settings) -> None:

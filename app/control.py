@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ConflictError, NotFoundError
 from app.store import WATCH_ATTEMPTS, JobRecord, JobStore, contended
 from app.views import ENDED
-from jobs import events, keys
+from core import events, keys
 from jobs.control import CANCEL_WAITING, WAITING, cancel_call, cancel_dependents
 
 #: A job taken by a worker or the scheduler a moment ago is briefly in between states; look again.

@@ -1,7 +1,7 @@
 """rq-dashboard at `/dashboard`, served by the web process (on Heroku only `web` receives HTTP).
 
 - rq-dashboard is a Flask blueprint; a2wsgi runs it in a small thread pool, off the event loop.
-- It uses the API's own blocking Redis client (`store.sync`, built by `jobs.connection.sync_redis`:
+- It uses the API's own blocking Redis client (`store.sync`, built by `core.connection.sync_redis`:
   timeouts, TLS options), never a connection of its own per request.
 - Job data is JSON: rq-dashboard 0.9.0 passes its configured serializer in some places only, so
   the RQ classes it names are swapped for ones that default to the JSON serializer.
@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem
 from app.store import JobStore
-from jobs.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
-from jobs.settings import Settings
+from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
+from core.settings import Settings
 
 logger = logging.getLogger("app.dashboard")
 

@@ -21,9 +21,9 @@ from starlette.routing import Mount, Route
 
 from app.dashboard import PATH, dashboard_app
 from app.errors import EXCEPTION_HANDLERS
-from jobs.connection import sync_redis
-from jobs.logs import configure_logging
-from jobs.settings import Settings, get_settings
+from core.connection import sync_redis
+from core.logs import configure_logging
+from core.settings import Settings, get_settings
 
 
 def create_dashboard_service(settings: Settings | None = None, connection: redis.Redis | None = None) -> Starlette:

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from app.errors import ValidationFailedError
-from jobs import keys
+from core import keys
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255

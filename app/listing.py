@@ -1,6 +1,6 @@
 """`GET /jobs`: one page of jobs, read from the Redis structure that already holds what the filter asks.
 
-Without `status`, a page walks one of the service's creation-time indexes (`jobs.keys`): newest
+Without `status`, a page walks one of the service's creation-time indexes (`core.keys`): newest
 submitted first. With `status`, it walks RQ's own record of that status, per queue (all three
 merged when no `queue` is given), in the order that record keeps:
 
@@ -40,9 +40,9 @@ from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
 
 from app.store import JobRecord, JobStore
-from app.views import OWNER, TYPE
-from jobs import keys
-from jobs.queues import QUEUE_NAMES
+from core import keys
+from core.meta import OWNER, TYPE
+from core.queues import QUEUE_NAMES
 
 #: A page examines at most this many entries per listed job (and at least SCAN_BUDGET_MIN in all).
 SCAN_BUDGET_PER_JOB = 20

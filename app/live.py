@@ -1,6 +1,6 @@
 """Live job events for the web process: one Redis subscription, fanned out to every open stream.
 
-Whoever changes a job publishes its id on one channel (`jobs.events`). Each web process holds a
+Whoever changes a job publishes its id on one channel (`core.events`). Each web process holds a
 single pub/sub connection (redis.asyncio, no thread) on that channel. A notice for a job that has
 listeners here triggers one read of the job, shared by all of that job's listeners; each listener
 gets what is new to it (progress entries numbered above the last it got, and the status if it
@@ -23,11 +23,11 @@ import redis
 from rq.job import Job, JobStatus
 
 from app.store import JobRecord, JobStore
-from jobs import events, keys
-from jobs.clock import iso_z
-from jobs.events import Event
+from core import events, keys
+from core.clock import iso_z
+from core.events import Event
+from core.settings import Settings
 from jobs.progress import newest_seq, progress_events
-from jobs.settings import Settings
 
 logger = logging.getLogger("app.live")
 

@@ -19,10 +19,10 @@ from app.live import EventHub
 from app.middleware import middleware
 from app.routes import control, docs, events, jobs, ops
 from app.store import JobStore
-from jobs import durability
-from jobs.connection import async_redis, sync_redis
-from jobs.logs import configure_logging
-from jobs.settings import Settings, get_settings
+from core import durability
+from core.connection import async_redis, sync_redis
+from core.logs import configure_logging
+from core.settings import Settings, get_settings
 
 logger = logging.getLogger("app")
 

@@ -8,7 +8,7 @@ Read from Redis at scrape time, the same from every instance (O(queues), never O
   jobsvc_queue_depth{queue}                               jobs waiting in each queue
   jobsvc_jobs{queue, status}                              jobs per RQ status per queue
   jobsvc_workers{state}                                   live workers, busy / idle
-  jobsvc_job_run_seconds{type, status}                    run times recorded by workers (jobs/runtimes.py)
+  jobsvc_job_run_seconds{type, status}                    run times recorded by workers (core/runtimes.py)
 With `METRICS_TOKEN` set the endpoint wants `Authorization: Bearer <token>`.
 """
 
@@ -42,10 +42,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ProblemError
 from app.store import JobStore
-from jobs import keys, runtimes
+from core import keys, runtimes
+from core.connection import REDIS_DOWN
+from core.settings import Settings
 from jobs.catalog import registry
-from jobs.connection import REDIS_DOWN
-from jobs.settings import Settings
 
 PREFIX = "jobsvc"
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series beside every counter and histogram

@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.auth import auth_middleware
 from app.sizelimit import BodySizeLimitMiddleware
-from jobs.settings import Settings
+from core.settings import Settings
 
 
 def cors_origins(settings: Settings) -> list[str]:

@@ -18,8 +18,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
 from app.schemas import SubmitRequest
+from core.settings import Settings
 from jobs.catalog import registry
-from jobs.settings import Settings
 
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}

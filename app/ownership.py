@@ -12,7 +12,7 @@ from starlette.requests import Request
 from app.auth import Principal, principal
 from app.errors import NotFoundError
 from app.store import JobRecord, JobStore
-from app.views import OWNER
+from core.meta import OWNER
 
 
 def owner_of(job: Job) -> str | None:

@@ -19,7 +19,7 @@ from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 
 from app.errors import TooManyRequestsError
-from jobs import keys
+from core import keys
 
 ACTIVE_STATUSES = frozenset(
     status.value.encode() for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)

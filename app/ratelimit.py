@@ -16,8 +16,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
 from app.errors import TooManyRequestsError
-from jobs import keys
-from jobs.settings import Settings
+from core import keys
+from core.settings import Settings
 
 NAMESPACE = "submit"
 

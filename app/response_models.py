@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from rq.job import JobStatus
 
-from jobs.queues import QueueName
+from core.queues import QueueName
 
 
 class Message(BaseModel):

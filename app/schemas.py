@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, UrlConstraints
 
-from jobs.queues import QueueName
+from core.queues import QueueName
 
 
 class SubmitRequest(BaseModel):
@@ -20,7 +20,7 @@ class SubmitRequest(BaseModel):
     timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Run-time limit in seconds")
     retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
     description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")
-    # -- job control (issue 3) --
+    # -- job control --
     delay: Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)] | None = Field(
         None, description="Run no earlier than now + delay seconds"
     )
@@ -31,7 +31,7 @@ class SubmitRequest(BaseModel):
         Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]], Field(max_length=100)] | None
     ) = Field(None, description="Start only after all these jobs finished")
 
-    # -- completion callbacks (issue 4) --
+    # -- completion callbacks --
     callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
         None, description="http(s) URL that receives a signed POST when the job ends"
     )

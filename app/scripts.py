@@ -18,7 +18,7 @@ from rq.job import Job
 
 from app.pipelining import AutoPipeline
 from app.quota import ACTIVE_STATUSES
-from jobs import keys
+from core import keys
 
 # ARGV[1..7]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
 # job id, job key prefix; ARGV[8..11]: listing score, stale-below bound, the pushes counter of the queue

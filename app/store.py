@@ -30,10 +30,10 @@ from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
 from app.quota import Quota, over_quota, prune_and_check_sync
 from app.scripts import ListingEntry, Scripts
-from app.views import OWNER
-from jobs import keys
-from jobs.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
-from jobs.settings import Settings
+from core import keys
+from core.meta import OWNER
+from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
+from core.settings import Settings
 
 logger = logging.getLogger("app.store")
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from app.errors import ValidationFailedError
 from app.scheduling import due_time
 from app.schemas import SubmitRequest
+from core.settings import Settings
 from jobs.registry import JobSpec, Registry
-from jobs.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,11 @@ from typing import Any
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from jobs.callbacks import CALLBACK
-from jobs.clock import iso_z
-from jobs.outcome import error_line, summarize_exception
-from jobs.progress import PROGRESS, shown_messages
+from core.clock import iso_z
+from core.meta import CALLBACK, OWNER, PROGRESS, TYPE
+from core.outcome import error_line, summarize_exception
+from jobs.progress import shown_messages
 
-TYPE = "type"
-OWNER = "owner"  # the name of the API key that submitted the job
 UNREADABLE = "job metadata in Redis is not JSON; it was not deserialized (refusing non-JSON job data)"
 ERROR_STATUSES = (JobStatus.FAILED, JobStatus.STOPPED)
 

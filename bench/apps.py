@@ -21,12 +21,12 @@ from starlette.routing import Route
 from app.body import read_json_object
 from app.store import retry_intervals
 from app.submission import parse_submission
-from app.views import TYPE, job_view
+from app.views import job_view
+from core.connection import sync_redis
+from core.meta import MESSAGES, PROGRESS, TYPE
+from core.queues import QUEUE_NAMES, SERIALIZER
+from core.settings import get_settings
 from jobs.catalog import registry
-from jobs.connection import sync_redis
-from jobs.progress import MESSAGES, PROGRESS
-from jobs.queues import QUEUE_NAMES, SERIALIZER
-from jobs.settings import get_settings
 
 
 async def hello(request: Request) -> Response:

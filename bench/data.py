@@ -17,15 +17,15 @@ from rq.job import Job, _current_job
 
 from app.store import JobStore
 from app.submission import Submission, parse_submission
-from app.views import TYPE, job_view
+from app.views import job_view
 from bench import load
 from bench.common import Bench, Figure, wait_until
+from core.connection import async_redis, sync_redis
+from core.meta import MESSAGES, PROGRESS, TYPE
+from core.queues import SERIALIZER
+from core.settings import Settings
 from jobs import progress
 from jobs.catalog import registry
-from jobs.connection import async_redis, sync_redis
-from jobs.progress import MESSAGES, PROGRESS
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
 from workers.job import RegisteredJob
 
 
@@ -44,7 +44,7 @@ def report_round_trips(bench: Bench) -> None:
     bench.flush()
     client = redis.Redis.from_url(bench.url, connection_class=CountingConnection)
     queued = Queue("default", connection=client, serializer=SERIALIZER).enqueue_call(
-        "jobs.demo.steps", kwargs={"steps": 1, "delay": 0}
+        "jobs.builtin.demo.steps", kwargs={"steps": 1, "delay": 0}
     )
     job = RegisteredJob.fetch(queued.id, connection=client, serializer=SERIALIZER)
     token = _current_job.set(job)
@@ -154,7 +154,7 @@ def _bounded(bench: Bench) -> None:
     client = bench.client()
     # Bounded whatever a job reports: the chattiest job possible keeps only the newest N capped messages,
     # and nothing else (every key in Redis is counted, not only the job hash).
-    queued = Queue("default", connection=client, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    queued = Queue("default", connection=client, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     job = RegisteredJob.fetch(queued.id, connection=client, serializer=SERIALIZER)
     token = _current_job.set(job)
     sizes = []

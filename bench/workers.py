@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from bench.common import ROOT, Bench, Figure, compact, median, wait_until
-from jobs.queues import SERIALIZER
+from core.queues import SERIALIZER
 from stack.procfile import procfile_command
 
 BENCH_VENV = ROOT / ".venv-bench"
@@ -73,7 +73,7 @@ def drain_rate(bench: Bench, name: str, count: int, *commands: str, **env: str) 
     client = bench.client()
     compact(client)
     redis_pid = int(client.info("server")["process_id"])
-    ids = enqueue(client, "jobs.demo.noop", count)
+    ids = enqueue(client, "jobs.builtin.demo.noop", count)
     key = Queue("default", connection=client).finished_job_registry.key
     procs = [bench.worker(f"{name}-{i}", command=command, **env) for i, command in enumerate(commands)]
 
@@ -202,7 +202,9 @@ def io_bound(bench: Bench) -> None:
     with client.pipeline() as pipe:
         for i in range(200):
             mode = "async" if i % 2 else "sync"
-            queue.enqueue_call("jobs.demo.sleep", kwargs={"seconds": 1, "mode": mode}, result_ttl=3600, pipeline=pipe)
+            queue.enqueue_call(
+                "jobs.builtin.demo.sleep", kwargs={"seconds": 1, "mode": mode}, result_ttl=3600, pipeline=pipe
+            )
         pipe.execute()
     registry = queue.finished_job_registry
     started = time.perf_counter()
@@ -218,7 +220,9 @@ def io_bound(bench: Bench) -> None:
     sample = 4
     with client.pipeline() as pipe:
         for _ in range(sample):
-            queue.enqueue_call("jobs.demo.sleep", kwargs={"seconds": 1, "mode": "sync"}, result_ttl=3600, pipeline=pipe)
+            queue.enqueue_call(
+                "jobs.builtin.demo.sleep", kwargs={"seconds": 1, "mode": "sync"}, result_ttl=3600, pipeline=pipe
+            )
         pipe.execute()
     t0 = time.perf_counter()
     proc = bench.worker("io-default", command=DEFAULT_RQ)

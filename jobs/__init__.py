@@ -1,4 +1,13 @@
-"""Job code: the registry of job types, the progress API jobs report through, and the jobs themselves.
+"""What job authors import: register a job type, report progress, notice a stop request.
 
-`jobs` imports neither `app` nor `workers`; both of those import from here.
+    from jobs import job_type, report
+
+Built-in job types live in `jobs.builtin`; `jobs.catalog` imports them all. `jobs` imports
+neither `app` nor `workers`; both import from here, and all three from `core`.
 """
+
+from jobs.control import StopRequested, cancel_requested
+from jobs.progress import attempt, report
+from jobs.registry import JobSpec, job_type, registry
+
+__all__ = ["JobSpec", "StopRequested", "attempt", "cancel_requested", "job_type", "registry", "report"]

@@ -5,9 +5,9 @@ Modules named in `JOB_MODULES` (comma-separated) are imported too, after the bui
 
 import importlib
 
-from jobs import callbacks, demo, text  # noqa: F401  (registers callbacks.*, demo.*, text.*)
+from core.settings import get_settings
+from jobs import builtin  # noqa: F401  (registers callbacks.*, demo.*, text.*)
 from jobs.registry import registry
-from jobs.settings import get_settings
 
 for _module in filter(None, (name.strip() for name in get_settings().job_modules.split(","))):
     importlib.import_module(_module)

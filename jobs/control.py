@@ -1,6 +1,6 @@
 """Job control shared by web and workers: stop requests, and canceling jobs that still wait.
 
-Stopping a running job: the web sets a flag (`jobs.keys.stop_requested`) and sends RQ's
+Stopping a running job: the web sets a flag (`core.keys.stop_requested`) and sends RQ's
 `stop-job` command. A job may notice the flag between steps (`cancel_requested()`) and raise
 `StopRequested`; otherwise the worker kills it once `JOB_STOP_GRACE` has passed. Either
 way RQ records it `stopped` and never retries it.
@@ -24,8 +24,8 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, DeferredJobRegistry, ScheduledJobRegistry
 from rq.utils import as_text, utcformat
 
-from jobs import events, keys
-from jobs.queues import SERIALIZER
+from core import events, keys
+from core.queues import SERIALIZER
 
 #: How often a running job's `cancel_requested()` asks Redis at most (s); in between it answers from memory.
 STOP_CHECK_INTERVAL = 0.25
@@ -138,7 +138,7 @@ def cancel_dependents(connection: Redis, job_id: str, ttl: int) -> list[str]:
 
 
 def announce_canceled(connection: Redis, job_ids: list[str]) -> None:
-    """Publish the final `canceled` status of these jobs, so their live streams end (jobs.events)."""
+    """Publish the final `canceled` status of these jobs, so their live streams end (core.events)."""
     if not job_ids:
         return
     with connection.pipeline(transaction=True) as pipe:

@@ -2,7 +2,7 @@
 
 Progress lives in `job.meta` (`progress`, `messages`, `seq`, `attempt`), so rq-dashboard shows it
 too. Each report is one entry of `messages` (the newest `PROGRESS_MAX_MESSAGES` are kept) and one
-progress event of the job's live stream, numbered by `seq` (`jobs.events`): the entry is the
+progress event of the job's live stream, numbered by `seq` (`core.events`): the entry is the
 event, stored once. `report()` updates the running job's own `meta` object and writes it, with
 the announcement for live streams, in one Redis round trip; RQ's success and failure paths save
 the job without `meta`, and the worker re-reads `meta` before it handles a crash, so a message
@@ -21,11 +21,12 @@ from redis.exceptions import ResponseError
 from rq import get_current_job
 from rq.job import Job
 
-from jobs import events
-from jobs.clock import iso_z, utc_now
+from core import events
+from core.clock import iso_z, utc_now
+from core.meta import ATTEMPT, MESSAGES, PROGRESS, SEQ
+from core.queues import SERIALIZER
+from core.settings import get_settings
 from jobs.control import StopRequested, cancel_requested
-from jobs.queues import SERIALIZER
-from jobs.settings import get_settings
 
 __all__ = [
     "StopRequested",
@@ -38,11 +39,6 @@ __all__ = [
     "report",
     "shown_messages",
 ]
-
-PROGRESS = "progress"
-MESSAGES = "messages"
-SEQ = "seq"
-ATTEMPT = "attempt"
 
 
 def append_message(meta: dict[str, Any], message: str | None, progress: float | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from jobs.queues import QUEUE_NAMES, QueueName
+from core.queues import QUEUE_NAMES, QueueName
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,10 @@ class Registry:
             raise ValueError(f"job type {spec.name!r} ({spec.func_path}) registered twice")
         self._by_name[spec.name] = spec
         self._by_func[spec.func_path] = spec
+
+    def alias(self, former_path: str, func: Callable[..., Any]) -> None:
+        """Let jobs queued under `func`'s former dotted path run after it moved (workers resolve by path)."""
+        self._by_func[former_path] = self.for_function(f"{func.__module__}.{func.__qualname__}")
 
     def get(self, name: str) -> JobSpec:
         """A job type clients may submit (internal ones are unknown to them)."""

@@ -24,7 +24,7 @@ It keeps every guarantee of the forking `ServiceWorker` that does not need a pro
   once; exit code 0;
 - Redis outages: every step of the loop waits for Redis; outcomes that could not be saved are
   settled (the job retried) once Redis is back;
-- status events and completion callbacks (`jobs.lifecycle`), log lines and run-time histograms
+- status events and completion callbacks (`workers.lifecycle`), log lines and run-time histograms
   (`workers.observe`), stop grace and dependents of failed jobs (`workers.stopping`).
 
 Bookkeeping is batched: the jobs claimed together start in one pipeline (status `started`,
@@ -84,9 +84,9 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import current_timestamp, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from jobs import callbacks, events, keys, runtimes
-from jobs.connection import REDIS_DOWN
-from jobs.settings import get_settings
+from core import events, keys, meta, runtimes
+from core.connection import REDIS_DOWN
+from core.settings import get_settings
 from workers import batch as runs
 from workers.dequeue import Claims
 from workers.job import RegisteredJob
@@ -620,7 +620,7 @@ class ConcurrentWorker(ServiceWorker):
             or job.webhooks
             or job.repeats_left
             or job.has_rate_limit
-            or job.meta.get(callbacks.CALLBACK_URL)
+            or job.meta.get(meta.CALLBACK_URL)
             or job.get_result_ttl(self.default_result_ttl) == 0
         )
 

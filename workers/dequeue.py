@@ -20,7 +20,7 @@ from typing import Any
 
 from redis import Redis
 
-from jobs import keys
+from core import keys
 
 POLL_MIN = 0.01
 POLL_MAX = 0.1

@@ -13,12 +13,12 @@ from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 from rq.utils import import_attribute, now, utcformat
 
-from jobs import events
+from core import events
+from core.meta import ATTEMPT
+from core.queues import JsonJob
+from core.settings import get_settings
 from jobs.catalog import registry
-from jobs.progress import ATTEMPT
-from jobs.queues import JsonJob
 from jobs.registry import JobSpec, UnknownJobTypeError
-from jobs.settings import get_settings
 
 
 class UnregisteredJobError(RuntimeError):
@@ -41,7 +41,7 @@ def _function(func_path: str) -> Any:
 
 class RegisteredJob(JsonJob):
     """An RQ job that refuses to import or run anything but a registered job type (JSON by default,
-    timestamps read fast: `jobs.queues.JsonJob`).
+    timestamps read fast: `core.queues.JsonJob`).
 
     RQ itself imports whatever dotted path a job names; anyone who can write to Redis could
     otherwise make a worker call `os.system`.

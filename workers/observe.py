@@ -2,7 +2,7 @@
 
 `ObservedWorker` is a mixin for RQ's worker classes (`class ServiceWorker(ObservedWorker, HerokuWorker)`).
 Log lines carry the job id, type, queue, attempt and duration, never the job's arguments or its
-description (client text). Run times go into the Redis histogram of `jobs.runtimes` inside the
+description (client text). Run times go into the Redis histogram of `core.runtimes` inside the
 transaction RQ already sends when a run ends, so they cost no extra round trip.
 """
 
@@ -19,13 +19,12 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import BaseWorker
 
-from jobs import runtimes
-from jobs.progress import ATTEMPT
+from core import runtimes
+from core.meta import ATTEMPT, TYPE
 
 logger = logging.getLogger("workers.jobs")
 
 #: `job.meta` key holding the public job type (written by the web at submission).
-TYPE = "type"
 
 
 def job_type(job: Job) -> str:
@@ -47,7 +46,7 @@ def one_line(exc_string: str, limit: int = 300) -> str:
 
 
 def run_times(jobs: Iterable[Job]) -> list[tuple[str, str, float]]:
-    """`(type, outcome, seconds)` of each ended run, for `jobs.runtimes.record_many`."""
+    """`(type, outcome, seconds)` of each ended run, for `core.runtimes.record_many`."""
     entries = []
     for job in jobs:
         seconds = run_seconds(job)

@@ -44,11 +44,13 @@ from rq.serializers import Serializer
 from rq.utils import now, utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from jobs import keys, lifecycle
-from jobs.connection import REDIS_DOWN
+from core import keys
+from core.connection import REDIS_DOWN
+from core.meta import ATTEMPT
+from core.settings import get_settings
 from jobs.control import cancel_dependents
-from jobs.progress import ATTEMPT, append_message
-from jobs.settings import get_settings
+from jobs.progress import append_message
+from workers import lifecycle
 from workers.dequeue import Claims
 
 logger = logging.getLogger("workers.recovery")
@@ -212,7 +214,7 @@ class Recovery:
 
     def _release_dead_scheduler_locks(self) -> None:
         """A SIGKILLed worker's scheduler holds its queue locks for a minute; free them sooner."""
-        from jobs.queues import QUEUE_NAMES
+        from core.queues import QUEUE_NAMES
 
         lock_keys = [RQScheduler.get_locking_key(name) for name in QUEUE_NAMES]
         holders = self.connection.mget(lock_keys)

@@ -15,7 +15,7 @@ Mixed in before a forking RQ worker class (`Worker`, `HerokuWorker`), it replace
 - Redis outages: every Redis call of the work loop waits for Redis instead of quitting
   (RQ's loop quits on `redis.TimeoutError` and on any unexpected error);
 - children (horse, scheduler) die with the worker (`workers.lifeline`); `JOB_MAX_MEMORY` caps
-  the horse; start-up warns about a Redis without persistence (`jobs.durability`).
+  the horse; start-up warns about a Redis without persistence (`core.durability`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegis
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from jobs import durability, keys
-from jobs.connection import REDIS_DOWN
-from jobs.progress import ATTEMPT, append_message
-from jobs.settings import get_settings
+from core import durability, keys
+from core.connection import REDIS_DOWN
+from core.meta import ATTEMPT
+from core.settings import get_settings
+from jobs.progress import append_message
 from workers import lifeline
 from workers.dequeue import POLL_MAX, POLL_MIN
 from workers.recovery import Recovery, Timing

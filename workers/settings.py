@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from jobs.connection import url_with_tls_options
-from jobs.logs import configure_logging
-from jobs.queues import QUEUE_NAMES
-from jobs.settings import get_settings
+from core.connection import url_with_tls_options
+from core.logs import configure_logging
+from core.queues import QUEUE_NAMES
+from core.settings import get_settings
 
 # RQ reads this module before it sets up its own log handlers; it then finds ours and adds none.
 configure_logging(get_settings())

@@ -17,8 +17,8 @@ from rq.command import handle_stop_job_command, parse_payload
 from rq.job import Job, JobStatus
 from rq.worker import BaseWorker
 
+from core.settings import get_settings
 from jobs.control import cancel_dependents, stop_requested
-from jobs.settings import get_settings
 
 logger = logging.getLogger("workers.stopping")
 

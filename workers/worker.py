@@ -9,11 +9,11 @@ from rq import Queue
 from rq.job import Job
 from rq.worker import BaseWorker, HerokuWorker
 
-from jobs import events, lifecycle
-from jobs.connection import sync_redis
-from jobs.queues import SERIALIZER
-from jobs.settings import get_settings
-from workers import stopping
+from core import events
+from core.connection import sync_redis
+from core.queues import SERIALIZER
+from core.settings import get_settings
+from workers import lifecycle, stopping
 from workers.job import RegisteredJob
 from workers.observe import ObservedWorker
 from workers.reliable import ReliableWorkerMixin

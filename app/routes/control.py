@@ -11,7 +11,7 @@ from app.ownership import owned_job, owner_of
 from app.quota import reserve_slot
 from app.routes.jobs import _settings, _store
 from app.views import job_view
-from jobs import keys
+from core import keys
 
 
 async def cancel_job(request: Request) -> Response:

@@ -3,7 +3,7 @@
 First a `status` event with the current job view (after the progress events missed since
 `Last-Event-ID`, when the client resumes), then a `progress` event for every report and a
 `status` event for every status change; the stream ends after the final status. Progress
-events carry their number (`jobs.events`) as id, and a status event the id of the progress
+events carry their number (`core.events`) as id, and a status event the id of the progress
 event before it, so `Last-Event-ID` resumes without repeats or gaps, also after the job ended.
 A comment line goes out every `SSE_KEEPALIVE` seconds on a quiet stream.
 """
@@ -27,9 +27,9 @@ from app.live import EventHub, Listener, Snapshot
 from app.ownership import can_see
 from app.store import JobRecord
 from app.views import job_view
-from jobs import events
-from jobs.events import Event
-from jobs.settings import Settings
+from core import events
+from core.events import Event
+from core.settings import Settings
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 

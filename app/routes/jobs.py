@@ -23,11 +23,11 @@ from app.quota import Quota
 from app.ratelimit import count_submission
 from app.store import JobStore
 from app.submission import parse_submission, validate_model
-from app.views import OWNER, TYPE, job_view
+from app.views import job_view
+from core.meta import MESSAGES, OWNER, PROGRESS, TYPE
+from core.queues import QueueName
+from core.settings import Settings
 from jobs.catalog import registry
-from jobs.progress import MESSAGES, PROGRESS
-from jobs.queues import QueueName
-from jobs.settings import Settings
 
 
 class ListQuery(BaseModel):

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.store import JobStore
+from core.settings import Settings
 from jobs.catalog import registry
-from jobs.settings import Settings
 
 
 def _store(request: Request) -> JobStore:

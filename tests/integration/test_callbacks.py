@@ -18,8 +18,8 @@ import redis
 from rq.command import send_stop_job_command
 from rq.job import Job
 
-from jobs import signature
-from jobs.queues import SERIALIZER, make_queue
+from core import signature
+from core.queues import SERIALIZER, make_queue
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.integration.test_spine import submit, view, wait_status
@@ -138,7 +138,7 @@ def test_a_finished_job_calls_back_signed_from_a_job_on_the_low_queue(
     }
     assert callback_state(api, job["id"], 1) == {"attempts": 1, "delivered": True, "last_error": None}
     [deliverer] = delivery_jobs(rclient)
-    assert deliverer.origin == "low" and deliverer.func_name == "jobs.callbacks.deliver"
+    assert deliverer.origin == "low" and deliverer.func_name == "jobs.builtin.callbacks.deliver"
     assert deliverer.kwargs == {"job_id": job["id"], "status": "finished"}
     # internal: neither listed nor submittable
     assert "callbacks.deliver" not in [t["type"] for t in api.get("/job-types").json()]

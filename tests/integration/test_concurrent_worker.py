@@ -14,7 +14,7 @@ from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from jobs.queues import SERIALIZER
+from core.queues import SERIALIZER
 from tests.support.procs import ProcessFactory, wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,9 @@ def enqueue(rclient: redis.Redis, func: str, queue: str = "default", **options: 
 
 
 def sleep_job(rclient: redis.Redis, mode: str, seconds: float = 1.0, steps: int = 1, **options: Any) -> Job:
-    return enqueue(rclient, "jobs.demo.sleep", kwargs={"seconds": seconds, "steps": steps, "mode": mode}, **options)
+    return enqueue(
+        rclient, "jobs.builtin.demo.sleep", kwargs={"seconds": seconds, "steps": steps, "mode": mode}, **options
+    )
 
 
 def fetch(rclient: redis.Redis, job_id: str) -> Job:
@@ -81,7 +83,7 @@ def test_a_job_gets_its_rq_execution_once_it_runs_on_not_when_it_ends_at_once(
     # index entries are neither written nor deleted. RQ's way EXPIREs the hash and the job's index and SREMs
     # the worker's index entry at the end, on top of the job's and its result's two EXPIREs. (A job the loop
     # reaches late on this loaded machine may still get them: hence the margins.)
-    trivial = [enqueue(rclient, "jobs.demo.noop") for _ in range(60)]
+    trivial = [enqueue(rclient, "jobs.builtin.demo.noop") for _ in range(60)]
     expires, srems = _calls(rclient, "expire"), _calls(rclient, "srem")
     procs.worker()
     wait_statuses(rclient, trivial, {JobStatus.FINISHED})
@@ -131,7 +133,7 @@ def test_timeout_fails_the_job_and_the_worker_goes_on(mode: str, rclient: redis.
     assert slow.id in Queue("default", connection=rclient).failed_job_registry
     # the neighbour ran beside it untouched, and the worker takes new work
     wait_statuses(rclient, [neighbour], {JobStatus.FINISHED})
-    after = enqueue(rclient, "jobs.demo.noop")
+    after = enqueue(rclient, "jobs.builtin.demo.noop")
     wait_statuses(rclient, [after], {JobStatus.FINISHED})
     # the interrupted sync thread never writes progress after its job failed
     time.sleep(1)
@@ -187,7 +189,8 @@ def test_jobs_of_a_killed_worker_are_recovered_as_abandoned(rclient: redis.Redis
 
 def test_takes_jobs_in_queue_priority_order(rclient: redis.Redis, procs: ProcessFactory) -> None:
     jobs = {
-        name: [enqueue(rclient, "jobs.demo.noop", queue=name) for _ in range(4)] for name in ("low", "default", "high")
+        name: [enqueue(rclient, "jobs.builtin.demo.noop", queue=name) for _ in range(4)]
+        for name in ("low", "default", "high")
     }
     procs.worker(WORKER_CONCURRENCY="3")
     everything = [job for batch in jobs.values() for job in batch]
@@ -202,7 +205,7 @@ def test_warm_shutdown_finishes_running_jobs_first(rclient: redis.Redis, procs: 
     wait_statuses(rclient, jobs, {JobStatus.STARTED})
     worker.signal(signal.SIGTERM)
     time.sleep(0.3)
-    queued_later = enqueue(rclient, "jobs.demo.noop")
+    queued_later = enqueue(rclient, "jobs.builtin.demo.noop")
     worker.popen.wait(20)
     assert worker.popen.returncode == 0, worker.log()
     assert all(status(rclient, job.id) == JobStatus.FINISHED for job in jobs)
@@ -213,7 +216,7 @@ def test_warm_shutdown_finishes_running_jobs_first(rclient: redis.Redis, procs: 
 def test_a_failure_goes_through_rq_retries(rclient: redis.Redis, procs: ProcessFactory) -> None:
     procs.worker(WORKER_CONCURRENCY="5", RETRY_BACKOFF_BASE="1")
     flaky = {"steps": 2, "delay": 0, "fail_at": 1, "fail_attempts": 1}
-    job = enqueue(rclient, "jobs.demo.steps", kwargs=flaky, retry=Retry(max=1))
+    job = enqueue(rclient, "jobs.builtin.demo.steps", kwargs=flaky, retry=Retry(max=1))
     unregistered = enqueue(rclient, "os.getcwd")
     wait_statuses(rclient, [job], {JobStatus.FINISHED}, timeout=20)
     assert fetch(rclient, job.id).return_value() == {"steps": 2, "attempt": 2}

@@ -1,4 +1,4 @@
-"""The clients `jobs.connection` builds, against a real server that closes their connections."""
+"""The clients `core.connection` builds, against a real server that closes their connections."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 
 import redis
 
-from jobs.connection import async_redis
-from jobs.settings import Settings
+from core.connection import async_redis
+from core.settings import Settings
 
 
 def test_pooled_asyncio_connections_the_server_closed_are_replaced_not_failed(

@@ -1,5 +1,5 @@
 """Job control against real web and worker processes: cancel and stop, scheduling, dependencies,
-idempotent submission, retention and requeue (issue 3)."""
+idempotent submission, retention and requeue."""
 
 from __future__ import annotations
 

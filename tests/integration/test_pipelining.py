@@ -13,8 +13,8 @@ import redis
 import redis.asyncio as aioredis
 
 from app.pipelining import AutoPipeline
-from jobs.connection import async_redis
-from jobs.settings import Settings
+from core.connection import async_redis
+from core.settings import Settings
 from stack.redis_server import EmbeddedRedis
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from jobs.settings import Settings
+from core.settings import Settings
 from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.support.deploy import runtime_venv, slug

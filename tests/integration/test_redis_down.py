@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from jobs import keys
+from core import keys
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV

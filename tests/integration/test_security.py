@@ -171,7 +171,7 @@ def test_planted_pickle_runs_nothing_in_a_real_worker(
     rclient.hset(
         Job.key_for(in_data),
         "data",
-        zlib.compress(pickle.dumps(("jobs.demo.noop", None, (), {"x": Canary(canary)}))),
+        zlib.compress(pickle.dumps(("jobs.builtin.demo.noop", None, (), {"x": Canary(canary)}))),
     )
     rclient.hset(Job.key_for(in_meta), "meta", pickle.dumps({"owner": "alice", "x": Canary(canary)}))
 

@@ -17,8 +17,8 @@ import redis
 import redis_sentinel_url
 import yaml
 
-from jobs.connection import async_redis, sync_redis, url_with_tls_options
-from jobs.settings import Settings
+from core.connection import async_redis, sync_redis, url_with_tls_options
+from core.settings import Settings
 from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV

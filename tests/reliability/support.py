@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from jobs import keys
+from core import keys
 from tests.support.procs import wait_for
 
 

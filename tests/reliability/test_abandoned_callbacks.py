@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from jobs import signature
+from core import signature
 from tests.factories import steps_job
 from tests.integration.test_callbacks import SECRET, WORKER_ENV, Receiver, receiver  # noqa: F401
 from tests.integration.test_spine import submit, wait_status

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from jobs import keys
+from core import keys
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from jobs.settings import Settings
+from core.settings import Settings
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view
 from tests.reliability.test_worker_deaths import wait_running

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from jobs.clock import iso_z, utc_now
+from core.clock import iso_z, utc_now
 from stack.redis_server import free_port
 
 ENDED = {"finished", "failed", "stopped", "canceled"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis import Redis
 from rq import SimpleWorker
 
-from jobs.queues import SERIALIZER, all_queues
+from core.queues import SERIALIZER, all_queues
 from workers.job import RegisteredJob
 from workers.observe import ObservedWorker
 

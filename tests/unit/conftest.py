@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from jobs.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from app.auth import KeyRing, is_public
 from app.main import create_app
 from app.openapi import OPERATIONS
-from jobs.settings import Settings
+from core.settings import Settings
 from tests.factories import noop_job
 from tests.unit.conftest import KEYS, bearer
 from tests.unit.test_api_validation import assert_problem

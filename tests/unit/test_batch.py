@@ -19,9 +19,9 @@ from rq.job import Job
 from rq.results import Result
 from rq.utils import current_timestamp, now
 
-from jobs import events, keys, runtimes
-from jobs.progress import ATTEMPT
-from jobs.queues import SERIALIZER
+from core import events, keys, runtimes
+from core.meta import ATTEMPT
+from core.queues import SERIALIZER
 from workers import batch
 from workers.job import RegisteredJob
 
@@ -40,10 +40,10 @@ def frozen_scores(monkeypatch: pytest.MonkeyPatch) -> None:
 def queued_job(conn: fakeredis.FakeRedis, **options: Any) -> RegisteredJob:
     parent = options.pop("parent", None)
     if parent:  # deferred behind `parent` (its dependencies key written), then run as if the parent had finished
-        Queue("default", connection=conn, serializer=SERIALIZER).enqueue_call("jobs.demo.noop", job_id=parent)
+        Queue("default", connection=conn, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop", job_id=parent)
         options["depends_on"] = parent
     queue = Queue("default", connection=conn, serializer=SERIALIZER, job_class=RegisteredJob)
-    queued = queue.enqueue_call("jobs.demo.noop", job_id="job-1", **options)
+    queued = queue.enqueue_call("jobs.builtin.demo.noop", job_id="job-1", **options)
     conn.lrem(queue.key, 0, queued.id)  # claimed
     job = RegisteredJob.fetch(queued.id, connection=conn, serializer=SERIALIZER)
     assert isinstance(job, RegisteredJob)

@@ -15,10 +15,11 @@ from rq.job import Job
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from jobs import callbacks, events, keys, netguard, signature
+from core import events, keys, netguard, signature
+from core.queues import SERIALIZER
+from core.settings import Settings
+from jobs.builtin import callbacks
 from jobs.catalog import registry
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
 from tests.factories import steps_job
 from workers.job import RegisteredJob
 from workers.worker import AnnouncingWorker
@@ -143,7 +144,7 @@ def test_default_backoff_meets_the_bounds() -> None:
 def test_the_delivery_job_type_is_internal() -> None:
     assert "callbacks.deliver" not in registry
     assert "callbacks.deliver" not in [spec.name for spec in registry]
-    spec = registry.for_function("jobs.callbacks.deliver")
+    spec = registry.for_function("jobs.builtin.callbacks.deliver")
     assert spec.internal and spec.queue == "low"
 
 
@@ -229,7 +230,7 @@ def test_a_job_ending_publishes_its_status_and_enqueues_the_delivery(
 
     [delivery_id] = Queue("low", connection=fake_redis, serializer=SERIALIZER).get_job_ids()
     delivery = Job.fetch(delivery_id, connection=fake_redis, serializer=SERIALIZER)
-    assert delivery.func_name == "jobs.callbacks.deliver"
+    assert delivery.func_name == "jobs.builtin.callbacks.deliver"
     assert delivery.kwargs == {"job_id": job_id, "status": "finished"}
     assert delivery.retries_left == settings.callback_max_attempts - 1
     assert delivery.retry_intervals == callbacks.retry_intervals(settings)
@@ -241,7 +242,7 @@ def test_a_retried_job_announces_its_retry_and_no_callback_until_it_ends(
 ) -> None:
     queue = Queue("default", connection=fake_redis, serializer=SERIALIZER, job_class=RegisteredJob)
     job = queue.enqueue_call(
-        "jobs.demo.steps",
+        "jobs.builtin.demo.steps",
         kwargs={"steps": 1, "delay": 0, "fail_at": 1},
         retry=Retry(max=1),
         meta={"type": "demo.steps", "callback_url": "http://93.184.216.34/h"},

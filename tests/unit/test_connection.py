@@ -9,8 +9,8 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import JobStatus
 
-from jobs.connection import async_redis, hiredis_packing, sync_redis, url_with_tls_options
-from jobs.settings import Settings
+from core.connection import async_redis, hiredis_packing, sync_redis, url_with_tls_options
+from core.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from starlette.testclient import TestClient
 from app.dashboard import Access, access, build_flask_app
 from app.dashboard_service import create_dashboard_service
 from app.main import create_app
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
+from core.queues import SERIALIZER
+from core.settings import Settings
 from tests.factories import steps_job
 from tests.support.inprocess import run_jobs
 

@@ -8,8 +8,8 @@ import inspect
 import pytest
 from pydantic import ValidationError
 
+from jobs.builtin.demo import SleepArgs, sleep
 from jobs.catalog import registry
-from jobs.demo import SleepArgs, sleep
 
 
 def test_sync_mode_sleeps_and_returns() -> None:
@@ -24,7 +24,7 @@ def test_async_mode_returns_a_coroutine_to_await() -> None:
 
 def test_registered_with_validated_args() -> None:
     spec = registry.get("demo.sleep")
-    assert spec.func_path == "jobs.demo.sleep" and spec.args_model is SleepArgs
+    assert spec.func_path == "jobs.builtin.demo.sleep" and spec.args_model is SleepArgs
     assert SleepArgs.model_validate({}).model_dump() == {"seconds": 1.0, "steps": 1, "mode": "async"}
     with pytest.raises(ValidationError):
         SleepArgs.model_validate({"mode": "thread"})

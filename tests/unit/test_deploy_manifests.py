@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from pydantic import AliasChoices, SecretStr
 
-from jobs.settings import Settings
+from core.settings import Settings
 from tests.support.procs import ROOT, procfile_command
 
-#: Variables the manifests may set that jobs/settings.py does not read, and who reads them.
+#: Variables the manifests may set that core/settings.py does not read, and who reads them.
 OTHER_READERS = {
     "WEB_CONCURRENCY": "uvicorn: web processes per instance",
 }

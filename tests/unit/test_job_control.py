@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 from app.errors import ValidationFailedError
 from app.scheduling import due_time
-from jobs import keys
+from core import keys
+from core.queues import SERIALIZER
 from jobs.control import cancel_dependents, cancel_requested
-from jobs.queues import SERIALIZER
 from tests.factories import noop_job, steps_job
 from tests.unit.test_api_validation import assert_problem
 from workers.job import RegisteredJob
@@ -136,10 +136,12 @@ def test_retry_a_failed_job_and_refuse_others(client: TestClient, fake_redis: fa
 
 def test_cancel_dependents_cancels_the_whole_deferred_subtree(fake_redis: fakeredis.FakeRedis) -> None:
     queue = Queue("default", connection=fake_redis, serializer=SERIALIZER)
-    parent = queue.enqueue_call("jobs.demo.noop")
-    child = queue.enqueue_call("jobs.demo.noop", depends_on=parent)
-    grandchild = queue.enqueue_call("jobs.demo.noop", depends_on=child)
-    other = Queue("low", connection=fake_redis, serializer=SERIALIZER).enqueue_call("jobs.demo.noop", depends_on=parent)
+    parent = queue.enqueue_call("jobs.builtin.demo.noop")
+    child = queue.enqueue_call("jobs.builtin.demo.noop", depends_on=parent)
+    grandchild = queue.enqueue_call("jobs.builtin.demo.noop", depends_on=child)
+    other = Queue("low", connection=fake_redis, serializer=SERIALIZER).enqueue_call(
+        "jobs.builtin.demo.noop", depends_on=parent
+    )
     assert child.get_status() == "deferred"
     assert sorted(cancel_dependents(fake_redis, parent.id, 60)) == sorted([child.id, grandchild.id, other.id])
     for job in (child, grandchild, other):

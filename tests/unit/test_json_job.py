@@ -10,7 +10,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs.queues import SERIALIZER, JsonJob, make_queue
+from core.queues import SERIALIZER, JsonJob, make_queue
 
 #: What `Job.restore` sets from a job hash (compared attribute by attribute).
 ATTRIBUTES = (
@@ -26,7 +26,7 @@ def _state(job: Job) -> dict[str, Any]:
 
 def _stored_hash(connection: fakeredis.FakeRedis) -> tuple[str, dict[bytes, bytes]]:
     queue = Queue("default", connection=connection, serializer=SERIALIZER)
-    job = queue.enqueue("jobs.demo.steps", kwargs={"steps": 2}, meta={"type": "demo.steps", "messages": []})
+    job = queue.enqueue("jobs.builtin.demo.steps", kwargs={"steps": 2}, meta={"type": "demo.steps", "messages": []})
     job.started_at = job.enqueued_at
     job.last_heartbeat = job.enqueued_at
     job.save()

@@ -15,8 +15,8 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegis
 from starlette.testclient import TestClient
 
 from app import listing
-from jobs import keys
-from jobs.queues import QUEUE_NAMES, SERIALIZER
+from core import keys
+from core.queues import QUEUE_NAMES, SERIALIZER
 from tests.factories import noop_job, steps_job
 from tests.unit.conftest import bearer
 from workers.job import RegisteredJob

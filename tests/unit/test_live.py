@@ -19,10 +19,11 @@ from starlette.testclient import TestClient
 
 from app.live import Batch, EventHub, Listener, Snapshot, State, changes, status_key
 from app.store import JobRecord, JobStore
-from jobs import events, keys, progress
-from jobs.clock import iso_z
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings, get_settings
+from core import events, keys
+from core.clock import iso_z
+from core.queues import SERIALIZER
+from core.settings import Settings, get_settings
+from jobs import progress
 from tests.support.sse import SSE
 from tests.support.sse import events as sse_events
 
@@ -87,7 +88,7 @@ def test_listeners_of_a_job_share_one_read_per_announcement(
     fake_server: fakeredis.FakeServer, settings: Settings
 ) -> None:
     sync = fakeredis.FakeRedis(server=fake_server)
-    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     report(sync, job, "before anyone listened")
 
     async def scenario() -> None:
@@ -131,7 +132,7 @@ def test_listeners_of_a_job_share_one_read_per_announcement(
 
 def test_a_status_change_comes_with_the_job_read(fake_server: fakeredis.FakeServer, settings: Settings) -> None:
     sync = fakeredis.FakeRedis(server=fake_server)
-    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
 
     async def scenario() -> None:
         async with listening(fake_server, settings, job.id) as (listener, snapshot):
@@ -148,7 +149,7 @@ def test_a_job_that_ends_while_listened_to_sends_what_is_left_then_its_final_sta
     fake_server: fakeredis.FakeServer, settings: Settings
 ) -> None:
     sync = fakeredis.FakeRedis(server=fake_server)
-    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     set_status(sync, job, JobStatus.STARTED)
     report(sync, job, "step 1/3", 33)
 
@@ -173,7 +174,7 @@ def change(job: Job, state: State) -> tuple[list[tuple[str, int, Any]], State]:
 
 
 def test_a_status_change_is_placed_among_the_new_progress_events(fake_redis: fakeredis.FakeRedis) -> None:
-    job = Queue("default", connection=fake_redis, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = Queue("default", connection=fake_redis, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     queued = State(0, status_key(job))
     progress.append_message(job.meta, "requeued: worker died")  # before this attempt started
     job.started_at = job.enqueued_at + timedelta(seconds=1)  # type: ignore[operator]
@@ -292,7 +293,7 @@ def test_a_client_connected_when_the_job_ends_gets_the_rest_then_the_stream_clos
 def test_the_web_can_announce_on_its_asyncio_pipeline(fake_server: fakeredis.FakeServer) -> None:
     """What a web-side status change (e.g. a cancel) does: the same command, on redis.asyncio."""
     sync = fakeredis.FakeRedis(server=fake_server)
-    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.demo.noop")
+    job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     pubsub = sync.pubsub()
     pubsub.subscribe(keys.EVENTS_CHANNEL)
 

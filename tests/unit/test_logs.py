@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
-from jobs.logs import JsonFormatter, StdoutHandler, TextFormatter, configure_logging, wants_json
-from jobs.settings import Settings
+from core.logs import JsonFormatter, StdoutHandler, TextFormatter, configure_logging, wants_json
+from core.settings import Settings
 from tests.factories import steps_job
 from tests.support.inprocess import run_jobs
 
@@ -36,7 +36,7 @@ def test_json_line_has_event_fields_and_drops_everything_else() -> None:
             attempt=2,
             arguments=["secret-arg"],
             kwargs={"password": "hunter2"},
-            func="jobs.demo.steps",
+            func="jobs.builtin.demo.steps",
         )
     )
     entry = json.loads(line)

@@ -11,9 +11,9 @@ from rq import Queue, Worker
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from jobs import runtimes
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
+from core import runtimes
+from core.queues import SERIALIZER
+from core.settings import Settings
 from tests.factories import noop_job, steps_job
 from tests.support.inprocess import run_jobs
 

@@ -17,7 +17,7 @@ from rq.results import Result
 from starlette.testclient import TestClient
 
 from app.views import UNREADABLE
-from jobs.queues import SERIALIZER
+from core.queues import SERIALIZER
 from tests.factories import noop_job
 from workers.job import RegisteredJob
 
@@ -33,7 +33,7 @@ class Canary:
 
 
 def plant_data(redis: fakeredis.FakeRedis, job_id: str, canary: Path) -> None:
-    payload = ("jobs.demo.noop", None, (), {"x": Canary(canary)})
+    payload = ("jobs.builtin.demo.noop", None, (), {"x": Canary(canary)})
     redis.hset(Job.key_for(job_id), "data", zlib.compress(pickle.dumps(payload)))
 
 

@@ -16,8 +16,8 @@ from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, 
 from app.routes.docs import DOCS_HTML, DOCS_INIT_JS
 from app.routes.jobs import ListQuery
 from app.schemas import SubmitRequest
+from core.settings import Settings
 from jobs.catalog import registry
-from jobs.settings import Settings
 from tests.factories import steps_job
 from tests.unit.conftest import bearer
 

@@ -10,10 +10,10 @@ import redis
 from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
+from core.queues import SERIALIZER
+from core.settings import get_settings
 from jobs import progress
-from jobs.demo import DemoFailure, steps
-from jobs.queues import SERIALIZER
-from jobs.settings import get_settings
+from jobs.builtin.demo import DemoFailure, steps
 from workers.job import RegisteredJob
 
 
@@ -55,7 +55,7 @@ def test_append_message_caps_count_and_length() -> None:
 
 
 def test_message_reported_just_before_return_is_kept(fake_redis: fakeredis.FakeRedis) -> None:
-    job = enqueue(fake_redis, "jobs.demo.steps", steps=3, delay=0)
+    job = enqueue(fake_redis, "jobs.builtin.demo.steps", steps=3, delay=0)
     run_all(fake_redis)
     job = Job.fetch(job.id, connection=fake_redis, serializer=SERIALIZER)
     assert job.get_status() == "finished"
@@ -65,7 +65,7 @@ def test_message_reported_just_before_return_is_kept(fake_redis: fakeredis.FakeR
 
 
 def test_messages_survive_failure_and_retries(fake_redis: fakeredis.FakeRedis) -> None:
-    job = enqueue(fake_redis, "jobs.demo.steps", steps=3, delay=0, fail_at=3, retry=Retry(max=2))
+    job = enqueue(fake_redis, "jobs.builtin.demo.steps", steps=3, delay=0, fail_at=3, retry=Retry(max=2))
     run_all(fake_redis)
     job = Job.fetch(job.id, connection=fake_redis, serializer=SERIALIZER)
     assert job.get_status() == "failed"
@@ -90,7 +90,7 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_redi
 
     monkeypatch.setattr(connection_class, "send_packed_command", counted_send)
     monkeypatch.setattr(connection_class, "pack_commands", recorded_pack)
-    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     subscriber = fake_redis.pubsub(ignore_subscribe_messages=True)
     subscriber.subscribe("jobsvc:channel:events")
@@ -110,7 +110,7 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_redi
 def test_a_refused_report_raises_and_the_next_one_is_written(
     monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     fake_redis.set(job.key, "not a hash")
 
@@ -146,7 +146,7 @@ def test_entries_are_numbered_events_and_the_numbers_survive_the_cap() -> None:
 def test_a_bare_percentage_is_an_event_but_not_a_listed_message(
     monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     job.save()
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     progress.report(10, "first")
@@ -174,7 +174,7 @@ def test_meta_from_before_numbering_counts_its_messages() -> None:
 def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis) -> None:
     """Events live in the job hash only; many long reports keep it the same size."""
     settings = get_settings()
-    job = Job.create("jobs.demo.noop", connection=fake_redis, serializer=SERIALIZER)
+    job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     job.save()
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
     sizes = []
@@ -189,7 +189,9 @@ def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_re
 def test_meta_json_is_what_rqs_serializer_writes_and_encodes_each_message_once(
     monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    job = RegisteredJob.fetch(enqueue(fake_redis, "jobs.demo.steps").id, connection=fake_redis, serializer=SERIALIZER)
+    job = RegisteredJob.fetch(
+        enqueue(fake_redis, "jobs.builtin.demo.steps").id, connection=fake_redis, serializer=SERIALIZER
+    )
     job.meta["owner"] = "alice"
     limit = get_settings().progress_max_messages
     encoded: list[Any] = []

@@ -15,10 +15,10 @@ from starlette.testclient import TestClient
 from app.errors import TooManyRequestsError
 from app.main import create_app
 from app.quota import reserve_slot
-from jobs import keys
-from jobs.connection import async_redis, sync_redis
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
+from core import keys
+from core.connection import async_redis, sync_redis
+from core.queues import SERIALIZER
+from core.settings import Settings
 from stack.redis_server import free_port
 from tests.factories import noop_job
 from tests.unit.conftest import KEYS, bearer

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobs import signature
+from core import signature
 from stack.redis_server import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -8,10 +8,10 @@ import redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
-from jobs import keys
-from jobs.durability import warnings_for
-from jobs.progress import ATTEMPT
-from jobs.queues import SERIALIZER
+from core import keys
+from core.durability import warnings_for
+from core.meta import ATTEMPT
+from core.queues import SERIALIZER
 from workers.dequeue import Claims
 from workers.recovery import WORKER_DIED, Recovery, Timing
 from workers.reliable import horse_death
@@ -21,7 +21,7 @@ TIMING = Timing(6)
 
 def enqueue(conn: fakeredis.FakeRedis, queue: str = "default", retries: int = 0) -> Job:
     return Queue(queue, connection=conn, serializer=SERIALIZER).enqueue_call(
-        "jobs.demo.noop", retry=Retry(max=retries, interval=[1] * retries) if retries else None
+        "jobs.builtin.demo.noop", retry=Retry(max=retries, interval=[1] * retries) if retries else None
     )
 
 

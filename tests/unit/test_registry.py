@@ -9,8 +9,8 @@ from jobs.registry import JobSpec, Registry, UnknownJobTypeError
 
 def test_builtin_types_are_registered_with_their_functions() -> None:
     steps = registry.get("demo.steps")
-    assert steps.func_path == "jobs.demo.steps" and steps.queue == "default"
-    assert registry.for_function("jobs.demo.noop").name == "demo.noop"
+    assert steps.func_path == "jobs.builtin.demo.steps" and steps.queue == "default"
+    assert registry.for_function("jobs.builtin.demo.noop").name == "demo.noop"
     names = [spec.name for spec in registry]
     assert names == sorted(names) and {"demo.noop", "demo.sleep", "demo.steps"} <= set(names)
 

@@ -16,8 +16,8 @@ from rq.results import Result
 
 from app.scripts import ListingEntry, Scripts, flatten
 from app.store import JobStore, queued_job_writes
-from jobs import keys
-from jobs.settings import Settings
+from core import keys
+from core.settings import Settings
 
 
 def _store(server: fakeredis.FakeServer) -> JobStore:
@@ -27,7 +27,7 @@ def _store(server: fakeredis.FakeServer) -> JobStore:
 
 def _recorded(store: JobStore, owner: str = "alice") -> tuple[Job, list[Any]]:
     job = store.build_job(
-        func_path="jobs.demo.steps", kwargs={"steps": 1}, queue="default", timeout=60, retries=1,
+        func_path="jobs.builtin.demo.steps", kwargs={"steps": 1}, queue="default", timeout=60, retries=1,
         description="demo.steps", meta={"type": "demo.steps", "owner": owner},
     )  # fmt: skip
     recorder = store.sync.pipeline(transaction=True)
@@ -195,7 +195,7 @@ def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
     for direct in (False, True):
         store = _store(fakeredis.FakeServer())
         job = store.build_job(
-            func_path="jobs.demo.steps", kwargs={"steps": 1}, queue="high", timeout=60, retries=retries,
+            func_path="jobs.builtin.demo.steps", kwargs={"steps": 1}, queue="high", timeout=60, retries=retries,
             description=description, meta={"type": "demo.steps", "owner": "alice", "messages": []},
         )  # fmt: skip
         queue = store.queues["high"]

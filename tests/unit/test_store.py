@@ -8,7 +8,7 @@ import fakeredis
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from app.store import JobStore
-from jobs.settings import Settings
+from core.settings import Settings
 
 
 def test_a_worker_counts_from_its_registration_before_it_sets_a_state() -> None:

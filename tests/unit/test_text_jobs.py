@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 from rq import Queue, SimpleWorker
 
+from core.queues import SERIALIZER
+from jobs.builtin.characters import CharactersArgs, characters
+from jobs.builtin.summarize import SummarizeArgs, summarize
 from jobs.catalog import registry
-from jobs.queues import SERIALIZER
-from jobs.text import CharactersArgs, SummarizeArgs, characters, summarize
 from tests.support.texts import CAST, conversation, generated_novel, lighthouse
 from workers.job import RegisteredJob
 
@@ -113,13 +114,13 @@ def test_argument_limits(model: type[CharactersArgs | SummarizeArgs], args: dict
 def test_both_are_registered_with_their_models() -> None:
     assert registry.get("text.characters").args_model is CharactersArgs
     assert registry.get("text.summarize").args_model is SummarizeArgs
-    assert registry.get("text.characters").func_path == "jobs.text.characters"
+    assert registry.get("text.characters").func_path == "jobs.builtin.characters.characters"
 
 
 def test_progress_message_per_chunk_in_a_worker(fake_redis: fakeredis.FakeRedis) -> None:
     queue = Queue("default", connection=fake_redis, serializer=SERIALIZER, job_class=RegisteredJob)
     text = lighthouse() * 8  # 20 KB: 5 chunks of at most 5000 characters
-    job = queue.enqueue_call("jobs.text.characters", kwargs={"text": text, "chunk_chars": 5000})
+    job = queue.enqueue_call("jobs.builtin.characters.characters", kwargs={"text": text, "chunk_chars": 5000})
     SimpleWorker([queue], connection=fake_redis, serializer=SERIALIZER, job_class=RegisteredJob).work(burst=True)
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()

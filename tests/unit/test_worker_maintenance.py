@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.utils import now
 
-from jobs.queues import SERIALIZER
+from core.queues import SERIALIZER
 from workers import batch, reliable
 from workers.concurrent import ConcurrentWorker, Outcome, Running
 from workers.job import RegisteredJob
@@ -78,7 +78,7 @@ def running_job(worker: ConcurrentWorker, since: float) -> Running:
     """A job as `_start` leaves it: `started`, in the started registry, running here since `since`, the rest
     of its execution not written."""
     queue = Queue("default", connection=worker.connection, serializer=SERIALIZER, job_class=RegisteredJob)
-    queued = queue.enqueue_call("jobs.demo.noop")
+    queued = queue.enqueue_call("jobs.builtin.demo.noop")
     job = RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER)
     execution = batch.new_execution(job, worker.name)
     with worker.connection.pipeline() as pipe:

@@ -27,23 +27,22 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from jobs import progress, signature
-from jobs.clock import iso_z
-from jobs.netguard import GuardedBackend, RefusedAddressError, UnresolvableHostError
-from jobs.outcome import error_line
-from jobs.queues import SERIALIZER, QueueName, make_queue
+from core import signature
+from core.clock import iso_z
+from core.meta import CALLBACK, CALLBACK_BODY, CALLBACK_TARGET, CALLBACK_URL, TYPE
+from core.netguard import GuardedBackend, RefusedAddressError, UnresolvableHostError
+from core.outcome import error_line
+from core.queues import SERIALIZER, QueueName, make_queue
+from core.settings import Settings, get_settings
+from jobs import progress
 from jobs.registry import job_type
-from jobs.settings import Settings, get_settings
 
 #: meta of the job that asked for a callback: where to POST, and how delivery went.
-CALLBACK_URL = "callback_url"
-CALLBACK = "callback"
 #: The statuses that call back (a canceled job never ran: no callback).
 CALLBACK_STATUSES = frozenset(status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED))
 DELIVER = "callbacks.deliver"
 QUEUE: QueueName = "low"
 #: meta of the delivery job: the frozen body and target.
-_BODY, _URL = "body", "url"
 USER_AGENT = "jobsvc-callback/1"
 
 
@@ -83,7 +82,7 @@ def enqueue_delivery(
         failure_ttl=settings.failure_ttl,
         description=f"callback for job {job.id} ({status})",
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={"type": DELIVER, "target": job.id},
+        meta={TYPE: DELIVER, "target": job.id},
     )
     queue.enqueue_job(delivery, pipeline=pipe)
     return delivery
@@ -94,7 +93,7 @@ def payload(target: Job, status: str, result: Result | None) -> dict[str, Any]:
     finished = status == JobStatus.FINISHED.value
     return {
         "id": target.id,
-        "type": target.meta.get("type"),
+        "type": target.meta.get(TYPE),
         "status": status,
         "result": result.return_value if finished and result is not None else None,
         "error": None if finished else error_line(target, result),
@@ -133,7 +132,7 @@ def deliver(job_id: str, status: str) -> dict[str, Any]:
         raise RuntimeError("callbacks.deliver runs in a worker")
     connection = current.connection
     attempt = progress.attempt()
-    body, url = current.meta.get(_BODY), current.meta.get(_URL)
+    body, url = current.meta.get(CALLBACK_BODY), current.meta.get(CALLBACK_TARGET)
     if body is None or url is None:
         try:
             target = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
@@ -143,7 +142,7 @@ def deliver(job_id: str, status: str) -> dict[str, Any]:
         if not url:
             return {"delivered": False, "attempts": attempt, "error": "the job has no callback_url"}
         body = json.dumps(payload(target, status, target.latest_result()), separators=(",", ":"))
-        current.meta.update({_BODY: body, _URL: url})
+        current.meta.update({CALLBACK_BODY: body, CALLBACK_TARGET: url})
         current.save_meta()
 
     secret = settings.callback_secret.get_secret_value()

@@ -1,12 +1,11 @@
-"""Text job types: `text.characters` (who is in a long text) and `text.summarize` (consolidate a conversation).
+"""`text.characters`: who is in a long text, with mentions, forms of address and quotes.
 
-Pure Python and deterministic: the same input always gives the same output. Both walk their
-input in chunks and report progress after each one.
+Pure Python and deterministic: the same input always gives the same output. It walks the
+text in chunks and reports progress after each one.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,28 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import progress
+from jobs.builtin.vocabulary import STOPWORDS, WORD
 from jobs.registry import job_type
-
-# -- shared vocabulary --
-
-STOPWORDS = frozenset(
-    """a about above after again against all almost also although always am among an and another any anyone
-    anything are around as at away back be because been before being below beside between both but by can
-    could did do does doing done down during each either else enough even ever every everything few for
-    from further get gets getting got had has have having he her here hers herself him himself his how however
-    i if in into is it its itself just least less let like made make many may me might mine more most much
-    must my myself near neither never next no nobody none nor not nothing now of off often oh ok okay on once
-    one only onto or other others otherwise our ours ourselves out over own perhaps please quite rather really
-    said same say says see seem shall she should since so some someone something sometimes soon still such
-    than that the their theirs them themselves then there these they thing things this those though through
-    thus to too toward towards under until up upon us very was we well were what whatever when where whether
-    which while who whom whose why will with within without would yes yet you your yours yourself yourselves
-    thank thanks sure also maybe need want going know think tell told just yeah hello hi""".split()
-)
-_WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
-
-
-# -- text.characters --
 
 HONORIFICS = (
     "Mr|Mrs|Ms|Miss|Mx|Dr|Doctor|Sir|Dame|Lady|Lord|Captain|Capt|Professor|Prof|Aunt|Uncle|Madame|Madam|Monsieur"
@@ -118,7 +97,7 @@ class _Scan:
 
     def read(self, start: int, end: int) -> None:
         chunk = self.text[start:end]
-        for word in _WORD.findall(chunk):
+        for word in WORD.findall(chunk):
             self.words += 1
             if word[0].islower():
                 self.lowercase[word] += 1
@@ -336,120 +315,5 @@ def characters(text: str, min_mentions: int = 2, max_characters: int = 50, chunk
             "chunks": len(bounds),
             "dialogue_lines": scan.quotes,
             "attributed_lines": attributed,
-        },
-    }
-
-
-# -- text.summarize --
-
-
-class Turn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="user, assistant, system, tool…")
-    content: str = Field(max_length=20_000)
-
-
-class SummarizeArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    turns: list[Turn] = Field(min_length=1, max_length=2_000, description="The conversation, oldest turn first")
-    max_sentences: int = Field(5, ge=1, le=50, description="Longest summary, in sentences")
-    max_keywords: int = Field(8, ge=1, le=50, description="Most keywords returned")
-
-
-ROLE_WEIGHT = {"user": 1.0, "assistant": 0.8, "system": 0.4, "tool": 0.3}
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
-_FIRST_PERSON = re.compile(r"\b(?:I|I'm|I’m|I've|I’d|I'd|my|My|we|We|our|Our)\b")
-#: Overlap of content words above which a sentence repeats one already chosen.
-REDUNDANCY = 0.5
-
-
-def _terms(sentence: str) -> list[tuple[str, str]]:
-    """Content words as (term, surface form): lower case, stopwords dropped, a plural `s` folded."""
-    terms = []
-    for found in _WORD.findall(sentence):
-        word = found.lower().replace("’", "'").split("'")[0]
-        if len(word) < 3 or word in STOPWORDS:
-            continue
-        term = word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")) else word
-        terms.append((term, word))
-    return terms
-
-
-@dataclass
-class _Sentence:
-    turn: int
-    index: int
-    role: str
-    text: str
-    terms: list[str]
-    score: float = 0.0
-
-
-@job_type(
-    "text.summarize",
-    args=SummarizeArgs,
-    description="Consolidate a conversation ({role, content} turns) into an extractive summary and keywords",
-    queue="default",
-    timeout=120,
-    retries=1,
-)
-def summarize(turns: list[dict[str, Any]], max_sentences: int = 5, max_keywords: int = 8) -> dict[str, Any]:
-    sentences: list[_Sentence] = []
-    document_frequency: Counter[str] = Counter()
-    term_frequency: dict[str, float] = {}  # weighted by role
-    surface: dict[str, Counter[str]] = {}
-    step = max(1, len(turns) // 10)
-    for number, turn in enumerate(turns):
-        role, content = turn["role"], turn["content"]
-        seen: set[str] = set()
-        for index, match in enumerate(_SENTENCE.finditer(content)):
-            text = " ".join(match.group().split())
-            pairs = _terms(text)
-            if not pairs:
-                continue
-            sentences.append(_Sentence(number, index, role, text, [term for term, _ in pairs]))
-            for term, word in pairs:
-                term_frequency[term] = term_frequency.get(term, 0.0) + ROLE_WEIGHT.get(role, 0.5)
-                surface.setdefault(term, Counter())[word] += 1
-                seen.add(term)
-        document_frequency.update(seen)
-        if (number + 1) % step == 0 or number + 1 == len(turns):
-            progress.report((number + 1) * 80 / len(turns), f"read turn {number + 1}/{len(turns)}")
-
-    weight = {term: tf * math.log(1 + len(turns) / document_frequency[term]) for term, tf in term_frequency.items()}
-    for sentence in sentences:
-        unique = set(sentence.terms)
-        score = sum(weight[t] for t in unique) / math.sqrt(len(sentence.terms) + 2)
-        score *= ROLE_WEIGHT.get(sentence.role, 0.5)
-        if sentence.role == "user" and _FIRST_PERSON.search(sentence.text):
-            score *= 1.25  # what the user says about themselves is what a memory keeps
-        sentence.score = score if len(unique) >= 2 else score / 4
-    progress.report(90, f"scored {len(sentences)} sentences")
-
-    chosen: list[_Sentence] = []
-    for sentence in sorted(sentences, key=lambda s: (-s.score, s.turn, s.index)):
-        if len(chosen) == max_sentences:
-            break
-        terms = set(sentence.terms)
-        if all(len(terms & set(c.terms)) / len(terms | set(c.terms)) <= REDUNDANCY for c in chosen):
-            chosen.append(sentence)
-    chosen.sort(key=lambda s: (s.turn, s.index))
-
-    ranked = sorted(weight.items(), key=lambda item: (-item[1], item[0]))[:max_keywords]
-    keywords = [{"keyword": surface[term].most_common(1)[0][0], "score": round(score, 3)} for term, score in ranked]
-    total_chars = sum(len(turn["content"]) for turn in turns)
-    summary_chars = sum(len(s.text) for s in chosen)
-    progress.report(100, f"kept {len(chosen)} of {len(sentences)} sentences")
-    return {
-        "summary": " ".join(f"{s.role.capitalize()}: {s.text}" for s in chosen),
-        "sentences": [{"turn": s.turn, "role": s.role, "text": s.text} for s in chosen],
-        "keywords": keywords,
-        "stats": {
-            "turns": len(turns),
-            "sentences": len(sentences),
-            "chars": total_chars,
-            "compression": round(summary_chars / total_chars, 3) if total_chars else 0.0,
         },
     }

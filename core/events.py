@@ -23,8 +23,8 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import Job, JobStatus
 
-from jobs import keys
-from jobs.settings import Settings
+from core import keys
+from core.settings import Settings
 
 PROGRESS = "progress"
 STATUS = "status"

@@ -15,8 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from jobs.clock import iso_z
-from jobs.settings import Settings
+from core.clock import iso_z
+from core.settings import Settings
 
 #: The event fields a log line may carry; anything else passed in `extra` is dropped.
 FIELDS = (

@@ -30,7 +30,7 @@ def stop_requested(job_id: str) -> str:
 JOB_RUNTIME = f"{PREFIX}:metrics:job_runtime"
 
 
-# -- security and limits (issue 6) --
+# -- security and limits --
 
 
 def index_for_owner(owner: str) -> str:
@@ -47,14 +47,14 @@ def active_for_owner(owner: str) -> str:
 RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
 
 
-# -- live events (issue 4) --
+# -- live events --
 
-#: Pub/sub channel: each message is the id of a job whose progress or status just changed (issue 4).
-#: The events themselves live in the job hash (`jobs.events`); nothing else is stored per job.
+#: Pub/sub channel: each message is the id of a job whose progress or status just changed.
+#: The events themselves live in the job hash (`core.events`); nothing else is stored per job.
 EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 
 
-# -- reliability (issue 7) --
+# -- reliability --
 
 #: Hash job id -> name of the worker that took it off its queue and has not settled it yet.
 CLAIMS = f"{PREFIX}:claims"
@@ -68,7 +68,7 @@ def worker_alive(worker_name: str) -> str:
     return f"{PREFIX}:alive:{worker_name}"
 
 
-# -- queue positions (issue 8) --
+# -- queue positions --
 
 #: Prefix of the per-queue counters of job ids pushed onto a queue's tail by this service's submissions.
 QUEUE_PUSHES_PREFIX = f"{PREFIX}:pushes:"

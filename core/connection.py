@@ -10,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.maint_notifications import MaintNotificationsConfig
 
-from jobs.settings import Settings
+from core.settings import Settings
 
 #: Redis errors that mean "cannot use Redis right now" (retry later), not "bad command": unreachable, or
 #: full (maxmemory reached under `noeviction`: writes are refused whole until memory is freed). The web

@@ -47,14 +47,14 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")
 
-    # -- job control (issue 3) --
+    # -- job control --
     job_max_delay: int = Field(30 * 86400, ge=1, description="Furthest ahead a job may be scheduled (delay/run_at, s)")
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key is remembered")
     job_stop_grace: float = Field(
         1.0, ge=0, le=60, description="Seconds a job asked to stop may take to stop itself before it is killed"
     )
 
-    # -- operations (issue 5) --
+    # -- operations --
     dashboard_username: str = Field("", description="HTTP basic auth user for /dashboard (with DASHBOARD_PASSWORD)")
     dashboard_password: SecretStr = Field(
         SecretStr(""), description="HTTP basic auth password for /dashboard; unset with API_KEYS set disables it"
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     dyno: str = Field("", description="Set by Heroku on every dyno (read to pick JSON logs)")
     render: str = Field("", description="Set by Render on every service (read to pick JSON logs)")
 
-    # -- security and limits (issue 6) --
+    # -- security and limits --
     api_keys: str = Field(
         "",
         description="Comma-separated name=key entries (key may be sha256:<hex>); empty = open service (warned)",
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
             parse_rate_limit(value)  # raises ValueError naming the bad item
         return value.strip()
 
-    # -- live progress and callbacks (issue 4) --
+    # -- live progress and callbacks --
     sse_keepalive: float = Field(
         15.0, gt=0, le=15, description="Seconds between keep-alive comments on a quiet event stream (at most 15)"
     )
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         False, description="Allow callbacks to loopback, private, link-local and metadata addresses (tests, intranets)"
     )
 
-    # -- reliability (issue 7) --
+    # -- reliability --
     abandoned_job_timeout: float = Field(
         60,
         ge=3,
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         description="TEST HOOK: seconds a worker waits between taking a job and starting it; leave 0 in production",
     )
 
-    # -- performance (issue 8) --
+    # -- performance --
     worker_concurrency: int = Field(
         20,
         ge=1,

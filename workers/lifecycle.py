@@ -13,8 +13,9 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from jobs import callbacks, events
-from jobs.settings import Settings, get_settings
+from core import events, meta
+from core.settings import Settings, get_settings
+from jobs.builtin import callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def job_ended(job: Job, connection: redis.Redis, settings: Settings | None = Non
     with connection.pipeline(transaction=True) as pipe:
         pipe.multi()  # explicit, as RQ's enqueue expects of a caller's pipeline
         events.add_status(pipe, job, status, settings)
-        if status in callbacks.CALLBACK_STATUSES and job.meta.get(callbacks.CALLBACK_URL):
+        if status in callbacks.CALLBACK_STATUSES and job.meta.get(meta.CALLBACK_URL):
             callbacks.enqueue_delivery(job, status, connection, pipe, settings)
         pipe.execute()
 

@@ -13,7 +13,7 @@ import pytest
 from core import signature
 from stack.redis_server import free_port
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "API.md"
 
 
 def receiver_source() -> str:

@@ -16,7 +16,10 @@ from app.errors import ConflictError, NotFoundError
 from app.store import WATCH_ATTEMPTS, JobRecord, JobStore, contended
 from app.views import ENDED
 from core import events, keys
-from jobs.control import CANCEL_WAITING, WAITING, cancel_call, cancel_dependents
+from core.rqadapter.enqueue import requeue_writes
+from core.rqadapter.jobdata import is_stored
+from core.rqadapter.scripts import CANCEL_WAITING, cancel_call
+from jobs.control import WAITING, cancel_dependents
 
 #: A job taken by a worker or the scheduler a moment ago is briefly in between states; look again.
 _SETTLE_ATTEMPTS = 100
@@ -86,7 +89,7 @@ async def requeue(store: JobStore, job_id: str) -> JobRecord:
             try:
                 await pipe.watch(key)
                 raw = await pipe.hgetall(key)
-                if not raw or b"data" not in raw:
+                if not is_stored(raw):
                     raise _missing(job_id)
                 job = store.restore(job_id, raw)
                 status = job.get_status(refresh=False)
@@ -94,7 +97,11 @@ async def requeue(store: JobStore, job_id: str) -> JobRecord:
                     state = status.value if status else "unknown"
                     raise ConflictError(f"job {job_id!r} is {state}; only failed or stopped jobs can be retried")
                 pipe.multi()
-                store.copy_commands(_record_requeue(store, job), pipe)
+                # build_job gives a job one retry interval per retry, so this is the budget it was submitted with
+                retries = len(job.retry_intervals or []) or None
+                for command in requeue_writes(store.sync, store.queues[job.origin], job, retries):
+                    pipe.execute_command(*command)
+                pipe.delete(keys.stop_requested(job_id))
                 await pipe.execute()
                 break
             except WatchError:
@@ -105,21 +112,3 @@ async def requeue(store: JobStore, job_id: str) -> JobRecord:
     if record is None:
         raise _missing(job_id)
     return record
-
-
-def _record_requeue(store: JobStore, job: Job) -> Any:
-    """RQ's requeue (FailedJobRegistry.requeue), recorded for one transaction, budget restored, kept for good."""
-    queue = store.queues[job.origin]
-    recorder = store.sync.pipeline(transaction=True)
-    recorder.zrem(queue.failed_job_registry.key, job.id)
-    job.started_at = None
-    job.ended_at = None
-    job._exc_info = ""
-    # build_job gives a job one retry interval per retry, so this is the budget it was submitted with
-    budget = len(job.retry_intervals or [])
-    job.retries_left = budget or None
-    queue._enqueue_job(job, pipeline=recorder)
-    for owned in (job.key, job.dependents_key, job.dependencies_key):
-        recorder.persist(owned)  # it was set to expire when it failed
-    recorder.delete(keys.stop_requested(job.id))
-    return recorder

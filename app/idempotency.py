@@ -1,7 +1,7 @@
 """`Idempotency-Key`: the same key and body within IDEMPOTENCY_TTL give the same job, once.
 
-The key is claimed in the same Redis transaction that enqueues the job (WATCH on the claim,
-MULTI/EXEC: Redis's check-and-set), so concurrent identical requests on any number of web
+The key is claimed in the same script run that enqueues the job (`app.scripts`: a check-and-set
+that Redis runs alone), so concurrent identical requests on any number of web
 processes create exactly one job. Claims are scoped per owner: "anonymous" until API keys
 exist, then the API key's name.
 """

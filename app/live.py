@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 from rq.job import Job, JobStatus
@@ -26,6 +25,7 @@ from app.store import JobRecord, JobStore
 from core import events, keys
 from core.clock import iso_z
 from core.events import Event
+from core.rqadapter.jobdata import readable_meta
 from core.settings import Settings
 from jobs.progress import newest_seq, progress_events
 
@@ -60,7 +60,7 @@ class Snapshot:
     @property
     def seq(self) -> int:
         """The newest progress event id the snapshot covers (its view lists them): the status event's id."""
-        return newest_seq(_meta(self.record.job))
+        return newest_seq(readable_meta(self.record.job))
 
     @property
     def state(self) -> State:
@@ -95,7 +95,7 @@ def status_key(job: Job) -> StatusKey:
 def changes(record: JobRecord, state: State) -> tuple[Batch, State] | None:
     """What `record` holds that a listener at `state` has not been sent; None if nothing."""
     job = record.job
-    fresh = progress_events(_meta(job), state.seq)
+    fresh = progress_events(readable_meta(job), state.seq)
     seq = fresh[-1].id if fresh else state.seq
     key = status_key(job)
     if key == state.status:
@@ -108,10 +108,6 @@ def changes(record: JobRecord, state: State) -> tuple[Batch, State] | None:
     before = fresh[:split]
     status = Event(before[-1].id if before else state.seq, events.STATUS, {"status": key[0]})
     return Batch([*before, status, *fresh[split:]], record), State(seq, key)
-
-
-def _meta(job: Job) -> dict[str, Any]:
-    return {} if job._unreadable_meta is not None else job.meta
 
 
 class EventHub:
@@ -180,7 +176,7 @@ class EventHub:
         record = await self.read(job_id)
         if record is None:
             return None
-        return Snapshot(record, progress_events(_meta(record.job), after) if after is not None else [])
+        return Snapshot(record, progress_events(readable_meta(record.job), after) if after is not None else [])
 
     async def read(self, job_id: str) -> JobRecord | None:
         """The job as `GET /jobs/{id}` reads it (with its latest result, and its place while queued)."""

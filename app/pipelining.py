@@ -22,6 +22,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from core.rqadapter.redis_private import dedicated_connection, ensure_connected
+
 
 class AutoPipeline:
     """Send commands through `execute`; each call awaits its own reply (or error)."""
@@ -35,8 +37,7 @@ class AutoPipeline:
         self._sender: asyncio.Task[None] | None = None
 
     def _new_connection(self) -> Any:
-        pool = self._client.connection_pool  # its class and options: TLS, password, database, timeouts
-        return pool.connection_class(**pool.connection_kwargs)
+        return dedicated_connection(self._client)
 
     async def execute(self, *args: Any) -> Any:
         """Send one command with the others of this moment; its raw reply (no redis-py response callbacks)."""
@@ -87,9 +88,7 @@ class AutoPipeline:
         """Write `commands`, then give each waiter its reply; on a connection failure, every waiter the error."""
         connection = self._connection
         try:
-            # redis-py's own check, as its pool makes at checkout: connect, or replace a connection the
-            # server closed while it was idle (a restart, an idle timeout), before anything is written on it
-            await self._client.connection_pool.ensure_connection(connection)
+            await ensure_connected(self._client, connection)
             await connection.send_packed_command(commands)  # an idle connection is PINGed first
             for waiter in waiters:
                 try:

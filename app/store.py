@@ -1,9 +1,9 @@
 """The web process's gateway to Redis: RQ's own job logic, Redis I/O on asyncio.
 
-RQ builds and serializes jobs, but its clients are blocking. Here RQ writes into an
-unexecuted (recording) pipeline, and the recorded commands are sent in one MULTI/EXEC on
-the asyncio client: one round trip, no thread hop, and either all of a submission lands or
-none of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` decode them.
+RQ builds and serializes jobs, but its clients are blocking. Here what RQ would write is
+taken as commands (`core.rqadapter.enqueue`) and sent in one script run on the asyncio client
+(`app.scripts`): one round trip, no thread hop, and either all of a submission lands or none
+of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` decode them.
 """
 
 from __future__ import annotations
@@ -18,21 +18,22 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import BaseRegistry
 from rq.results import Result
-from rq.utils import now
 from rq.worker_registration import REDIS_WORKER_KEYS
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import Claim
-from app.quota import Quota, over_quota, prune_and_check_sync
-from app.scripts import ListingEntry, Scripts
+from app.quota import Quota, over_quota
+from app.scripts import ListingEntry, Scripts, SubmitOutcome
 from core import keys
 from core.meta import OWNER
 from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
+from core.rqadapter.enqueue import enqueue_writes, is_plain
+from core.rqadapter.jobdata import decode_status, is_stored, queue_status_reads
 from core.settings import Settings
 
 logger = logging.getLogger("app.store")
@@ -45,7 +46,7 @@ class JobRecord:
     position: int | None
 
 
-#: Optimistic transactions (WATCH) retry this often before giving up with a 409.
+#: Optimistic writes (WATCH, or the guards of a dependent submission) retry this often before giving up with a 409.
 WATCH_ATTEMPTS = 100
 
 
@@ -129,37 +130,24 @@ class JobStore:
         its owner has fewer active jobs than the limit (429 otherwise). Both are checked in the same
         script that writes (`app.scripts`), so concurrent requests on any process agree. When the
         claim was taken, nothing is written and the id of the job the claim names is returned.
+        A job with dependencies goes through `enqueue_dependent`.
         """
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
-        pushed_onto = None
-        if at is None and not job._dependency_ids and job.ttl is None and not job.has_rate_limit:
-            commands, pushed_onto = queued_job_writes(queue, job), queue.name
-        else:
-            recorder = self.sync.pipeline(transaction=True)
-            if at is None:
-                queue.enqueue_job(job, pipeline=recorder)
-            else:
-                queue.schedule_job(job, at, pipeline=recorder)
-            commands = [args for args, _options in recorder.command_stack]
+        commands = enqueue_writes(self.sync, queue, job, at)  # no dependencies: nothing read, never blocks
+        pushed_onto = queue.name if at is None and is_plain(job) else None
         outcome = await self.scripts.submit(
             commands,
             job.id,
-            claim=(claim.key, claim.value(job.id), claim.ttl) if claim is not None else None,
-            quota=(quota.key, quota.limit) if quota is not None else None,
+            claim=_claim_args(claim, job.id),
+            quota=_quota_args(quota),
             listing=self._listing_entry(job, job_type),
             pushed_onto=pushed_onto,
         )
-        if outcome.existing_claim is not None:
-            assert claim is not None
-            return claim.job_for(outcome.existing_claim)
-        if outcome.active is not None:
-            assert quota is not None
-            raise over_quota(outcome.active, quota.limit)
-        return None
+        return _settled(outcome, claim, quota)
 
-    def enqueue_dependent(
+    async def enqueue_dependent(
         self,
         make_job: Callable[[], Job],
         job_type: str,
@@ -167,40 +155,46 @@ class JobStore:
         claim: Claim | None,
         quota: Quota | None = None,
     ) -> tuple[Job | None, str | None]:
-        """Blocking (run it in a thread): enqueue a job that depends on `parents` with RQ's own
-        dependency logic, which WATCHes the parents. Returns (job, None), or (None, id of the job
-        `claim` names) when the claim was taken. Unknown or failed parents are a 422; a full
-        `quota` is a 429."""
-        parent_keys = [Job.key_for(parent) for parent in parents]
-        pipe: Any
-        with self.sync.pipeline(transaction=True) as pipe:
-            for _ in range(WATCH_ATTEMPTS):
-                try:
-                    if claim is not None:
-                        pipe.watch(claim.key)
-                        stored = pipe.get(claim.key)
-                        if stored is not None:
-                            return None, claim.job_for(stored)
-                    ended: list[bytes] = []
-                    if quota is not None:
-                        pipe.watch(quota.key)
-                        ended = prune_and_check_sync(self.sync, pipe, quota)
-                    pipe.watch(*parent_keys)
-                    _check_parents(parents, [pipe.hget(key, "status") for key in parent_keys])
-                    job = make_job()
-                    self.queues[job.origin].enqueue_job(job, pipeline=pipe)
-                    self._record_indexes(pipe, job, job_type)
-                    if claim is not None:
-                        pipe.set(claim.key, claim.value(job.id), ex=claim.ttl)
-                    if quota is not None:
-                        if ended:
-                            pipe.srem(quota.key, *ended)
-                        pipe.sadd(quota.key, job.id)
-                    pipe.execute()
-                    return job, None
-                except WatchError:
-                    continue
+        """Enqueue a job that depends on `parents`, deferred or queued as RQ's own dependency logic
+        decides from their statuses. Returns (job, None), or (None, id of the job `claim` names) when
+        the claim was taken. Unknown or failed parents are a 422; a full `quota` is a 429 (checked, like
+        the claim, first). The script writes only if every parent still has the status RQ decided on;
+        otherwise the job is built again."""
+        if not self._warm:
+            await self.warm_up()
+        for _ in range(WATCH_ATTEMPTS):
+            async with self.aio.pipeline(transaction=False) as reads:
+                queue_status_reads(reads, list(parents))
+                statuses = [decode_status(raw) for raw in await reads.execute()]
+            refused = _refused_parent(parents, statuses)
+            if refused is not None:  # the claim and the quota answer first, as for any submission
+                checked = await self.scripts.submit(
+                    [], "", claim=_claim_args(claim, ""), quota=_quota_args(quota), check_only=True
+                )
+                existing = _settled(checked, claim, quota)
+                if existing is not None:
+                    return None, existing
+                raise refused
+            job = make_job()
+            commands = await run_in_threadpool(enqueue_writes, self.sync, self.queues[job.origin], job)
+            outcome = await self.scripts.submit(
+                commands,
+                job.id,
+                claim=_claim_args(claim, job.id),
+                quota=_quota_args(quota),
+                listing=self._listing_entry(job, job_type),
+                guards=[(parent, str(status)) for parent, status in zip(parents, statuses, strict=True)],
+            )
+            if not outcome.guard_failed:
+                existing = _settled(outcome, claim, quota)
+                return (None, existing) if existing is not None else (job, None)
         raise contended()
+
+    async def reserve_slot(self, quota: Quota, job_id: str) -> None:
+        """Count an existing job (a retried one, say) as active again, or raise 429 when its owner is at the
+        limit; a job already counted as active takes no second slot."""
+        outcome = await self.scripts.submit([], job_id, quota=_quota_args(quota))
+        _settled(outcome, None, quota)
 
     def _listing_entry(self, job: Job, job_type: str) -> ListingEntry:
         score = job.created_at.timestamp() * 1_000_000
@@ -210,33 +204,18 @@ class JobStore:
             indexes.append(keys.index_for_owner(str(owner)))
         return ListingEntry(tuple(indexes), score, f"({score - self._index_horizon_us()}")
 
-    def _record_indexes(self, pipe: Any, job: Job, job_type: str) -> None:
-        entry = self._listing_entry(job, job_type)
-        for index in entry.indexes:
-            pipe.zadd(index, {job.id: entry.score})
-            pipe.zremrangebyscore(index, "-inf", entry.stale_below)
-
     def _index_horizon_us(self) -> float:
         return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
-
-    @staticmethod
-    def copy_commands(recorder: Any, pipe: Any) -> None:
-        """Queue on `pipe` (asyncio, in MULTI) what RQ recorded on `recorder` (sync, never executed)."""
-        for args, options in recorder.command_stack:
-            pipe.execute_command(*args, **options)
-        recorder.reset()
 
     # -- reads --------------------------------------------------------------------------
 
     async def fetch(self, job_id: str) -> JobRecord | None:
         """The job, its newest result and its queue position, read in one script run."""
-        found = await self.scripts.fetch(
-            Job.key_for(job_id), Result.get_key(job_id), Queue.redis_queue_namespace_prefix, job_id
-        )
+        found = await self.scripts.fetch(job_id)
         if found is None:
             return None
         raw, results, position = found
-        if b"data" not in raw:
+        if not is_stored(raw):
             return None
         job = self.restore(job_id, raw)
         if job.origin not in self.queues:
@@ -295,29 +274,37 @@ class JobStore:
         return bool(await self.aio.ping())
 
 
-def queued_job_writes(queue: Queue, job: Job) -> list[tuple[Any, ...]]:
-    """The writes of RQ's `Queue.enqueue_job` for a new job without dependencies, TTL or rate limit,
-    made without its recording pipeline (~10 us less per submission); the job object is updated as
-    RQ updates it. tests/unit/test_scripts.py holds the result to RQ's own, key by key."""
-    job.origin = queue.name
-    job.enqueued_at = now()
-    if job.timeout is None:
-        job.timeout = queue._default_timeout
-    job._status = JobStatus.QUEUED
-    fields = [part for pair in job.to_dict().items() for part in pair]
-    return [("SADD", queue.redis_queues_keys, queue.key), ("HSET", job.key, *fields), ("RPUSH", queue.key, job.id)]
+def _claim_args(claim: Claim | None, job_id: str) -> tuple[str, str, int] | None:
+    return (claim.key, claim.value(job_id), claim.ttl) if claim is not None else None
 
 
-def _check_parents(parents: Sequence[str], statuses: Sequence[Any]) -> None:
+def _quota_args(quota: Quota | None) -> tuple[str, int] | None:
+    return (quota.key, quota.limit) if quota is not None else None
+
+
+def _settled(outcome: SubmitOutcome, claim: Claim | None, quota: Quota | None) -> str | None:
+    """The id of the job a taken `claim` names; raises 429 when `quota` refused; None when written."""
+    if outcome.existing_claim is not None:
+        assert claim is not None
+        return claim.job_for(outcome.existing_claim)
+    if outcome.active is not None:
+        assert quota is not None
+        raise over_quota(outcome.active, quota.limit)
+    return None
+
+
+def _refused_parent(parents: Sequence[str], statuses: Sequence[str | None]) -> ValidationFailedError | None:
+    """Why a job cannot depend on `parents` (with these statuses), or None if it can."""
     for position, (parent, status) in enumerate(zip(parents, statuses, strict=True)):
         if status is None:
-            raise ValidationFailedError.field(
+            return ValidationFailedError.field(
                 ["depends_on", position], f"no job {parent!r} (it never existed or expired)"
             )
-        if status.decode() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            raise ValidationFailedError.field(
-                ["depends_on", position], f"job {parent!r} is {status.decode()}; it will never finish"
+        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            return ValidationFailedError.field(
+                ["depends_on", position], f"job {parent!r} is {status}; it will never finish"
             )
+    return None
 
 
 def _expiring_registries(queue: Queue) -> list[BaseRegistry]:

@@ -10,6 +10,7 @@ from rq.results import Result
 from core.clock import iso_z
 from core.meta import CALLBACK, OWNER, PROGRESS, TYPE
 from core.outcome import error_line, summarize_exception
+from core.rqadapter.jobdata import meta_is_unreadable, readable_meta
 from jobs.progress import shown_messages
 
 UNREADABLE = "job metadata in Redis is not JSON; it was not deserialized (refusing non-JSON job data)"
@@ -29,8 +30,8 @@ def job_view(
 ) -> dict[str, Any]:
     """The public view of `job`; `details=False` leaves out messages and result (for listings)."""
     status = job.get_status(refresh=False)
-    unreadable = job._unreadable_meta is not None  # not JSON (a planted pickle, say): never deserialized
-    meta = {} if unreadable else job.meta
+    unreadable = meta_is_unreadable(job)
+    meta = readable_meta(job)
     view: dict[str, Any] = {
         "id": job.id,
         "type": meta.get(TYPE),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.maint_notifications import MaintNotificationsConfig
 
+from core.rqadapter.redis_private import hiredis_packing
 from core.settings import Settings
 
 #: Redis errors that mean "cannot use Redis right now" (retry later), not "bad command": unreachable, or
@@ -61,52 +60,3 @@ def async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
     pool = client.connection_pool
     pool.connection_class = hiredis_packing(pool.connection_class)
     return client
-
-
-_PACKING: dict[type[Any], type[Any]] = {}
-
-
-def hiredis_packing(base: type[Any]) -> type[Any]:
-    """`base` (plain, TLS or unix socket) packing commands with hiredis's C packer.
-
-    redis-py's blocking connections already pack with hiredis; its asyncio ones join bytes in
-    Python, re-copying the buffer for every argument: ~60 us for a submission's ~90 arguments,
-    against ~5 us here. The bytes sent are the same. Command names with a space ('CLIENT SETNAME')
-    and arguments hiredis does not take go through redis-py's own packer (and its errors)."""
-    if base in _PACKING or base in _PACKING.values():
-        return _PACKING.get(base, base)
-
-    class HiredisPacking(base):  # type: ignore[misc]
-        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-            """redis-py wraps every write in `asyncio.wait_for` when a socket timeout is set, which
-            makes a task per command. Here the bytes go straight to the transport; only a write
-            the kernel did not take at once waits to drain, bounded by the same timeout."""
-            if check_health and self.is_connected:
-                await self.check_health()
-            writer = self._writer
-            if writer is None or writer.transport.is_closing() or not self.socket_timeout:
-                await super().send_packed_command(command, check_health=False)
-                return
-            writer.writelines([command] if isinstance(command, bytes) else command)
-            if writer.transport.get_write_buffer_size():
-                try:
-                    await asyncio.wait_for(writer.drain(), self.socket_timeout)
-                except TimeoutError:
-                    await self.disconnect(nowait=True)
-                    raise redis.TimeoutError("Timeout writing to socket") from None
-                except OSError as exc:
-                    await self.disconnect(nowait=True)
-                    raise redis.ConnectionError(f"Error while writing to socket: {exc}") from exc
-
-        def pack_command(self, *args: Any) -> list[bytes]:
-            name = args[0]
-            if (b" " if isinstance(name, bytes) else " ") in name:
-                return super().pack_command(*args)  # type: ignore[no-any-return]
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError:
-                return super().pack_command(*args)  # type: ignore[no-any-return]
-
-    HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{base.__name__}"
-    _PACKING[base] = HiredisPacking
-    return HiredisPacking

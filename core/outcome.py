@@ -7,6 +7,8 @@ import re
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from core.rqadapter.jobdata import exc_info
+
 _TIMEOUT = re.compile(r"JobTimeoutException: .*?\((\d+) seconds?\)")
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure|Warning)\b.*)$"
@@ -15,7 +17,7 @@ _EXCEPTION_LINE = re.compile(
 
 def error_line(job: Job, result: Result | None) -> str | None:
     """A one-line reason, never a traceback: exception type and message, or why the job ended."""
-    exc_string = (result.exc_string if result is not None else None) or job._exc_info
+    exc_string = (result.exc_string if result is not None else None) or exc_info(job)
     if job.get_status(refresh=False) == JobStatus.STOPPED:
         return "stopped by request"
     if not exc_string:

@@ -5,7 +5,7 @@ Stopping a running job: the web sets a flag (`core.keys.stop_requested`) and sen
 `StopRequested`; otherwise the worker kills it once `JOB_STOP_GRACE` has passed. Either
 way RQ records it `stopped` and never retries it.
 
-Canceling a waiting job (`queued`, `scheduled`, `deferred`) is one Lua script, so it cannot
+Canceling a waiting job (`queued`, `scheduled`, `deferred`) is one Lua script (`core.rqadapter.scripts`), so it cannot
 race a worker or the scheduler taking the job: the job is canceled only if it is still in
 the list or registry its status names. A canceled, failed or stopped parent cancels the
 jobs that wait on it (`cancel_dependents`), so nothing stays deferred for ever.
@@ -14,42 +14,22 @@ jobs that wait on it (`cancel_dependents`), so nothing stays deferred for ever.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
-from rq.queue import Queue
-from rq.registry import CanceledJobRegistry, DeferredJobRegistry, ScheduledJobRegistry
-from rq.utils import as_text, utcformat
+from rq.utils import as_text
 
 from core import events, keys
 from core.queues import SERIALIZER
+from core.rqadapter.jobdata import origin_and_status
+from core.rqadapter.scripts import CANCEL_WAITING, cancel_call
 
 #: How often a running job's `cancel_requested()` asks Redis at most (s); in between it answers from memory.
 STOP_CHECK_INTERVAL = 0.25
 
 #: Statuses of jobs that have not started yet and can be canceled at once.
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-
-#: KEYS: job hash, where it waits (queue list or registry), canceled registry, dependents, dependencies.
-#: ARGV: job id, expected status, "list" | "zset", registry score, ttl, ended_at.
-#: Returns 1 when canceled, 0 when the job is no longer where its status says (taken meanwhile).
-CANCEL_WAITING = """
-if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then return 0 end
-local removed
-if ARGV[3] == 'list' then
-  removed = redis.call('LREM', KEYS[2], 0, ARGV[1])
-else
-  removed = redis.call('ZREM', KEYS[2], ARGV[1])
-end
-if removed == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'canceled', 'ended_at', ARGV[6])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-for _, key in ipairs({KEYS[1], KEYS[4], KEYS[5]}) do redis.call('EXPIRE', key, ARGV[5]) end
-return 1
-"""
 
 
 class StopRequested(Exception):
@@ -85,34 +65,6 @@ def stop_requested(connection: Redis, job_id: str) -> bool:
     return bool(connection.exists(keys.stop_requested(job_id)))
 
 
-def waiting_place(origin: str, status: str) -> tuple[str, str]:
-    """Where a waiting job's id sits: (key, "list" | "zset")."""
-    if status == JobStatus.QUEUED:
-        return Queue.redis_queue_namespace_prefix + origin, "list"
-    if status == JobStatus.SCHEDULED:
-        return ScheduledJobRegistry.key_template.format(origin), "zset"
-    if status == JobStatus.DEFERRED:
-        return DeferredJobRegistry.key_template.format(origin), "zset"
-    raise ValueError(f"a {status} job is not waiting")
-
-
-def cancel_call(job_id: str, origin: str, status: str, ttl: int) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV for CANCEL_WAITING; the canceled job and its record expire after `ttl` seconds."""
-    place, kind = waiting_place(origin, status)
-    job_key = Job.key_for(job_id)
-    now = datetime.now(UTC)
-    return (
-        [
-            job_key,
-            place,
-            CanceledJobRegistry.key_template.format(origin),
-            f"{job_key}:dependents",
-            f"{job_key}:dependencies",
-        ],
-        [job_id, status, kind, int(now.timestamp()) + ttl, ttl, utcformat(now)],
-    )
-
-
 def cancel_dependents(connection: Redis, job_id: str, ttl: int) -> list[str]:
     """Cancel every job still deferred on `job_id`, and the jobs deferred on those; returns their ids."""
     script = connection.register_script(CANCEL_WAITING)
@@ -126,10 +78,10 @@ def cancel_dependents(connection: Redis, job_id: str, ttl: int) -> list[str]:
             if child in seen:
                 continue
             seen.add(child)
-            origin, status = connection.hmget(Job.key_for(child), ["origin", "status"])
-            if origin is None or status is None or as_text(status) != JobStatus.DEFERRED:
+            origin, status = origin_and_status(connection, child)
+            if origin is None or status != JobStatus.DEFERRED:
                 continue
-            call_keys, call_args = cancel_call(child, as_text(origin), JobStatus.DEFERRED, ttl)
+            call_keys, call_args = cancel_call(child, origin, JobStatus.DEFERRED, ttl)
             if script(keys=call_keys, args=call_args) == 1:
                 canceled.append(child)
                 parents.append(child)

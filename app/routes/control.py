@@ -8,10 +8,9 @@ from starlette.routing import Route
 
 from app import control
 from app.ownership import owned_job, owner_of
-from app.quota import reserve_slot
+from app.quota import Quota
 from app.routes.jobs import _settings, _store
 from app.views import job_view
-from core import keys
 
 
 async def cancel_job(request: Request) -> Response:
@@ -30,7 +29,7 @@ async def retry_job(request: Request) -> Response:
     settings = _settings(request)
     owner = owner_of(owned.job)
     if settings.max_active_jobs and owner:
-        await reserve_slot(_store(request).aio, keys.active_for_owner(owner), settings.max_active_jobs, job_id)
+        await _store(request).reserve_slot(Quota(owner, settings.max_active_jobs), job_id)
     record = await control.requeue(_store(request), job_id)
     view = job_view(record.job, result=record.result, position=record.position)
     return JSONResponse(view, status_code=202, headers={"Location": f"/jobs/{record.job.id}"})

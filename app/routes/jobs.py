@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from rq.job import Job, JobStatus
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -81,9 +80,9 @@ async def submit_job(request: Request) -> Response:
             depends_on=submission.depends_on,
         )
 
-    if submission.depends_on:  # RQ's dependency setup WATCHes the parents: blocking, so in a thread
-        new, existing = await run_in_threadpool(
-            store.enqueue_dependent, make_job, submission.spec.name, submission.depends_on, claim, quota
+    if submission.depends_on:
+        new, existing = await store.enqueue_dependent(
+            make_job, submission.spec.name, submission.depends_on, claim, quota
         )
     else:
         new = make_job()

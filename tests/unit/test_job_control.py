@@ -102,6 +102,24 @@ def test_idempotent_submission(client: TestClient, fake_redis: fakeredis.FakeRed
     assert client.post("/jobs", json=noop_job(), headers={"Idempotency-Key": "~" * 255}).status_code == 202
 
 
+def test_a_dependent_replay_returns_its_job_even_once_the_parent_failed(
+    client: TestClient, fake_redis: fakeredis.FakeRedis
+) -> None:
+    parent = client.post("/jobs", json=steps_job(steps=1, args={"fail_at": 1})).json()["id"]
+    headers = {"Idempotency-Key": "child-of-a-failure"}
+    child = client.post("/jobs", json=noop_job(depends_on=[parent]), headers=headers)
+    assert child.status_code == 202 and child.json()["status"] == "deferred"
+    run_all(fake_redis)
+    assert client.get(f"/jobs/{parent}").json()["status"] == "failed"
+    replay = client.post("/jobs", json=noop_job(depends_on=[parent]), headers=headers)  # the claim answers first
+    assert replay.status_code == 200 and replay.json()["id"] == child.json()["id"]
+    assert_problem(client.post("/jobs", json=noop_job(depends_on=[parent])), 422, ["depends_on", 0])
+    finished = client.post("/jobs", json=noop_job()).json()["id"]
+    run_all(fake_redis)
+    queued = client.post("/jobs", json=noop_job(depends_on=[finished])).json()
+    assert queued["status"] == "queued" and fake_redis.lrange("rq:queue:default", 0, -1) == [queued["id"].encode()]
+
+
 def test_idempotency_keys_are_scoped_per_owner() -> None:
     assert keys.idempotency("anonymous", "d") != keys.idempotency("team-a", "d")
 

@@ -1,4 +1,4 @@
-"""GET /jobs served from RQ's own per-status records (app/listing.py): every filter, order, paging, ownership."""
+"""GET /jobs served from RQ's own per-status records (app/listing): every filter, order, paging, ownership."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
 from core.queues import SERIALIZER
+from core.rqadapter import jobdata
 from core.settings import get_settings
 from jobs import progress
 from jobs.builtin.demo import DemoFailure, steps
@@ -186,7 +187,7 @@ def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_re
     assert sorted(key.decode() for key in fake_redis.keys()) == [job.key]
 
 
-def test_meta_json_is_what_rqs_serializer_writes_and_encodes_each_message_once(
+def test_serialize_meta_is_what_rqs_serializer_writes_and_encodes_each_message_once(
     monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
 ) -> None:
     job = RegisteredJob.fetch(
@@ -195,13 +196,13 @@ def test_meta_json_is_what_rqs_serializer_writes_and_encodes_each_message_once(
     job.meta["owner"] = "alice"
     limit = get_settings().progress_max_messages
     encoded: list[Any] = []
-    dumps = progress.json.dumps
-    monkeypatch.setattr(progress.json, "dumps", lambda value, *a, **k: encoded.append(value) or dumps(value, *a, **k))
+    dumps = jobdata.json.dumps
+    monkeypatch.setattr(jobdata.json, "dumps", lambda value, *a, **k: encoded.append(value) or dumps(value, *a, **k))
 
     for i in range(limit + 20):  # past the cap: the oldest entries leave, their encodings with them
         progress.append_message(job.meta, f'step {i}: «ünïcode» "quoted"' if i % 3 else None, i % 101)
         encoded.clear()
-        written = progress.meta_json(job)
+        written = jobdata.serialize_meta(job)
         assert SERIALIZER.loads(written) == job.meta
         assert [value for value in encoded if value is not job.meta] == [
             job.meta["messages"][-1],  # only the new entry is encoded, then the rest of meta
@@ -210,7 +211,7 @@ def test_meta_json_is_what_rqs_serializer_writes_and_encodes_each_message_once(
     assert len(job.__dict__["_encoded_messages"]) == limit
 
 
-def test_meta_json_of_a_meta_without_messages_is_rqs_own() -> None:
+def test_serialize_meta_of_a_meta_without_messages_is_rqs_own() -> None:
     job = RegisteredJob(connection=fakeredis.FakeRedis(), serializer=SERIALIZER)
     job.meta = {"type": "demo.steps", "progress": 0, "messages": []}
-    assert progress.meta_json(job) == job._serialize_meta()
+    assert jobdata.serialize_meta(job) == job._serialize_meta()

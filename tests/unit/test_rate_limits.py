@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 
 from app.errors import TooManyRequestsError
 from app.main import create_app
-from app.quota import reserve_slot
+from app.quota import Quota
+from app.store import JobStore
 from core import keys
 from core.connection import async_redis, sync_redis
 from core.queues import SERIALIZER
@@ -142,13 +143,25 @@ def test_reserve_slot_counts_a_requeued_job(
     client = make_client(api_keys=API_KEYS, max_active_jobs=1)
     job_id = client.post("/jobs", json=noop_job(), headers=bearer("alice")).json()["id"]
     run_jobs(fake_server)
-    aio = fakeredis.FakeAsyncRedis(server=fake_server)
     redis = fakeredis.FakeRedis(server=fake_server)
+    store = JobStore(Settings(redis_url="redis://unused:6379/0"), redis, fakeredis.FakeAsyncRedis(server=fake_server))
     active_key = keys.active_for_owner("alice")
     redis.srem(active_key, job_id)  # ended jobs are pruned from the set
-    asyncio.run(reserve_slot(aio, active_key, 1, job_id))  # it had ended: the slot was free
+    asyncio.run(store.reserve_slot(Quota("alice", 1), job_id))  # it had ended: the slot was free
     assert redis.sismember(active_key, job_id)
     redis.hset(Job.key_for(job_id), "status", "queued")  # as a retry would leave it
     assert_problem(client.post("/jobs", json=noop_job(), headers=bearer("alice")), 429)
     with pytest.raises(TooManyRequestsError):
-        asyncio.run(reserve_slot(aio, active_key, 1, "another-job"))
+        asyncio.run(store.reserve_slot(Quota("alice", 1), "another-job"))
+
+
+def test_the_quota_counts_dependent_jobs_and_answers_before_their_parents_are_checked(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(api_keys=API_KEYS, max_active_jobs=2)
+    parent = client.post("/jobs", json=noop_job(), headers=bearer("alice")).json()["id"]
+    child = client.post("/jobs", json=noop_job(depends_on=[parent]), headers=bearer("alice"))
+    assert child.status_code == 202 and child.json()["status"] == "deferred"
+    assert_problem(client.post("/jobs", json=noop_job(depends_on=[parent]), headers=bearer("alice")), 429)
+    assert_problem(client.post("/jobs", json=noop_job(depends_on=["no-such-job"]), headers=bearer("alice")), 429)
+    assert_problem(client.post("/jobs", json=noop_job(depends_on=["no-such-job"]), headers=bearer("bob")), 422)

@@ -11,12 +11,13 @@ import fakeredis
 import pytest
 import redis
 from rq.job import Job, JobStatus
-from rq.queue import Queue
 from rq.results import Result
 
-from app.scripts import ListingEntry, Scripts, flatten
-from app.store import JobStore, queued_job_writes
+from app.scripts import ListingEntry, Scripts
+from app.store import JobStore
 from core import keys
+from core.rqadapter.enqueue import queued_job_writes
+from core.rqadapter.scripts import flatten
 from core.settings import Settings
 
 
@@ -96,32 +97,26 @@ def test_fetch_reads_the_job_its_newest_result_and_its_queue_position() -> None:
     server = fakeredis.FakeServer()
     store = _store(server)
     scripts = Scripts(store.aio)
-    prefix = Queue.redis_queue_namespace_prefix
-    assert asyncio.run(scripts.fetch(Job.key_for("nope"), Result.get_key("nope"), prefix, "nope")) is None
+    assert asyncio.run(scripts.fetch("nope")) is None
 
     first, stack = _recorded(store)
     asyncio.run(scripts.submit(stack, first.id))
     second, stack = _recorded(store)
     asyncio.run(scripts.submit(stack, second.id))
-    raw, results, position = asyncio.run(
-        scripts.fetch(Job.key_for(second.id), Result.get_key(second.id), prefix, second.id)
-    )
+    raw, results, position = asyncio.run(scripts.fetch(second.id))
     assert raw[b"status"] == b"queued" and position == 1 and results == []
 
     store.sync.hset(Job.key_for(second.id), "status", "finished")
     store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "old"})
     store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "new"})
-    raw, results, position = asyncio.run(
-        scripts.fetch(Job.key_for(second.id), Result.get_key(second.id), prefix, second.id)
-    )
+    raw, results, position = asyncio.run(scripts.fetch(second.id))
     assert position is None and len(results) == 1
     entry_id, payload = results[0]
     assert isinstance(entry_id, bytes) and payload[b"return_value"] == b"new"
 
 
 def _position(scripts: Scripts, job_id: str) -> int | None:
-    prefix = Queue.redis_queue_namespace_prefix
-    found = asyncio.run(scripts.fetch(Job.key_for(job_id), Result.get_key(job_id), prefix, job_id))
+    found = asyncio.run(scripts.fetch(job_id))
     assert found is not None
     position: int | None = found[2]
     return position
@@ -188,7 +183,7 @@ def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
     monkeypatch: pytest.MonkeyPatch, retries: int, description: str
 ) -> None:
     fixed = datetime(2026, 11, 23, 8, 0, 0, 123456, tzinfo=UTC)
-    for module in ("rq.job", "rq.queue", "app.store"):
+    for module in ("rq.job", "rq.queue", "core.rqadapter.enqueue"):
         monkeypatch.setattr(f"{module}.now", lambda: fixed)
     monkeypatch.setattr("rq.job.uuid4", lambda: uuid.UUID("12345678123456781234567812345678"))
     written = []
@@ -210,3 +205,80 @@ def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
         written.append((_contents(store.sync), job.to_dict()))
     assert written[0] == written[1]
     assert written[1][0][b"rq:job:12345678-1234-5678-1234-567812345678"][1][b"status"] == b"queued"
+
+
+# The active-jobs quota, written once (in the submission script): every path that counts a job against it
+# (a plain or dependent submission, a retry's reserved slot, a check-only call) runs through these cases.
+# members: job id -> its stored status (None: the job expired); outcome: "written", "checked" or the
+# active count of a refusal; then what the active set holds afterwards.
+QUOTA_CASES = [
+    pytest.param({"running": "started", "done": "finished", "gone": None}, 2, "new", False, "written",
+                 {"running", "new"}, id="ended-and-expired-pruned-new-counted"),
+    pytest.param({}, 1, "new", False, "written", {"new"}, id="empty-set"),
+    pytest.param({"a": "queued", "b": "deferred", "done": "failed"}, 2, "new", False, 2, {"a", "b"},
+                 id="full-refused-and-pruned"),
+    pytest.param({"a": "scheduled", "b": "started"}, 3, "new", False, "written", {"a", "b", "new"},
+                 id="below-the-limit"),
+    pytest.param({"self": "queued"}, 1, "self", False, "written", {"self"}, id="a-job-already-counted-is-not-again"),
+    pytest.param({"self": "failed", "other": "queued"}, 1, "self", False, 1, {"other"},
+                 id="a-requeued-job-needs-a-free-slot"),
+    pytest.param({"done": "finished"}, 1, "new", True, "checked", {"done"}, id="check-only-writes-nothing"),
+    pytest.param({"a": "started"}, 1, "new", True, 1, {"a"}, id="check-only-still-refuses"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("members", "limit", "job_id", "check_only", "outcome", "after"), QUOTA_CASES)
+def test_the_quota_rule(
+    members: dict[str, str | None], limit: int, job_id: str, check_only: bool, outcome: object, after: set[str]
+) -> None:
+    store = _store(fakeredis.FakeServer())
+    sync: redis.Redis = store.sync
+    for member, status in members.items():
+        sync.sadd("active", member)
+        if status is not None:
+            sync.hset(Job.key_for(member), "status", status)
+    reply = asyncio.run(Scripts(store.aio).submit([], job_id, quota=("active", limit), check_only=check_only))
+    if outcome == "written":
+        assert reply.written and reply.active is None
+    elif outcome == "checked":
+        assert not reply.written and reply.active is None and not reply.guard_failed
+    else:
+        assert not reply.written and reply.active == outcome
+    assert {member.decode() for member in sync.smembers("active")} == after
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected", "written"),
+    [("started", "started", True), ("finished", "started", False), (None, "started", False)],
+)
+def test_guards_write_only_while_each_guarded_job_keeps_its_status(
+    stored: str | None, expected: str, written: bool
+) -> None:
+    store = _store(fakeredis.FakeServer())
+    sync: redis.Redis = store.sync
+    if stored is not None:
+        sync.hset(Job.key_for("parent"), "status", stored)
+    job, stack = _recorded(store)
+    listing = ListingEntry(("index:a",), 1000.0, "(500.0")
+    outcome = asyncio.run(
+        Scripts(store.aio).submit(
+            stack,
+            job.id,
+            claim=("claim", "mine", 60),
+            quota=("active", 5),
+            listing=listing,
+            guards=[("parent", expected)],
+        )
+    )
+    assert outcome.written is written and outcome.guard_failed is not written
+    assert bool(sync.exists(Job.key_for(job.id))) is written and bool(sync.exists("claim")) is written
+    assert bool(sync.sismember("active", job.id)) is written and bool(sync.zcard("index:a")) is written
+
+
+def test_check_only_answers_a_taken_claim_and_writes_nothing() -> None:
+    store = _store(fakeredis.FakeServer())
+    store.sync.set("claim", "the first job")
+    outcome = asyncio.run(Scripts(store.aio).submit([], "", claim=("claim", "x", 60), check_only=True))
+    assert outcome.existing_claim == b"the first job"
+    outcome = asyncio.run(Scripts(store.aio).submit([], "", claim=("other", "x", 60), check_only=True))
+    assert not outcome.written and outcome.existing_claim is None and not store.sync.exists("other")

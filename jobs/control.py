@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from rq.utils import as_text
 
 from core import events, keys
+from core.meta import ATTEMPT
 from core.queues import SERIALIZER
 from core.rqadapter.jobdata import origin_and_status
 from core.rqadapter.scripts import CANCEL_WAITING, cancel_call
@@ -39,8 +40,11 @@ class StopRequested(Exception):
         super().__init__(message)
 
 
-#: The running job's last answer: job id -> (monotonic time asked, stop requested).
-_checks: dict[str, tuple[float, bool]] = {}
+#: The last answer per run: (job id, attempt) -> (monotonic time asked, stop requested). A run, not a
+#: job id: a job stopped and then retried by hand starts a new run that must ask afresh. Several jobs
+#: share a process under the concurrent worker, so the answers of other runs are kept (up to a bound).
+_checks: dict[tuple[str, int], tuple[float, bool]] = {}
+_CHECKS_KEPT = 1024
 
 
 def cancel_requested() -> bool:
@@ -51,13 +55,15 @@ def cancel_requested() -> bool:
     job = get_current_job()
     if job is None:
         return False
-    cached = _checks.get(job.id)
+    run = (job.id, int(job.meta.get(ATTEMPT, 0)))
+    cached = _checks.get(run)
     now = time.monotonic()
     if cached is not None and (cached[1] or now - cached[0] < STOP_CHECK_INTERVAL):
         return cached[1]
     requested = stop_requested(job.connection, job.id)
-    _checks.clear()  # one job per work horse: keep only the current one
-    _checks[job.id] = (now, requested)
+    if len(_checks) >= _CHECKS_KEPT:
+        _checks.clear()
+    _checks[run] = (now, requested)
     return requested
 
 

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from app.errors import ValidationFailedError
 from app.scheduling import due_time
 from core import keys
+from core.meta import ATTEMPT
 from core.queues import SERIALIZER
 from jobs.control import cancel_dependents, cancel_requested
 from tests.factories import noop_job, steps_job
@@ -171,4 +172,19 @@ def test_cancel_dependents_cancels_the_whole_deferred_subtree(fake_redis: fakere
 
 
 def test_cancel_requested_is_false_outside_a_worker() -> None:
+    assert cancel_requested() is False
+
+
+def test_a_stopped_job_retried_by_hand_asks_afresh(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that saw its stop flag does not make the job's next run (a retry by hand) stop too."""
+    job = Queue("default", connection=fake_redis, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
+    monkeypatch.setattr("jobs.control.get_current_job", lambda: job)
+    job.meta[ATTEMPT] = 1
+    fake_redis.set(keys.stop_requested(job.id), 1)
+    assert cancel_requested() is True
+    fake_redis.delete(keys.stop_requested(job.id))  # what a retry does before the job runs again
+    assert cancel_requested() is True  # the same run keeps its answer
+    job.meta[ATTEMPT] = 2
     assert cancel_requested() is False

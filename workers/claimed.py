@@ -8,6 +8,7 @@ from rq import Queue
 from rq.job_lifecycle import record_job_failure
 from rq.utils import now
 
+from core.rqadapter import bookkeeping
 from core.rqadapter.claims import Claims
 from workers.base import ServiceBase
 from workers.job import RegisteredJob
@@ -19,10 +20,7 @@ def load_claimed(worker: ServiceBase, claimed: Sequence[tuple[str, str]]) -> lis
     A job deleted while queued loses its claim; one whose data or meta is not JSON is failed
     (`fail_unreadable`); neither is returned."""
     by_key = {queue.key: queue for queue in worker.queues}
-    with worker.connection.pipeline(transaction=False) as pipe:
-        for _, job_id in claimed:
-            pipe.hgetall(RegisteredJob.key_for(job_id))
-        hashes = pipe.execute()
+    hashes = bookkeeping.read_job_hashes(worker.connection, [job_id for _, job_id in claimed])
     batch: list[tuple[RegisteredJob, Queue]] = []
     version = worker.get_redis_server_version()  # type: ignore[no-untyped-call]
     for (queue_key, job_id), data in zip(claimed, hashes, strict=True):

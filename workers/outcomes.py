@@ -85,10 +85,7 @@ class OutcomeRecorderMixin(BatchStartMixin):
         jobs = [o.running.job for o in outcomes]
         try:
             with self.connection.pipeline() as pipe:
-                dependents = [job.dependents_key for job in jobs]
-                pipe.watch(*dependents)  # type: ignore[no-untyped-call]
-                if pipe.execute_command("EXISTS", *dependents):  # type: ignore[no-untyped-call]
-                    pipe.unwatch()
+                if bookkeeping.watch_dependents(pipe, jobs):
                     raise redis.WatchError("a finished job has dependents")
                 pipe.multi()
                 self._queue_successes(pipe, outcomes)

@@ -253,7 +253,7 @@ class Recovery:
                     outcome = self._requeue(job, queue, pipe, f"attempt {_attempt(job)} interrupted: {reason}")
                 else:
                     outcome = self._lose_attempt(job, queue, pipe, reason)
-            elif status == JobStatus.QUEUED and self.connection.lpos(queue.key, job_id) is None:
+            elif status == JobStatus.QUEUED and not bookkeeping.is_in_queue(self.connection, queue, job_id):
                 executions.drop_abandoned(
                     self.connection, job, pipe
                 )  # the worker may have died between its execution and the start

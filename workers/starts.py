@@ -23,7 +23,7 @@ from rq.utils import current_timestamp
 from rq.worker import WorkerStatus
 
 from core.connection import REDIS_DOWN
-from core.rqadapter import executions
+from core.rqadapter import bookkeeping, executions
 from core.rqadapter.worker_hooks import bind_current_job, ordered_queues
 from workers.base import LOST_OUTCOME_REASON
 from workers.claimed import load_claimed
@@ -68,7 +68,7 @@ class BatchStartMixin(JobRunnerMixin):
                     execution = executions.new_execution(job, self.name)
                     executions.register_start(pipe, execution, self.get_heartbeat_ttl(job), stamp)
                     job.prepare_for_execution(self.name, pipeline=pipe)
-                    pipe.persist(job.key)
+                    bookkeeping.persist_while_running(pipe, job)
                     started.append(Running(job, queue_, execution))
                 if self.get_state() != WorkerStatus.BUSY:
                     self.set_state(WorkerStatus.BUSY, pipeline=pipe)

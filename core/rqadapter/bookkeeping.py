@@ -62,6 +62,36 @@ def write_start(job: Job, worker_name: str, pipeline: Pipeline) -> None:
     pipeline.hset(job.key, mapping=mapping)
 
 
+def read_job_hashes(connection: Redis, job_ids: Sequence[str]) -> list[dict[bytes, bytes]]:
+    """The hashes of `job_ids` as `Job.restore` takes them, in one round trip (empty: no such job)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hgetall(Job.key_for(job_id))
+        hashes: list[dict[bytes, bytes]] = pipe.execute()
+    return hashes
+
+
+def persist_while_running(pipe: Pipeline, job: Job) -> None:
+    """What RQ's `prepare_job_execution` does to a starting job's hash: no TTL while it runs."""
+    pipe.persist(job.key)
+
+
+def watch_dependents(pipe: Pipeline, jobs: Sequence[Job]) -> bool:
+    """WATCH the dependents sets of `jobs` on `pipe` (before its MULTI); True if any job has dependents
+    (then nothing is watched any more)."""
+    dependents = [job.dependents_key for job in jobs]
+    pipe.watch(*dependents)  # type: ignore[no-untyped-call]
+    if pipe.execute_command("EXISTS", *dependents):  # type: ignore[no-untyped-call]
+        pipe.unwatch()
+        return True
+    return False
+
+
+def is_in_queue(connection: Redis, queue: Queue, job_id: str) -> bool:
+    """Whether `job_id` is in `queue`'s list (a `queued` job may be claimed, or lost, instead)."""
+    return connection.lpos(queue.key, job_id) is not None
+
+
 def meta_is_unreadable(job: Job) -> bool:
     """Whether the `meta` RQ read for `job` could not be deserialized (RQ keeps the raw bytes aside)."""
     return job._unreadable_meta is not None

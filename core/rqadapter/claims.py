@@ -5,7 +5,7 @@ pop and its own bookkeeping loses the job (RQ's reliable BLMOVE path only covers
 workers). Here one Lua script pops the first job of the highest-priority non-empty queue (RQ's
 queue lists) AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in one atomic
 step. The claim lasts until the worker settles the job (outcome recorded, requeued or
-recovered); `workers.recovery` hands the claims of dead workers back.
+recovered); the workers' abandoned-job sweep hands the claims of dead workers back.
 """
 
 from __future__ import annotations

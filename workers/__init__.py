@@ -12,7 +12,8 @@
     concurrent   the concurrent worker, built in layers: running, runner, threads, starts,
                  outcomes, heartbeats, commands, loop
     claimed      claimed job ids -> jobs to run; an unreadable job failed once
-    recovery     liveness keys, the abandoned-job sweep, settling claims
+    liveness     liveness keys: which workers are alive
+    recovery     the abandoned-job sweep, settling claims
     outages      waiting out Redis outages
     scheduling   keeping RQ's scheduler going
     cleanup      RQ's registry clean-up, minus the started registry

@@ -31,9 +31,10 @@ from workers import lifecycle, lifeline, stopping
 from workers.announcing import AnnouncingWorker
 from workers.cleanup import RegistryCleanupMixin
 from workers.job import RegisteredJob
+from workers.liveness import Timing
 from workers.observe import ObservedWorker
 from workers.outages import OutageTolerantMixin
-from workers.recovery import Recovery, Timing
+from workers.recovery import Recovery
 from workers.scheduling import SchedulerWatch
 
 SHUTDOWN_REASON = "the worker shut down before the job finished; requeued without spending a retry"

@@ -1,7 +1,6 @@
 """Fast abandoned-job recovery: jobs held by a dead worker are retried or failed within a bound.
 
-Every live worker refreshes `jobsvc:alive:<name>` (TTL `ABANDONED_JOB_TIMEOUT / 2`) about
-every `ABANDONED_JOB_TIMEOUT / 6` seconds, and every job it takes is claimed in
+Every live worker refreshes its liveness key (`workers.liveness`), and every job it takes is claimed in
 `jobsvc:claims` (see `core.rqadapter.claims`). About every `ABANDONED_JOB_TIMEOUT / 4` seconds
 one worker (whoever holds `jobsvc:recovery:lock`) sweeps the claims: a claim whose owner
 has no liveness key is taken over and settled:
@@ -15,23 +14,16 @@ has no liveness key is taken over and settled:
 So a job whose worker died is handled at most `ABANDONED_JOB_TIMEOUT * 3/4` (plus one sweep)
 after the death, by any live worker, including one that was just started.
 
-Deaths are only declared while this worker's own Redis link has been healthy for a whole
-liveness TTL and the Redis server has been up that long: after an outage every live worker
-gets time to refresh its key before anyone is called dead.
+Deaths are only declared when `Liveness.may_declare_deaths` allows (not just after an outage).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -51,14 +43,12 @@ from core.settings import get_settings
 from jobs.control import cancel_dependents
 from jobs.progress import append_message
 from workers import lifecycle
+from workers.liveness import Liveness, Timing
 
 logger = logging.getLogger("workers.recovery")
 
 #: The reason a job fails with when its worker died and no retries are left.
 WORKER_DIED = "worker died while running the job"
-
-#: Seconds before a liveness beat that Redis refused is tried again.
-BEAT_RETRY = 1.0
 
 #: What settling a claim did with its job.
 Settlement = Literal["retried", "failed", "requeued", "released", "skipped", "gone"]
@@ -66,25 +56,6 @@ Settlement = Literal["retried", "failed", "requeued", "released", "skipped", "go
 
 class AbandonedJobError(RuntimeError):
     """The worker running a job died (or lost Redis) before the job's outcome was recorded."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Every interval derives from `ABANDONED_JOB_TIMEOUT` so that the bound holds."""
-
-    abandoned_job_timeout: float
-
-    @property
-    def liveness_ttl(self) -> float:
-        return self.abandoned_job_timeout / 2
-
-    @property
-    def beat_interval(self) -> float:
-        return max(0.5, self.abandoned_job_timeout / 6)
-
-    @property
-    def sweep_interval(self) -> float:
-        return self.abandoned_job_timeout / 4
 
 
 def announce_abandoned_failure(job: Job) -> None:
@@ -115,34 +86,23 @@ class Recovery:
         self.serializer = serializer
         self.on_failed = on_failed
         self.claims = Claims(connection)
-        self._next_beat = -float("inf")
+        self.liveness = Liveness(connection, worker_name, timing)
         self._last_sweep = -float("inf")
-        self._last_redis_error: float | None = None
         #: Jobs of dead workers whose claim this worker may hold while their recovery is not saved yet (Redis
         #: refused it after the takeover): this worker's next sweeps settle them, since no other sweeper will.
         self._stranded: set[str] = set()
 
-    # -- liveness -----------------------------------------------------------------------
+    # -- liveness (`workers.liveness`) ----------------------------------------------------
 
     def beat(self, force: bool = False) -> None:
-        """Refresh this worker's liveness key (at most every `beat_interval` unless forced)."""
-        moment = time.monotonic()
-        if not force and moment < self._next_beat:
-            return
-        # Until this beat lands, the next try comes soon but not at every turn of an idle loop (a full
-        # Redis refuses the write while the worker's empty dequeues still succeed).
-        self._next_beat = moment + min(BEAT_RETRY, self.timing.beat_interval)
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        self.connection.set(keys.worker_alive(self.worker_name), info, px=int(self.timing.liveness_ttl * 1000))
-        self._next_beat = moment + self.timing.beat_interval
+        self.liveness.beat(force)
 
     def forget(self) -> None:
-        """This worker is leaving: its liveness key goes at once (its claims were settled)."""
-        self.connection.delete(keys.worker_alive(self.worker_name))
+        self.liveness.forget()
 
     def note_redis_error(self) -> None:
         """Called by the worker whenever Redis could not be reached."""
-        self._last_redis_error = time.monotonic()
+        self.liveness.note_redis_error()
 
     def tick(self) -> None:
         """Beat and, when due, sweep. Never raises for Redis being unreachable."""
@@ -157,31 +117,16 @@ class Recovery:
 
     # -- sweeping -----------------------------------------------------------------------
 
-    def may_declare_deaths(self) -> bool:
-        ttl = self.timing.liveness_ttl
-        if self._last_redis_error is not None and time.monotonic() - self._last_redis_error < ttl:
-            return False
-        try:
-            uptime = int(self.connection.info("server")["uptime_in_seconds"])
-        except (redis.ResponseError, KeyError):  # INFO disabled on some managed servers
-            return True
-        return uptime >= ttl
-
     def sweep(self) -> dict[str, Settlement]:
         """Settle every claim whose owner is dead; release scheduler locks of dead schedulers."""
-        if not self.may_declare_deaths():
+        if not self.liveness.may_declare_deaths():
             return {}
         lock_ms = max(100, int(self.timing.sweep_interval * 1000) - 50)
         if not self.connection.set(keys.RECOVERY_LOCK, self.worker_name, nx=True, px=lock_ms):
             return {}
         claims = self.claims.all()
         owners = sorted(set(claims.values()) - {self.worker_name})
-        dead: set[str] = set()
-        if owners:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for owner in owners:
-                    pipe.exists(keys.worker_alive(owner))
-                dead = {owner for owner, alive in zip(owners, pipe.execute(), strict=True) if not alive}
+        dead = self.liveness.dead_among(owners)
         outcomes: dict[str, Settlement] = {}
         for job_id in sorted(self._stranded):
             if claims.get(job_id) == self.worker_name:

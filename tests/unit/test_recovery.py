@@ -14,7 +14,8 @@ from core.meta import ATTEMPT
 from core.queues import SERIALIZER
 from core.rqadapter.claims import Claims
 from workers.horse import horse_death
-from workers.recovery import WORKER_DIED, Recovery, Timing
+from workers.liveness import Timing
+from workers.recovery import WORKER_DIED, Recovery
 
 TIMING = Timing(6)
 

@@ -1,153 +1,73 @@
-"""Reliable dequeue across several priority queues: a job is always in a queue or claimed.
-
-RQ pops with BLPOP when a worker listens on more than one queue; a worker killed between
-the pop and its own bookkeeping loses the job (its reliable BLMOVE path only covers
-single-queue workers). Here one Lua script takes the first job of the highest-priority
-non-empty queue AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in
-one atomic step. The claim lasts until the worker settles the job (outcome recorded,
-requeued or recovered); `workers.recovery` hands the claims of dead workers back.
+"""The forking worker's dequeue: a job is always in a queue or claimed (`core.rqadapter.claims`).
 
 Redis has no blocking command that moves from several lists into a hash, so an idle worker
-polls: the script is one round trip, retried after a short sleep that grows from
-`POLL_MIN` to `POLL_MAX` while all queues stay empty (the pick-up latency of an idle
-worker is at most `POLL_MAX`; a busy worker never sleeps).
+polls: the claims script is one round trip, retried after a short sleep that grows from
+`POLL_MIN` to `POLL_MAX` while all queues stay empty (the pick-up latency of an idle worker is
+at most `POLL_MAX`; a busy worker never sleeps). Liveness beats and abandoned-job sweeps go on
+meanwhile; a Redis outage is waited out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import time
 
-from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.worker import WorkerStatus
 
-from core import keys
+from core.connection import REDIS_DOWN
+from core.rqadapter.worker_hooks import ordered_queues
+from workers.backoff import Backoff
+from workers.base import ServiceBase
+from workers.claimed import load_claimed
 
 POLL_MIN = 0.01
 POLL_MAX = 0.1
 
-# KEYS[1] = claims hash, KEYS[2..] = queue lists, highest priority first; ARGV[1] = worker name.
-_CLAIM = """
-for i = 2, #KEYS do
-  local job_id = redis.call('LPOP', KEYS[i])
-  if job_id then
-    redis.call('HSET', KEYS[1], job_id, ARGV[1])
-    return {KEYS[i], job_id}
-  end
-end
-return false
-"""
 
-# The same for up to ARGV[2] jobs at once (a concurrent worker with free slots): LPOP with a
-# count, highest-priority queue first, every job id claimed for ARGV[1]. Returns a flat list
-# {queue key, job id, queue key, job id, ...} in the order taken.
-_CLAIM_MANY = """
-local want = tonumber(ARGV[2])
-local out = {}
-for i = 2, #KEYS do
-  if want <= 0 then break end
-  local ids = redis.call('LPOP', KEYS[i], want)
-  if ids then
-    for _, job_id in ipairs(ids) do
-      redis.call('HSET', KEYS[1], job_id, ARGV[1])
-      out[#out + 1] = KEYS[i]
-      out[#out + 1] = job_id
-    end
-    want = want - #ids
-  end
-end
-return out
-"""
+class ClaimingDequeueMixin(ServiceBase):
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        try:
+            self.set_state(WorkerStatus.IDLE)
+        except REDIS_DOWN:
+            self.recovery.note_redis_error()
+        self.procline("Listening on " + ",".join(self.queue_names()))  # type: ignore[no-untyped-call]
+        idle_since = last_rq_heartbeat = time.monotonic()
+        poll = Backoff(POLL_MIN, POLL_MAX)
+        outage = self.redis_backoff()
+        while True:
+            try:
+                self._maintain()
+                if time.monotonic() - last_rq_heartbeat > self.recovery.timing.beat_interval:
+                    self.heartbeat()
+                    last_rq_heartbeat = time.monotonic()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                claimed = self.recovery.claims.claim([queue.key for queue in ordered_queues(self)], self.name)
+                outage.reset()
+                if claimed is not None:
+                    taken = self._load_one(claimed)
+                    if taken is not None:
+                        return taken
+                    continue  # gone or unreadable: the next one, at once
+            except REDIS_DOWN as exc:
+                delay = outage.next()
+                self.note_outage("dequeueing", exc, delay)
+                time.sleep(delay)
+                continue
+            if timeout is None or (max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time):
+                return None
+            time.sleep(poll.next())
 
-# Settle a claim once the job's outcome is recorded. KEYS[1] = claims hash, KEYS[2] = job hash,
-# KEYS[3] = the job's queue list; ARGV[1] = job id, ARGV[2] = worker name. Returns 1 released,
-# 0 not ours, -1 the outcome was never recorded (still `started`, or `queued` but in no queue):
-# the caller must recover the job before the claim may go.
-_SETTLE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
-  return 0
-end
-local status = redis.call('HGET', KEYS[2], 'status')
-if status == 'started' or (status == 'queued' and not redis.call('LPOS', KEYS[3], ARGV[1])) then
-  return -1
-end
-redis.call('HDEL', KEYS[1], ARGV[1])
-return 1
-"""
-
-# Release the claims of jobs whose outcomes the same transaction recorded. KEYS[1] = claims hash;
-# ARGV[1] = worker name, ARGV[2..] = job ids. A claim taken over meanwhile (this worker was presumed
-# dead) is left to its new owner. Returns how many were released.
-_RELEASE_MANY = """
-local released = 0
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    released = released + 1
-  end
-end
-return released
-"""
-
-# Compare-and-set the owner of a claim. KEYS[1] = claims hash; ARGV = job id, expected, new.
-_TAKE_OVER = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class Claims:
-    """The claims hash: who holds which job between dequeue and its settled outcome."""
-
-    def __init__(self, connection: Redis) -> None:
-        self.connection = connection
-        self._claim = connection.register_script(_CLAIM)
-        self._claim_many = connection.register_script(_CLAIM_MANY)
-        self._settle = connection.register_script(_SETTLE)
-        self._take_over = connection.register_script(_TAKE_OVER)
-
-    def claim(self, queue_keys: Sequence[str], worker_name: str) -> tuple[str, str] | None:
-        """Take the first job of the first non-empty queue for `worker_name`: (queue key, job id)."""
-        result = self._claim(keys=[keys.CLAIMS, *queue_keys], args=[worker_name])
-        if not result:
+    def _load_one(self, claimed: tuple[str, str]) -> tuple[Job, Queue] | None:
+        """The claimed job and its queue, ready to run (None: it was gone or unreadable)."""
+        loaded = load_claimed(self, [claimed])
+        if not loaded:
             return None
-        queue_key, job_id = result
-        return _text(queue_key), _text(job_id)
-
-    def claim_many(self, queue_keys: Sequence[str], worker_name: str, count: int) -> list[tuple[str, str]]:
-        """Take up to `count` jobs, highest-priority queue first, each claimed for `worker_name`."""
-        raw = self._claim_many(keys=[keys.CLAIMS, *queue_keys], args=[worker_name, count]) or []
-        return [(_text(raw[i]), _text(raw[i + 1])) for i in range(0, len(raw), 2)]
-
-    def settle(self, job_key: str, queue_key: str, job_id: str, worker_name: str) -> int:
-        """Release the claim once the job's outcome is recorded (1); -1: recover it first; 0: not ours."""
-        return int(self._settle(keys=[keys.CLAIMS, job_key, queue_key], args=[job_id, worker_name]))
-
-    @staticmethod
-    def release_in(pipe: Any, job_ids: Sequence[str], worker_name: str) -> None:
-        """Release `worker_name`'s claims on `job_ids`, queued on the MULTI that records their outcomes
-        (after those writes: `settle` without its status check, which that MULTI makes moot). Sent as EVAL."""
-        if job_ids:
-            pipe.eval(_RELEASE_MANY, 1, keys.CLAIMS, worker_name, *job_ids)
-
-    def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
-        """Move the claim from `expected` to `new_owner` if `expected` still holds it (the same owner twice:
-        whether the claim is still its own)."""
-        return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))
-
-    def owner(self, job_id: str) -> str | None:
-        value = self.connection.hget(keys.CLAIMS, job_id)
-        return None if value is None else _text(value)
-
-    def all(self) -> dict[str, str]:
-        raw: dict[Any, Any] = self.connection.hgetall(keys.CLAIMS)
-        return {_text(job_id): _text(owner) for job_id, owner in raw.items()}
-
-    def held_by(self, worker_name: str) -> list[str]:
-        return [job_id for job_id, owner in self.all().items() if owner == worker_name]
+        job, queue = loaded[0]
+        self.reorder_queues(reference_queue=queue)
+        self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+        self.heartbeat()
+        return job, queue

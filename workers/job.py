@@ -8,14 +8,14 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.typing import EncodableT, FieldT
 from rq.exceptions import DeserializationError
 from rq.job import JobStatus
-from rq.utils import import_attribute, now, utcformat
+from rq.utils import import_attribute
 
 from core import events
 from core.meta import ATTEMPT
 from core.queues import JsonJob
+from core.rqadapter import bookkeeping
 from core.settings import get_settings
 from jobs.catalog import registry
 from jobs.registry import JobSpec, UnknownJobTypeError
@@ -92,7 +92,7 @@ class RegisteredJob(JsonJob):
 
     def ensure_json(self) -> None:
         """Refuse a job whose data or meta in Redis is not JSON (a planted pickle, say): nothing is unpickled."""
-        if self._unreadable_meta is not None:
+        if bookkeeping.meta_is_unreadable(self):
             raise UnreadableJobError(f"job {self.id}: meta in Redis is not JSON; refusing to run it")
         try:
             self.func_name  # noqa: B018  (decodes `data` with the JSON serializer)
@@ -103,18 +103,6 @@ class RegisteredJob(JsonJob):
         """RQ's `prepare_for_execution` (the same fields), with this start counted in `meta['attempt']` in the
         same HSET, and announced, in the same round trip as RQ's own bookkeeping."""
         self.ensure_json()
-        self.worker_name = worker_name
-        self.last_heartbeat = now()
-        self.started_at = self.last_heartbeat
-        self._status = JobStatus.STARTED
         self.meta[ATTEMPT] = int(self.meta.get(ATTEMPT, 0)) + 1
-        started = utcformat(self.started_at)
-        mapping: dict[FieldT, EncodableT] = {
-            "last_heartbeat": started,
-            "status": self._status.value,
-            "started_at": started,
-            "worker_name": worker_name,
-            "meta": self._serialize_meta(),
-        }
-        pipeline.hset(self.key, mapping=mapping)
+        bookkeeping.write_start(self, worker_name, pipeline)
         events.add_status(pipeline, self, JobStatus.STARTED.value)

@@ -1,8 +1,7 @@
 """Fast abandoned-job recovery: jobs held by a dead worker are retried or failed within a bound.
 
-Every live worker refreshes `jobsvc:alive:<name>` (TTL `ABANDONED_JOB_TIMEOUT / 2`) about
-every `ABANDONED_JOB_TIMEOUT / 6` seconds, and every job it takes is claimed in
-`jobsvc:claims` (see `workers.dequeue`). About every `ABANDONED_JOB_TIMEOUT / 4` seconds
+Every live worker refreshes its liveness key (`workers.liveness`), and every job it takes is claimed in
+`jobsvc:claims` (see `core.rqadapter.claims`). About every `ABANDONED_JOB_TIMEOUT / 4` seconds
 one worker (whoever holds `jobsvc:recovery:lock`) sweeps the claims: a claim whose owner
 has no liveness key is taken over and settled:
 
@@ -15,79 +14,51 @@ has no liveness key is taken over and settled:
 So a job whose worker died is handled at most `ABANDONED_JOB_TIMEOUT * 3/4` (plus one sweep)
 after the death, by any live worker, including one that was just started.
 
-Deaths are only declared while this worker's own Redis link has been healthy for a whole
-liveness TTL and the Redis server has been up that long: after an outage every live worker
-gets time to refresh its key before anyone is called dead.
+Deaths are only declared when `Liveness.may_declare_deaths` allows (not just after an outage).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis
 from redis import Redis
 from rq.exceptions import NoSuchJobError
-from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.rate_limit import release_slot
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.serializers import Serializer
-from rq.utils import now, utcparse
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+from rq.utils import now
 
 from core import keys
 from core.connection import REDIS_DOWN
 from core.meta import ATTEMPT
+from core.queues import QUEUE_NAMES
+from core.rqadapter import bookkeeping, executions
+from core.rqadapter.claims import Claims
 from core.settings import get_settings
 from jobs.control import cancel_dependents
 from jobs.progress import append_message
 from workers import lifecycle
-from workers.dequeue import Claims
+from workers.liveness import Liveness, Timing
 
 logger = logging.getLogger("workers.recovery")
 
 #: The reason a job fails with when its worker died and no retries are left.
 WORKER_DIED = "worker died while running the job"
 
-#: Seconds before a liveness beat that Redis refused is tried again.
-BEAT_RETRY = 1.0
-
-Outcome = Literal["retried", "failed", "requeued", "released", "skipped", "gone"]
+#: What settling a claim did with its job.
+Settlement = Literal["retried", "failed", "requeued", "released", "skipped", "gone"]
 
 
 class AbandonedJobError(RuntimeError):
     """The worker running a job died (or lost Redis) before the job's outcome was recorded."""
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Every interval derives from `ABANDONED_JOB_TIMEOUT` so that the bound holds."""
-
-    abandoned_job_timeout: float
-
-    @property
-    def liveness_ttl(self) -> float:
-        return self.abandoned_job_timeout / 2
-
-    @property
-    def beat_interval(self) -> float:
-        return max(0.5, self.abandoned_job_timeout / 6)
-
-    @property
-    def sweep_interval(self) -> float:
-        return self.abandoned_job_timeout / 4
-
-
-def job_ended(job: Job) -> None:
+def announce_abandoned_failure(job: Job) -> None:
     """A job this module moved to `failed` (its worker died, no retries left): like any other
     failure, its final status is published, its `callback_url` called and its dependents canceled."""
     logger.info("job %s failed: %s", job.id, WORKER_DIED)
@@ -106,7 +77,7 @@ class Recovery:
         *,
         job_class: type[Job] = Job,
         serializer: Serializer | None = None,
-        on_failed: Callable[[Job], None] = job_ended,
+        on_failed: Callable[[Job], None] = announce_abandoned_failure,
     ) -> None:
         self.connection = connection
         self.worker_name = worker_name
@@ -115,34 +86,23 @@ class Recovery:
         self.serializer = serializer
         self.on_failed = on_failed
         self.claims = Claims(connection)
-        self._next_beat = -float("inf")
+        self.liveness = Liveness(connection, worker_name, timing)
         self._last_sweep = -float("inf")
-        self._last_redis_error: float | None = None
         #: Jobs of dead workers whose claim this worker may hold while their recovery is not saved yet (Redis
         #: refused it after the takeover): this worker's next sweeps settle them, since no other sweeper will.
         self._stranded: set[str] = set()
 
-    # -- liveness -----------------------------------------------------------------------
+    # -- liveness (`workers.liveness`) ----------------------------------------------------
 
     def beat(self, force: bool = False) -> None:
-        """Refresh this worker's liveness key (at most every `beat_interval` unless forced)."""
-        moment = time.monotonic()
-        if not force and moment < self._next_beat:
-            return
-        # Until this beat lands, the next try comes soon but not at every turn of an idle loop (a full
-        # Redis refuses the write while the worker's empty dequeues still succeed).
-        self._next_beat = moment + min(BEAT_RETRY, self.timing.beat_interval)
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        self.connection.set(keys.worker_alive(self.worker_name), info, px=int(self.timing.liveness_ttl * 1000))
-        self._next_beat = moment + self.timing.beat_interval
+        self.liveness.beat(force)
 
     def forget(self) -> None:
-        """This worker is leaving: its liveness key goes at once (its claims were settled)."""
-        self.connection.delete(keys.worker_alive(self.worker_name))
+        self.liveness.forget()
 
     def note_redis_error(self) -> None:
         """Called by the worker whenever Redis could not be reached."""
-        self._last_redis_error = time.monotonic()
+        self.liveness.note_redis_error()
 
     def tick(self) -> None:
         """Beat and, when due, sweep. Never raises for Redis being unreachable."""
@@ -157,32 +117,17 @@ class Recovery:
 
     # -- sweeping -----------------------------------------------------------------------
 
-    def may_declare_deaths(self) -> bool:
-        ttl = self.timing.liveness_ttl
-        if self._last_redis_error is not None and time.monotonic() - self._last_redis_error < ttl:
-            return False
-        try:
-            uptime = int(self.connection.info("server")["uptime_in_seconds"])
-        except (redis.ResponseError, KeyError):  # INFO disabled on some managed servers
-            return True
-        return uptime >= ttl
-
-    def sweep(self) -> dict[str, Outcome]:
+    def sweep(self) -> dict[str, Settlement]:
         """Settle every claim whose owner is dead; release scheduler locks of dead schedulers."""
-        if not self.may_declare_deaths():
+        if not self.liveness.may_declare_deaths():
             return {}
         lock_ms = max(100, int(self.timing.sweep_interval * 1000) - 50)
         if not self.connection.set(keys.RECOVERY_LOCK, self.worker_name, nx=True, px=lock_ms):
             return {}
         claims = self.claims.all()
         owners = sorted(set(claims.values()) - {self.worker_name})
-        dead: set[str] = set()
-        if owners:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for owner in owners:
-                    pipe.exists(keys.worker_alive(owner))
-                dead = {owner for owner, alive in zip(owners, pipe.execute(), strict=True) if not alive}
-        outcomes: dict[str, Outcome] = {}
+        dead = self.liveness.dead_among(owners)
+        outcomes: dict[str, Settlement] = {}
         for job_id in sorted(self._stranded):
             if claims.get(job_id) == self.worker_name:
                 outcomes[job_id] = self.recover(job_id, self.worker_name, WORKER_DIED)
@@ -201,41 +146,16 @@ class Recovery:
 
     def _bury(self, worker_name: str) -> None:
         """Forget a dead worker in RQ's registries at once (else it counts as alive for minutes)."""
-        from rq.worker import Worker
-
-        key = Worker.redis_worker_namespace_prefix + worker_name
-        queues = _text(self.connection.hget(key, "queues") or b"")
-        with self.connection.pipeline() as pipe:
-            pipe.srem(Worker.redis_workers_keys, key)
-            for name in filter(None, queues.split(",")):
-                pipe.srem(WORKERS_BY_QUEUE_KEY % name, key)
-            pipe.delete(key, f"{key}:executions")
-            pipe.execute()
+        bookkeeping.bury_worker(self.connection, worker_name)
 
     def _release_dead_scheduler_locks(self) -> None:
         """A SIGKILLed worker's scheduler holds its queue locks for a minute; free them sooner."""
-        from core.queues import QUEUE_NAMES
-
-        lock_keys = [RQScheduler.get_locking_key(name) for name in QUEUE_NAMES]
-        holders = self.connection.mget(lock_keys)
-        stale_after = self.timing.liveness_ttl
-        for lock_key, raw_holder in zip(lock_keys, holders, strict=True):
-            if raw_holder is None:
-                continue
-            holder = _text(raw_holder)
-            beat = self.connection.hget(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat")
-            if beat is not None and (now() - utcparse(_text(beat))).total_seconds() < stale_after:
-                continue
-            self._compare_and_delete(lock_key, holder)
-            logger.warning("released scheduler lock %s of dead scheduler %s", lock_key, holder)
-
-    def _compare_and_delete(self, key: str, value: str) -> None:
-        script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-        self.connection.eval(script, 1, key, value)
+        for lock in bookkeeping.release_stale_scheduler_locks(self.connection, QUEUE_NAMES, self.timing.liveness_ttl):
+            logger.warning("released the scheduler lock %s: its scheduler is dead", lock)
 
     # -- settling one job ---------------------------------------------------------------
 
-    def settle(self, job: Job, reason: str) -> Outcome:
+    def settle(self, job: Job, reason: str) -> Settlement:
         """This worker is done with `job`: release its claim, recovering it first if its outcome was lost."""
         queue_key = Queue(job.origin, connection=self.connection).key
         state = self.claims.settle(job.key, queue_key, job.id, self.worker_name)
@@ -245,7 +165,7 @@ class Recovery:
             return "skipped"
         return self.recover(job.id, self.worker_name, reason)
 
-    def requeue_interrupted(self, job_id: str, reason: str) -> Outcome:
+    def requeue_interrupted(self, job_id: str, reason: str) -> Settlement:
         """Put this worker's running job back at the front of its queue, spending no retry."""
         return self.recover(job_id, self.worker_name, reason, interrupted=True)
 
@@ -257,7 +177,7 @@ class Recovery:
                 returned.append(job_id)
         return returned
 
-    def recover(self, job_id: str, owner: str, reason: str, *, interrupted: bool = False) -> Outcome:
+    def recover(self, job_id: str, owner: str, reason: str, *, interrupted: bool = False) -> Settlement:
         """Settle a claim of `owner` (dead, or this worker): see the module docstring."""
         if not self.claims.take_over(job_id, owner, self.worker_name):
             # Settled first by someone else, or (this worker's own claim) taken over meanwhile because this
@@ -266,22 +186,24 @@ class Recovery:
         try:
             job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
         except NoSuchJobError:
-            self.connection.hdel(keys.CLAIMS, job_id)
+            self.claims.drop(job_id)
             return "gone"
         queue = Queue(job.origin, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
         status = job.get_status(refresh=False)
-        outcome: Outcome = "released"
+        outcome: Settlement = "released"
         with self.connection.pipeline() as pipe:
             if status == JobStatus.STARTED:
-                self._drop_executions(job, pipe)
+                executions.drop_abandoned(self.connection, job, pipe)
                 if interrupted:
                     outcome = self._requeue(job, queue, pipe, f"attempt {_attempt(job)} interrupted: {reason}")
                 else:
                     outcome = self._lose_attempt(job, queue, pipe, reason)
-            elif status == JobStatus.QUEUED and self.connection.lpos(queue.key, job_id) is None:
-                self._drop_executions(job, pipe)  # the worker may have died between its execution and the start
+            elif status == JobStatus.QUEUED and not bookkeeping.is_in_queue(self.connection, queue, job_id):
+                executions.drop_abandoned(
+                    self.connection, job, pipe
+                )  # the worker may have died between its execution and the start
                 outcome = self._requeue(job, queue, pipe, f"requeued: {reason}")
-            pipe.hdel(keys.CLAIMS, job_id)
+            Claims.drop_in(pipe, job_id)
             pipe.execute()
         if outcome != "released":
             logger.warning("job %s (%s, held by %s): %s", job_id, reason, owner, outcome)
@@ -299,7 +221,7 @@ class Recovery:
         except Exception:  # the recovery is saved; a lost announcement must not undo it
             logger.exception("could not announce the recovery of job %s", job.id)
 
-    def _lose_attempt(self, job: Job, queue: Queue, pipe: Any, reason: str) -> Outcome:
+    def _lose_attempt(self, job: Job, queue: Queue, pipe: Any, reason: str) -> Settlement:
         attempt = _attempt(job)
         if job.retries_left:
             left = job.retries_left - 1
@@ -312,26 +234,10 @@ class Recovery:
         job.save(pipeline=pipe)
         return "failed"
 
-    def _requeue(self, job: Job, queue: Queue, pipe: Any, message: str) -> Outcome:
+    def _requeue(self, job: Job, queue: Queue, pipe: Any, message: str) -> Settlement:
         append_message(job.meta, message)
-        queue._enqueue_job(job, pipeline=pipe, at_front=True)
+        bookkeeping.requeue_at_front(queue, job, pipe)
         return "requeued"
-
-    def _drop_executions(self, job: Job, pipe: Any) -> None:
-        """Remove the dead attempt's traces from RQ's started registry and execution index."""
-        registry = job.started_job_registry
-        members: list[Any] = self.connection.zrange(registry.key, 0, -1)
-        stale = [member for member in map(_text, members) if member.startswith(f"{job.id}:")]
-        if stale:
-            pipe.zrem(registry.key, *stale)
-        execution_ids: list[Any] = self.connection.zrange(job.execution_registry.key, 0, -1)
-        for execution_id in map(_text, execution_ids):
-            pipe.delete(Execution(execution_id, job.id, connection=self.connection).key)
-        pipe.delete(job.execution_registry.key)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _attempt(job: Job) -> int:

@@ -17,6 +17,7 @@ from rq.command import handle_stop_job_command, parse_payload
 from rq.job import Job, JobStatus
 from rq.worker import BaseWorker
 
+from core.rqadapter.worker_hooks import mark_stopped, stopped_job_id
 from core.settings import get_settings
 from jobs.control import cancel_dependents, stop_requested
 
@@ -46,8 +47,8 @@ def handle_payload(worker: BaseWorker, message: dict[Any, Any], default: Callabl
 
 def note_stop_request(worker: BaseWorker, job: Job) -> None:
     """A job that fails (or raised StopRequested) after a stop was requested is recorded as stopped."""
-    if worker._stopped_job_id != job.id and stop_requested(worker.connection, job.id):
-        worker._stopped_job_id = job.id
+    if stopped_job_id(worker) != job.id and stop_requested(worker.connection, job.id):
+        mark_stopped(worker, job.id)
 
 
 def cancel_dependents_if_ended(worker: BaseWorker, job: Job) -> None:

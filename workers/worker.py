@@ -1,82 +1,60 @@
-"""The worker class started by `rq worker -w workers.worker.ServiceWorker`."""
+"""The forking worker, one work horse per job: what `workers.Worker` is at `WORKER_CONCURRENCY=1`.
+
+It is RQ's Heroku worker (SIGTERM-safe horses) with everything of `workers.base.ServiceBase`, plus
+claim-based dequeue (`workers.dequeue`) and horse supervision (`workers.horse`). On SIGTERM the
+running job may finish within `WORKER_SHUTDOWN_GRACE`, else it is killed and requeued at the front
+of its queue without spending a retry; the worker then exits with code 0. A second SIGTERM/SIGINT
+requeues at once. RQ's `stop-job` command waits `JOB_STOP_GRACE` first (`workers.stopping`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from types import FrameType
 from typing import Any
 
-from rq import Queue
-from rq.job import Job
-from rq.worker import BaseWorker, HerokuWorker
+from rq.exceptions import StopRequested
+from rq.utils import now
+from rq.worker import WorkerStatus
 
-from core import events
-from core.connection import sync_redis
-from core.queues import SERIALIZER
-from core.settings import get_settings
-from workers import lifecycle, stopping
-from workers.job import RegisteredJob
-from workers.observe import ObservedWorker
-from workers.reliable import ReliableWorkerMixin
+from core.rqadapter import worker_hooks
+from workers import stopping
+from workers.dequeue import ClaimingDequeueMixin
+from workers.horse import HorseSupervisionMixin
 
 
-class AnnouncingWorker(BaseWorker):
-    """Publishes every status change RQ saves in the worker (live events) and enqueues completion callbacks.
-
-    A mixin for any RQ worker class: `class MyWorker(AnnouncingWorker, SimpleWorker)`.
-    (`started` is announced by `RegisteredJob.prepare_for_execution`, in RQ's own round trip.)
-    """
-
-    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        super().handle_job_success(job, queue, *args, **kwargs)
-        self.announce(job)
-
-    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        super().handle_job_failure(job, queue, *args, **kwargs)
-        self.announce(job)
-
-    def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        super().handle_job_retry(job, queue, *args, **kwargs)
-        self.announce(job)
-
-    def announce(self, job: Job) -> None:
-        try:
-            if events.status_value(job.get_status(refresh=False)) in events.FINAL_STATUSES:
-                lifecycle.job_ended(job, self.connection)
-            else:
-                lifecycle.status_changed(job, self.connection)
-        except Exception:  # the job's outcome is saved; a lost announcement must not change it
-            self.log.exception("Worker %s: could not announce the status of job %s", self.name, job.id)
-
-
-class ServiceWorker(ReliableWorkerMixin, AnnouncingWorker, ObservedWorker, HerokuWorker):
-    """RQ's Heroku worker (SIGTERM-safe horses) pinned to this service's conventions.
-
-    Whatever the command line says, it uses the JSON serializer, `RegisteredJob`, queues that
-    announce the dependents they enqueue (`AnnouncingQueue`) and a Redis client built from settings
-    (bounded connect timeout, TLS options). `ReliableWorkerMixin`
-    adds claim-based dequeue, abandoned-job recovery, horse supervision and graceful shutdown.
-    """
-
-    def __init__(self, queues: Sequence[str | Queue] | str | Queue, *args: Any, **kwargs: Any) -> None:
-        names = [queues] if isinstance(queues, str | Queue) else list(queues)
-        queue_names = [q.name if isinstance(q, Queue) else q for q in names]
-        kwargs.update(
-            connection=sync_redis(get_settings()),
-            job_class=RegisteredJob,
-            queue_class=lifecycle.AnnouncingQueue,
-            serializer=SERIALIZER,
-        )
-        super().__init__(queue_names, *args, **kwargs)
-        self.setup_reliability()
-
-    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        # In the parent (horse crashed or was stopped) `job.meta` is the copy from dequeue time;
-        # re-read it so the retry's save keeps what the horse reported.
-        if not self.is_horse:
-            job.get_meta(refresh=True)
-        stopping.note_stop_request(self, job)
-        super().handle_job_failure(job, queue, *args, **kwargs)
-        stopping.cancel_dependents_if_ended(self, job)
+class ServiceWorker(HorseSupervisionMixin, ClaimingDequeueMixin):
+    """`rq worker -w workers.worker.ServiceWorker`: the forking worker whatever `WORKER_CONCURRENCY` says."""
 
     def handle_payload(self, message: dict[Any, Any]) -> None:
         stopping.handle_payload(self, message, super().handle_payload)
+
+    def handle_warm_shutdown_request(self) -> None:
+        if self.horse_pid:
+            self._shutdown_deadline = time.monotonic() + self.shutdown_grace
+            self.log.info(
+                "Worker %s: warm shutdown; the running job may finish within %ss, else it is requeued",
+                self.name,
+                self.shutdown_grace,
+            )
+        else:
+            self.log.info("Worker %s: warm shutdown", self.name)
+
+    def on_warm_shutdown(self) -> None:
+        # RQ's version also writes to Redis inside the signal handler; a down Redis would raise there.
+        if self.get_state() == WorkerStatus.BUSY:
+            worker_hooks.request_stop(self)
+            if self.scheduler:
+                self.stop_scheduler()  # type: ignore[no-untyped-call]
+        else:
+            raise StopRequested()
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        requested = worker_hooks.shutdown_requested_at(self)
+        if requested is not None and (now() - requested).total_seconds() < 1:
+            return  # the same shutdown delivered twice (process group and process)
+        if self.horse_pid:
+            self.log.warning("Worker %s: cold shutdown, requeueing the running job now", self.name)
+            self._shutdown_deadline = time.monotonic()
+            return
+        raise SystemExit()

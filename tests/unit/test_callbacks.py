@@ -21,8 +21,8 @@ from core.settings import Settings
 from jobs.builtin import callbacks
 from jobs.catalog import registry
 from tests.factories import steps_job
+from workers.announcing import AnnouncingWorker
 from workers.job import RegisteredJob
-from workers.worker import AnnouncingWorker
 
 SECRET = "unit-secret"
 

@@ -12,9 +12,10 @@ from core import keys
 from core.durability import warnings_for
 from core.meta import ATTEMPT
 from core.queues import SERIALIZER
-from workers.dequeue import Claims
-from workers.recovery import WORKER_DIED, Recovery, Timing
-from workers.reliable import horse_death
+from core.rqadapter.claims import Claims
+from workers.horse import horse_death
+from workers.liveness import Timing
+from workers.recovery import WORKER_DIED, Recovery
 
 TIMING = Timing(6)
 

@@ -13,14 +13,16 @@ from rq.job import JobStatus
 from rq.utils import now
 
 from core.queues import SERIALIZER
-from workers import batch, reliable
-from workers.concurrent import ConcurrentWorker, Outcome, Running
+from core.rqadapter import executions
+from workers import scheduling
+from workers.concurrent import ConcurrentWorker
 from workers.job import RegisteredJob
+from workers.running import Running, RunOutcome
 
 
 @pytest.fixture
 def worker(monkeypatch: pytest.MonkeyPatch) -> ConcurrentWorker:
-    monkeypatch.setattr("workers.worker.sync_redis", lambda settings: fakeredis.FakeRedis())
+    monkeypatch.setattr("workers.base.sync_redis", lambda settings: fakeredis.FakeRedis())
     return ConcurrentWorker(["high", "default", "low"])
 
 
@@ -30,7 +32,7 @@ def test_a_worker_without_the_scheduler_locks_retries_them_once_a_second_not_eve
     """Two workers with `--with-scheduler`: the one whose scheduler did not get the locks must not spend a
     round trip per queue on every turn of its loop trying again (the locks' holder keeps them)."""
     clock = [1000.0]
-    monkeypatch.setattr(reliable.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(scheduling.time, "monotonic", lambda: clock[0])
     worker.recovery = mock.Mock()
     scheduler = worker.scheduler = mock.Mock(_process=None)
     for _ in range(50):
@@ -39,7 +41,7 @@ def test_a_worker_without_the_scheduler_locks_retries_them_once_a_second_not_eve
     assert scheduler.acquire_locks.call_count == 1
     assert worker.recovery.tick.call_count == 50  # liveness and sweeps keep their own schedule
 
-    clock[0] += reliable.SCHEDULER_RETRY_INTERVAL
+    clock[0] += scheduling.SCHEDULER_RETRY_INTERVAL
     worker._maintain()
     assert scheduler.acquire_locks.call_count == 2
     scheduler.acquire_locks.assert_called_with(auto_start=True)
@@ -51,7 +53,7 @@ def test_a_scheduler_that_keeps_crashing_is_restarted_ever_less_often_until_it_s
     """RQ's scheduler process dies on the first write a full Redis refuses, logging a traceback: restarting it
     once a second would log one a second for as long as Redis stays full."""
     clock = [1000.0]
-    monkeypatch.setattr(reliable.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(scheduling.time, "monotonic", lambda: clock[0])
     worker.recovery = mock.Mock()
     crashed = mock.Mock(exitcode=1, **{"is_alive.return_value": False})
     scheduler = worker.scheduler = mock.Mock(_process=crashed)
@@ -65,10 +67,10 @@ def test_a_scheduler_that_keeps_crashing_is_restarted_ever_less_often_until_it_s
     assert restarts == [0, 2, 6, 14, 30, 62, 122, 182]  # 2, 4, 8, 16, 32, then every 60 s
 
     scheduler._process = mock.Mock(exitcode=None, **{"is_alive.return_value": True})
-    clock[0] += reliable.SCHEDULER_RESTART_MAX
+    clock[0] += scheduling.SCHEDULER_RESTART_MAX
     worker._maintain()  # found running: the delay is back to the usual one
     scheduler._process = crashed
-    clock[0] += reliable.SCHEDULER_RETRY_INTERVAL
+    clock[0] += scheduling.SCHEDULER_RETRY_INTERVAL
     calls = scheduler.acquire_locks.call_count
     worker._maintain()
     assert scheduler.acquire_locks.call_count == calls + 1
@@ -80,9 +82,9 @@ def running_job(worker: ConcurrentWorker, since: float) -> Running:
     queue = Queue("default", connection=worker.connection, serializer=SERIALIZER, job_class=RegisteredJob)
     queued = queue.enqueue_call("jobs.builtin.demo.noop")
     job = RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER)
-    execution = batch.new_execution(job, worker.name)
+    execution = executions.new_execution(job, worker.name)
     with worker.connection.pipeline() as pipe:
-        batch.register_start(pipe, execution, 60, int(time.time()))
+        executions.register_start(pipe, execution, 60, int(time.time()))
         job.prepare_for_execution(worker.name, pipeline=pipe)
         pipe.execute()
     running = Running(job, queue, execution, since=since)
@@ -127,7 +129,7 @@ def test_a_job_recovered_elsewhere_has_the_execution_written_here_deleted(worker
     assert written(worker, running)
     running.cancelled_for = "claim lost"
     worker.running.pop(running.job.id)
-    worker._finish([Outcome(running)])
+    worker._finish([RunOutcome(running)])
     assert held_executions(running) == []
     assert not worker.connection.exists(running.execution.key)
     assert not worker.connection.exists(running.execution.worker_executions_key)
@@ -141,7 +143,7 @@ def test_a_success_deletes_an_execution_whose_write_lost_its_reply(worker: Concu
     assert running.record_sent and not running.recorded and written(worker, running)
     worker.running.pop(running.job.id)
     running.job.ended_at = now()
-    worker._finish([Outcome(running, value=None)])
+    worker._finish([RunOutcome(running, value=None)])
     assert running.job.get_status(refresh=True) == JobStatus.FINISHED
     assert held_executions(running) == []
     assert not worker.connection.exists(running.execution.key)

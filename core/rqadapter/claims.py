@@ -1,0 +1,156 @@
+"""Claims: which worker holds which job between its dequeue and its settled outcome.
+
+RQ pops with BLPOP when a worker listens on more than one queue; a worker killed between the
+pop and its own bookkeeping loses the job (RQ's reliable BLMOVE path only covers single-queue
+workers). Here one Lua script pops the first job of the highest-priority non-empty queue (RQ's
+queue lists) AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in one atomic
+step. The claim lasts until the worker settles the job (outcome recorded, requeued or
+recovered); the workers' abandoned-job sweep hands the claims of dead workers back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis import Redis
+from rq.utils import as_text
+
+from core import keys
+
+# KEYS[1] = claims hash, KEYS[2..] = queue lists, highest priority first; ARGV[1] = worker name.
+_CLAIM = """
+for i = 2, #KEYS do
+  local job_id = redis.call('LPOP', KEYS[i])
+  if job_id then
+    redis.call('HSET', KEYS[1], job_id, ARGV[1])
+    return {KEYS[i], job_id}
+  end
+end
+return false
+"""
+
+# The same for up to ARGV[2] jobs at once (a concurrent worker with free slots): LPOP with a
+# count, highest-priority queue first, every job id claimed for ARGV[1]. Returns a flat list
+# {queue key, job id, queue key, job id, ...} in the order taken.
+_CLAIM_MANY = """
+local want = tonumber(ARGV[2])
+local out = {}
+for i = 2, #KEYS do
+  if want <= 0 then break end
+  local ids = redis.call('LPOP', KEYS[i], want)
+  if ids then
+    for _, job_id in ipairs(ids) do
+      redis.call('HSET', KEYS[1], job_id, ARGV[1])
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = job_id
+    end
+    want = want - #ids
+  end
+end
+return out
+"""
+
+# Settle a claim once the job's outcome is recorded. KEYS[1] = claims hash, KEYS[2] = job hash,
+# KEYS[3] = the job's queue list; ARGV[1] = job id, ARGV[2] = worker name. Returns 1 released,
+# 0 not ours, -1 the outcome was never recorded (still `started`, or `queued` but in no queue):
+# the caller must recover the job before the claim may go.
+_SETTLE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'started' or (status == 'queued' and not redis.call('LPOS', KEYS[3], ARGV[1])) then
+  return -1
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Release the claims of jobs whose outcomes the same transaction recorded. KEYS[1] = claims hash;
+# ARGV[1] = worker name, ARGV[2..] = job ids. A claim taken over meanwhile (this worker was presumed
+# dead) is left to its new owner. Returns how many were released.
+_RELEASE_MANY = """
+local released = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
+# Compare-and-set the owner of a claim. KEYS[1] = claims hash; ARGV = job id, expected, new.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class Claims:
+    """The claims hash: who holds which job between dequeue and its settled outcome."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+        self._claim = connection.register_script(_CLAIM)
+        self._claim_many = connection.register_script(_CLAIM_MANY)
+        self._settle = connection.register_script(_SETTLE)
+        self._take_over = connection.register_script(_TAKE_OVER)
+
+    def claim(self, queue_keys: Sequence[str], worker_name: str) -> tuple[str, str] | None:
+        """Take the first job of the first non-empty queue for `worker_name`: (queue key, job id)."""
+        result = self._claim(keys=[keys.CLAIMS, *queue_keys], args=[worker_name])
+        if not result:
+            return None
+        queue_key, job_id = result
+        return as_text(queue_key), as_text(job_id)
+
+    def claim_many(self, queue_keys: Sequence[str], worker_name: str, count: int) -> list[tuple[str, str]]:
+        """Take up to `count` jobs, highest-priority queue first, each claimed for `worker_name`."""
+        raw = self._claim_many(keys=[keys.CLAIMS, *queue_keys], args=[worker_name, count]) or []
+        return [(as_text(raw[i]), as_text(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    def settle(self, job_key: str, queue_key: str, job_id: str, worker_name: str) -> int:
+        """Release the claim once the job's outcome is recorded (1); -1: recover it first; 0: not ours."""
+        return int(self._settle(keys=[keys.CLAIMS, job_key, queue_key], args=[job_id, worker_name]))
+
+    @staticmethod
+    def release_in(pipe: Any, job_ids: Sequence[str], worker_name: str) -> None:
+        """Release `worker_name`'s claims on `job_ids`, queued on the MULTI that records their outcomes
+        (after those writes: `settle` without its status check, which that MULTI makes moot). Sent as EVAL."""
+        if job_ids:
+            pipe.eval(_RELEASE_MANY, 1, keys.CLAIMS, worker_name, *job_ids)
+
+    @staticmethod
+    def drop_in(pipe: Any, job_id: str) -> None:
+        """Drop the claim on `job_id` whoever holds it, queued on `pipe` (the job is gone or settled)."""
+        pipe.hdel(keys.CLAIMS, job_id)
+
+    def drop(self, job_id: str) -> None:
+        """Drop the claim on `job_id` whoever holds it (the job is gone)."""
+        self.connection.hdel(keys.CLAIMS, job_id)
+
+    def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
+        """Move the claim from `expected` to `new_owner` if `expected` still holds it (the same owner twice:
+        whether the claim is still its own)."""
+        return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))
+
+    def owner(self, job_id: str) -> str | None:
+        value = self.connection.hget(keys.CLAIMS, job_id)
+        return None if value is None else as_text(value)
+
+    @staticmethod
+    def owners_in(pipe: Any, job_ids: Sequence[str]) -> None:
+        """Queue the read of the owners of `job_ids` on `pipe`; its reply is a list (None: unclaimed)."""
+        pipe.hmget(keys.CLAIMS, list(job_ids))
+
+    def all(self) -> dict[str, str]:
+        raw: dict[Any, Any] = self.connection.hgetall(keys.CLAIMS)
+        return {as_text(job_id): as_text(owner) for job_id, owner in raw.items()}
+
+    def held_by(self, worker_name: str) -> list[str]:
+        return [job_id for job_id, owner in self.all().items() if owner == worker_name]

@@ -1,0 +1,125 @@
+"""`ServiceBase`: what the forking and the concurrent worker share, on top of RQ's Heroku worker.
+
+- the service's conventions whatever the command line says: the JSON serializer, `RegisteredJob`,
+  queues that announce the dependents they enqueue (`AnnouncingQueue`), a Redis client built from
+  settings (bounded connect timeout, TLS options);
+- status events and callbacks (`workers.announcing`), log lines and run times (`workers.observe`),
+  stop flags and dependents of failed jobs (`workers.stopping`);
+- liveness and abandoned-job recovery (`workers.recovery`), the scheduler kept going
+  (`workers.scheduling`), Redis outages waited out (`workers.outages`), RQ's clean-up minus its
+  started-registry sweep (`workers.cleanup`);
+- children (horse, scheduler) die with the worker (`workers.lifeline`); start-up warns about a
+  Redis without persistence (`core.durability`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rq import Queue
+from rq.job import Job
+from rq.worker import HerokuWorker
+
+from core import durability
+from core.connection import REDIS_DOWN, sync_redis
+from core.queues import SERIALIZER
+from core.rqadapter import worker_hooks
+from core.settings import get_settings
+from workers import lifecycle, lifeline, stopping
+from workers.announcing import AnnouncingWorker
+from workers.cleanup import RegistryCleanupMixin
+from workers.job import RegisteredJob
+from workers.liveness import Timing
+from workers.observe import ObservedWorker
+from workers.outages import OutageTolerantMixin
+from workers.recovery import Recovery
+from workers.scheduling import SchedulerWatch
+
+SHUTDOWN_REASON = "the worker shut down before the job finished; requeued without spending a retry"
+LOST_OUTCOME_REASON = "the worker lost Redis before the job's outcome was saved"
+
+
+class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, ObservedWorker, HerokuWorker):
+    """Not a worker to run by itself: `workers.worker.ServiceWorker` and `workers.concurrent.ConcurrentWorker`."""
+
+    def __init__(self, queues: Sequence[str | Queue] | str | Queue, *args: Any, **kwargs: Any) -> None:
+        names = [queues] if isinstance(queues, str | Queue) else list(queues)
+        queue_names = [q.name if isinstance(q, Queue) else q for q in names]
+        kwargs.update(
+            connection=sync_redis(get_settings()),
+            job_class=RegisteredJob,
+            queue_class=lifecycle.AnnouncingQueue,
+            serializer=SERIALIZER,
+        )
+        super().__init__(queue_names, *args, **kwargs)
+        settings = get_settings()
+        timing = Timing(settings.abandoned_job_timeout)
+        self.job_monitoring_interval = max(1, int(timing.beat_interval))
+        self.shutdown_grace = settings.worker_shutdown_grace
+        #: `time.monotonic()` by which running jobs are interrupted and requeued (a stop signal came).
+        self._shutdown_deadline: float | None = None
+        self._scheduler_watch = SchedulerWatch()
+        self.recovery = Recovery(
+            self.connection, self.name, timing, job_class=self.job_class, serializer=self.serializer
+        )
+
+    # -- start and stop -----------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        lifeline.install()
+        for warning in durability.check(self.connection):
+            self.log.warning("Worker %s: %s", self.name, warning)
+        super().bootstrap(*args, **kwargs)
+        self.recovery.beat(force=True)
+        self.recovery.tick()
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            try:
+                returned = self.recovery.release_unstarted()
+                if returned:
+                    self.log.info("Worker %s: handed back unstarted jobs %s", self.name, returned)
+                self.recovery.forget()
+            except REDIS_DOWN as exc:
+                self.log.error("Worker %s: Redis unreachable at shutdown (%s); recovery will follow", self.name, exc)
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self.log.error("Worker %s: could not register its death (%s)", self.name, exc)
+
+    # -- besides running jobs -------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        """While idle or supervising: liveness, abandoned-job sweep, a scheduler that died restarted
+        (or the locks of another worker's scheduler taken over), at most every `SCHEDULER_RETRY_INTERVAL`."""
+        self.recovery.tick()
+        scheduler = self.scheduler
+        if scheduler is None or worker_hooks.stop_requested(self) or not self._scheduler_watch.needs_start(scheduler):
+            return
+        try:
+            scheduler.acquire_locks(auto_start=True)
+        except REDIS_DOWN:
+            self.recovery.note_redis_error()
+
+    def pause_after_dequeue(self) -> None:
+        """TEST HOOK (`WORKER_TEST_PAUSE_AFTER_DEQUEUE`): widen the window between claim and start."""
+        pause = get_settings().worker_test_pause_after_dequeue
+        if pause:
+            self.log.warning("Worker %s: test hook: pausing %ss between dequeue and start", self.name, pause)
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline:
+                self.recovery.tick()
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    # -- job control --------------------------------------------------------------------
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        # In the parent (horse crashed or was stopped) `job.meta` is the copy from dequeue time;
+        # re-read it so the retry's save keeps what the horse reported.
+        if not self.is_horse:
+            job.get_meta(refresh=True)
+        stopping.note_stop_request(self, job)
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        stopping.cancel_dependents_if_ended(self, job)

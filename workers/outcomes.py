@@ -1,0 +1,143 @@
+"""Recording what the concurrent worker's jobs did, and settling their claims.
+
+Jobs that finish together are recorded in one MULTI/EXEC (`core.rqadapter.bookkeeping`), their
+status events, run times and claim releases included. Whatever is not the plain case (a failure,
+a returned `Retry`, dependents, callbacks, webhooks, repeats, rate limits, `result_ttl=0`) goes
+through RQ's per-job handlers. An outcome Redis could not take is settled (the job retried) once
+Redis is back; a job whose claim was taken over (this worker was presumed dead) has its outcome
+discarded, as the forking worker kills its horse.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+from rq import Retry
+from rq.callbacks import execute_stopped_callback
+from rq.job import JobStatus
+from rq.utils import current_timestamp
+
+from core import events, meta, runtimes
+from core.connection import REDIS_DOWN
+from core.rqadapter import bookkeeping, worker_hooks
+from core.rqadapter.claims import Claims
+from core.settings import get_settings
+from workers.base import LOST_OUTCOME_REASON, SHUTDOWN_REASON
+from workers.observe import finished_fields, run_times
+from workers.observe import logger as job_log
+from workers.running import RunOutcome
+from workers.starts import BatchStartMixin
+
+
+class OutcomeRecorderMixin(BatchStartMixin):
+    def _finish(self, outcomes: list[RunOutcome]) -> None:
+        """Record every outcome and settle its claim; what Redis could not take is settled later."""
+        recorded = [outcome for outcome in outcomes if self._to_record(outcome)]
+        plain = [o for o in recorded if self._is_plain_success(o)]
+        if plain:
+            self._finish_plain(plain)
+        for outcome in recorded:
+            if not self._is_plain_success(outcome):
+                self._finish_one(outcome)
+        self._settle_pending()
+
+    def _to_record(self, outcome: RunOutcome) -> bool:
+        """Whether `outcome` is to be recorded; if not, what replaces it is queued to settle."""
+        running = outcome.running
+        job, reason = running.job, running.cancelled_for
+        self.executions.pop(running.execution.id, None)
+        if reason == "claim lost":
+            self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is discarded", self.name, job.id)
+            if running.record_sent:
+                self._unsettled.append(functools.partial(self._drop_execution, running))
+            return False
+        if reason == "shutdown" and outcome.exc_info is not None:
+            self._unsettled.append(functools.partial(self.recovery.requeue_interrupted, job.id, SHUTDOWN_REASON))
+            return False
+        return True
+
+    def _settle_pending(self) -> None:
+        while self._unsettled:
+            self._unsettled[0]()  # REDIS_DOWN: the rest waits for the next turn
+            self._unsettled.pop(0)
+
+    def _is_plain_success(self, outcome: RunOutcome) -> bool:
+        job = outcome.running.job
+        return outcome.exc_info is None and not (
+            isinstance(outcome.value, Retry)
+            or bookkeeping.has_success_callback(job)
+            or job.webhooks
+            or job.repeats_left
+            or job.has_rate_limit
+            or job.meta.get(meta.CALLBACK_URL)
+            or job.get_result_ttl(self.default_result_ttl) == 0
+        )
+
+    def _finish_plain(self, outcomes: list[RunOutcome]) -> None:
+        """`handle_job_success` for jobs without dependents, all of them in one MULTI/EXEC: RQ's
+        bookkeeping (`core.rqadapter.bookkeeping`), run times, `finished` status events, and the release of
+        their claims (their outcome is recorded in the same transaction).
+
+        WATCHing the jobs' dependents sets closes the race with a dependent being added
+        meanwhile; if any job has dependents (or one is added), the per-job handler runs instead.
+        """
+        jobs = [o.running.job for o in outcomes]
+        try:
+            with self.connection.pipeline() as pipe:
+                if bookkeeping.watch_dependents(pipe, jobs):
+                    raise redis.WatchError("a finished job has dependents")
+                pipe.multi()
+                self._queue_successes(pipe, outcomes)
+                pipe.execute()
+        except redis.WatchError:
+            for outcome in outcomes:
+                self._finish_one(outcome)
+            return
+        except REDIS_DOWN as exc:
+            self.note_outage(f"recording {len(jobs)} finished jobs", exc)
+            for job in jobs:
+                self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
+            return
+        for job in jobs:
+            job_log.info("job finished", extra=finished_fields(job))
+
+    def _queue_successes(self, pipe: redis.client.Pipeline, outcomes: list[RunOutcome]) -> None:
+        """Everything `_finish_plain` records, queued on its MULTI."""
+        jobs = [o.running.job for o in outcomes]
+        settings = get_settings()
+        bookkeeping.count_successes(pipe, self.key, jobs)
+        stamp = current_timestamp()
+        for outcome in outcomes:
+            job, execution = outcome.running.job, outcome.running.execution
+            result_ttl = job.get_result_ttl(self.default_result_ttl)
+            recorded = outcome.running.record_sent
+            bookkeeping.record_success(
+                pipe, job, execution, outcome.value, result_ttl, self.name, stamp, recorded=recorded
+            )
+            events.add_status(pipe, job, JobStatus.FINISHED.value, settings)
+        runtimes.record_many(pipe, run_times(jobs))
+        Claims.release_in(pipe, [job.id for job in jobs], self.name)
+
+    def _finish_one(self, outcome: RunOutcome) -> None:
+        """RQ's per-job handlers (through ServiceBase's: announce, stop, dependents, logs), then settle."""
+        running = outcome.running
+        job, queue_, execution = running.job, running.queue, running.execution
+        try:
+            if outcome.exc_info is None:
+                worker_hooks.finalize_success(self, job, queue_, execution, outcome.value)
+            elif outcome.stopped:
+                self.log.warning("Worker %s: job %s stopped by request", self.name, job.id)
+                try:
+                    execute_stopped_callback(job, self.death_penalty_class)
+                except Exception:
+                    self.log.exception("Worker %s: stopped callback for job %s raised", self.name, job.id)
+                worker_hooks.mark_stopped(self, job.id)
+                self.handle_job_failure(job, queue_, exc_string="Job stopped by request.", execution=execution)
+            else:
+                worker_hooks.finalize_failure(self, job, queue_, execution, outcome.exc_info)
+        except REDIS_DOWN as exc:
+            self.note_outage(f"recording the outcome of job {job.id}", exc)
+        except Exception:
+            self.log.exception("Worker %s: could not record the outcome of job %s", self.name, job.id)
+        self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))

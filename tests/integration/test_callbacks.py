@@ -107,6 +107,19 @@ def delivery_jobs(rclient: redis.Redis) -> list[Job]:
     return [Job.fetch(job_id, connection=rclient, serializer=SERIALIZER) for job_id in ids]
 
 
+def delivery_ended(rclient: redis.Redis, timeout: float = 30) -> Job:
+    """The one delivery job, once it has ended (`finished`, or `failed` with no retry left): RQ retries
+    neither, so no later attempt can come. Its attempts are recorded before it ends."""
+    found: list[Job] = []
+
+    def ended() -> bool:
+        found[:] = delivery_jobs(rclient)
+        return len(found) == 1 and found[0].get_status(refresh=False) in ("finished", "failed")
+
+    wait_for(ended, timeout, interval=0.1, what="the delivery job to end")
+    return found[0]
+
+
 def callback_state(api: httpx.Client, job_id: str, attempts: int) -> dict[str, Any]:
     wait_for(lambda: view(api, job_id)["callback"]["attempts"] >= attempts, 60, what=f"{attempts} attempts recorded")
     state: dict[str, Any] = view(api, job_id)["callback"]
@@ -146,7 +159,7 @@ def test_a_finished_job_calls_back_signed_from_a_job_on_the_low_queue(
 
 
 def test_a_receiver_failing_twice_gets_the_third_attempt_with_backoff(
-    api: httpx.Client, procs: ProcessFactory, receiver: Receiver, capsys: Any
+    api: httpx.Client, procs: ProcessFactory, receiver: Receiver, capsys: Any, rclient: redis.Redis
 ) -> None:
     receiver.answers = [500, 503]
     procs.worker(**WORKER_ENV)  # default backoff: first retry after 2 s, then 4 s
@@ -161,12 +174,13 @@ def test_a_receiver_failing_twice_gets_the_third_attempt_with_backoff(
     assert third.at - second.at > second.at - first.at, "backoff grows"
     assert [d.headers["X-Callback-Attempt"] for d in deliveries] == ["1", "2", "3"]
     assert first.body == second.body == third.body  # the same signed bytes every time
-    time.sleep(1)
+    # No 4th attempt: the delivery job has ended `finished`, so RQ schedules no retry of it.
+    assert delivery_ended(rclient).get_status() == "finished"
     assert len(receiver.deliveries) == 3
 
 
 def test_a_receiver_down_throughout_leaves_delivered_false_after_max_attempts(
-    api: httpx.Client, procs: ProcessFactory
+    api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis
 ) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -176,7 +190,9 @@ def test_a_receiver_down_throughout_leaves_delivered_false_after_max_attempts(
     state = callback_state(api, job["id"], 3)
     assert state["attempts"] == 3 and state["delivered"] is False
     assert "ConnectError" in state["last_error"]
-    time.sleep(3)  # the next interval (4 s) would have run a 4th attempt by now if one were due
+    # No 4th attempt: the delivery job has ended `failed` with no retry left, so RQ schedules none.
+    deliverer = delivery_ended(rclient)
+    assert deliverer.get_status() == "failed" and deliverer.retries_left == 0
     assert view(api, job["id"])["callback"]["attempts"] == 3
 
 

@@ -204,7 +204,7 @@ def test_warm_shutdown_finishes_running_jobs_first(rclient: redis.Redis, procs: 
     jobs = [sleep_job(rclient, mode, seconds=2, steps=2) for mode in ("async", "sync")]
     wait_statuses(rclient, jobs, {JobStatus.STARTED})
     worker.signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for(lambda: "warm shutdown; running jobs may finish" in worker.log(), 5, what="the signal handled")
     queued_later = enqueue(rclient, "jobs.builtin.demo.noop")
     worker.popen.wait(20)
     assert worker.popen.returncode == 0, worker.log()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from core import keys
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
-from tests.reliability.conftest import RELIABILITY_ENV, WORKER_MODES
+from tests.reliability.conftest import ABANDONED_JOB_TIMEOUT, RELIABILITY_ENV, WORKER_MODES
 from tests.support.procs import Proc, ProcessFactory, wait_for
 
 #: The issue's bound: workers must survive an outage at least this long.
@@ -77,10 +81,8 @@ def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path
             wait_status(api, before["id"], {"finished"})
 
             server.kill()
-            down_until = time.monotonic() + OUTAGE
-            while time.monotonic() < down_until:
-                assert worker.alive(), worker.log()
-                time.sleep(1)
+            assert_stays_up(worker, OUTAGE)
+            assert "Redis unreachable" in worker.log()  # it noticed, and waited
             server.start()
 
             wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
@@ -112,13 +114,15 @@ def test_a_job_running_when_redis_dies_is_retried_once_it_returns(tmp_path: Path
         with httpx.Client(base_url=url, timeout=10) as api:
             job = submit(api, steps_job(steps=12, delay=0.25, retries=1))
             wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
-            time.sleep(1.5)  # `appendfsync everysec`: the started job is on disk
+            wait_on_disk(server)  # the started job is in the append-only file
             server.kill()
-            time.sleep(8)  # longer than the job: it ends (or fails) while Redis is away
+            # The attempt ends while Redis is away; its outcome waits, the worker retrying at the capped backoff.
+            wait_for(lambda: retry_delays(worker, "could not record").count(BACKOFF_CAP) >= 3, 30, what="backoff")
             assert worker.alive(), worker.log()
             # it backs off while the outcome waits (0.25 s, doubling), instead of retrying in a busy loop
-            retries = worker.log().count("Redis unreachable")
-            assert 0 < retries < 60, f"{retries} retries logged in 8 s"
+            delays = retry_delays(worker)
+            assert delays[0] == 0.25 and max(delays) == BACKOFF_CAP, delays
+            assert len(delays) < 60, f"{len(delays)} retries logged"
             server.start()
             wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
 
@@ -145,7 +149,8 @@ def test_a_job_running_when_redis_fills_up_is_retried_once_memory_is_freed(tmp_p
             wait_for(lambda: view(api, job["id"])["progress"] > 0, 20, interval=0.05, what="the job running")
             client.config_set("maxmemory", 1)  # the embedded server runs with noeviction, as the service asks
             try:
-                time.sleep(2.5)  # shorter than ABANDONED_JOB_TIMEOUT / 2: the worker is not presumed dead
+                # The attempt failed (its report() was refused) and its outcome was refused too: the worker waits.
+                wait_for(lambda: retry_delays(worker, "could not record"), 20, what="the outcome refused, retried")
                 assert worker.alive(), worker.log()
                 assert api.post("/jobs", json=steps_job()).status_code == 503
                 assert view(api, job["id"])["status"] == "started"  # the failed attempt is not recorded yet
@@ -186,11 +191,12 @@ def test_sigterm_during_an_outage_requeues_the_interrupted_job_once_redis_return
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="1")
         with httpx.Client(base_url=url, timeout=10) as api:
             # A job that does not touch Redis while it runs (one that does fails on its own when Redis goes).
-            job = _running_job_on_disk(api, {"type": "demo.sleep", "args": {"seconds": 8}, "retries": 0})
+            job = _running_job_on_disk(api, server, {"type": "demo.sleep", "args": {"seconds": 8}, "retries": 0})
             server.kill()
             worker.signal(signal.SIGTERM)
             wait_for(lambda: "shutting down, requeueing job" in worker.log(), 10, what="the job interrupted")
-            time.sleep(2)
+            # Two tries since: it has tried to record the requeue, in vain, and is waiting for Redis.
+            wait_for(lambda: len(retry_delays(worker, "requeueing job")) >= 2, 10, what="tries to record the requeue")
             assert worker.alive(), worker.log()  # its outcome (requeue) is not recorded yet
 
             server.start()
@@ -210,10 +216,12 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY="20", WORKER_SHUTDOWN_GRACE="30")
         with httpx.Client(base_url=url, timeout=10) as api:
-            job = _running_job_on_disk(api, steps_job(steps=40, delay=0.25, retries=1))
+            job = _running_job_on_disk(api, server, steps_job(steps=40, delay=0.25, retries=1))
             server.kill()
             worker.signal(signal.SIGTERM)
-            time.sleep(1.5)  # a second signal within a second counts as the same one
+            # A second signal within a second counts as the same one: send it once the worker's own log shows
+            # that more than a second has passed since it took the first.
+            wait_for(lambda: logged_seconds_after(worker, "warm shutdown") > 1.2, 10, what="the first signal aged")
             worker.signal(signal.SIGTERM)
             assert_exits_cleanly(worker)
             assert "left to the abandoned-job sweep" in worker.log()
@@ -227,11 +235,66 @@ def test_a_second_signal_during_an_outage_exits_and_leaves_the_job_to_the_sweep(
             _assert_no_claims(server.url)
 
 
-def _running_job_on_disk(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+def _running_job_on_disk(api: httpx.Client, server: EmbeddedRedis, body: dict[str, Any]) -> dict[str, Any]:
     job = submit(api, body)
     wait_for(lambda: view(api, job["id"])["status"] == "started", 20, interval=0.05, what="the job running")
-    time.sleep(1.5)  # `appendfsync everysec`: the started job and its claim are on disk
+    wait_on_disk(server)  # the started job and its claim are in the append-only file
     return job
+
+
+def wait_on_disk(server: EmbeddedRedis) -> None:
+    """Until everything the server took so far is in its append-only file, which a `kill -9` of the server
+    keeps (the kernel holds what was written): a marker written now is found there. With `appendfsync everysec`
+    the server may hold writes back for a moment while a background fsync runs."""
+    marker = f"aof-marker-{uuid.uuid4().hex}".encode()
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.set("jobsvc:test:aof-marker", marker)
+    finally:
+        client.close()
+
+    def written() -> bool:
+        return any(marker in path.read_bytes() for path in server.data_dir.rglob("*.aof") if path.is_file())
+
+    wait_for(written, 10, what="the append-only file to catch up")
+
+
+#: The longest a worker waits between two tries while Redis is away: its liveness beat (ABANDONED_JOB_TIMEOUT / 6).
+BACKOFF_CAP = max(0.5, ABANDONED_JOB_TIMEOUT / 6)
+_RETRY = re.compile(r"Redis unreachable.*; retrying in (\d+\.\d+)s")
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.MULTILINE)
+
+
+def retry_delays(worker: Proc, after: str = "") -> list[float]:
+    """The delays the worker logged between its tries to reach Redis, after the first line containing `after`."""
+    log = worker.log()
+    start = log.find(after)
+    return [] if start < 0 else [float(delay) for delay in _RETRY.findall(log, start)]
+
+
+def logged_seconds_after(worker: Proc, line: str) -> float:
+    """Seconds from the worker's first log line containing `line` to its latest log line, by their stamps."""
+    log = worker.log()
+    found = log.find(line)
+    if found < 0:
+        return 0.0
+    first = _STAMP.search(log, log.rfind("\n", 0, found) + 1)
+    stamps = _STAMP.findall(log)
+    assert first is not None and stamps, log
+    return (_parse_stamp(stamps[-1]) - _parse_stamp(first.group(1))).total_seconds()
+
+
+def _parse_stamp(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+
+
+def assert_stays_up(worker: Proc, seconds: float) -> None:
+    """The worker is still running `seconds` from now; fails as soon as it exits."""
+    try:
+        code = worker.popen.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return
+    raise AssertionError(f"the worker exited with {code}:\n{worker.log()}")
 
 
 def _assert_no_claims(url: str) -> None:

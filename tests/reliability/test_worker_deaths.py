@@ -142,7 +142,9 @@ def test_killing_only_the_worker_parent_never_runs_the_job_twice(
     first.signal(signal.SIGKILL)  # the parent only: RQ's horse lives in its own process group
     wait_for(lambda: not process_exists(horse), 3, what="the orphaned horse to die with its parent")
     done = wait_status(api, job["id"], {"finished"}, timeout=ABANDONED_JOB_TIMEOUT + HEADROOM + 10)
-    time.sleep(4)  # long enough for an orphan to have completed its side effect
+    # Every process that ran attempt 1 is gone (its horse was seen dead before the retry ended): none can
+    # add a side effect later.
+    assert not process_exists(first.pid) and not process_exists(horse)
     effects = [item.decode() for item in rclient.lrange(EFFECTS.format(job_id=job["id"]), 0, -1)]
     assert len(effects) == 1, effects
     assert effects[0].startswith("2:") and done["result"] == 1

@@ -30,8 +30,13 @@ lint: $(VENV)/.dev
 system-deps: $(VENV)/.dev
 	$(BIN)/python -m tests.support.system
 
-test: lint system-deps browser  ## lint, type-check, then the whole suite (unit, integration, reliability)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The suite runs under coverage (pyproject.toml, [tool.coverage.*]); the report is printed whether the
+# tests passed or not and ends with the TOTAL line. It fails if the tests do or the total is below the floor.
+test: lint system-deps browser  ## lint, type-check, then the whole suite (unit, integration, reliability) with coverage
+	mkdir -p .data && $(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); tests=$$?; \
+	  $(BIN)/coverage report; report=$$?; \
+	  [ $$tests -eq 0 ] && [ $$report -eq 0 ]
 
 browser:  ## Debian's chromium + chromedriver for the dashboard browser test (skipped where apt-get cannot install them)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

@@ -26,7 +26,8 @@ def test_pooled_asyncio_connections_the_server_closed_are_replaced_not_failed(
                 await asyncio.sleep(0.1)
                 replies.append(await client.ping())
                 async with client.pipeline(transaction=False) as pipe:
-                    replies.append((await pipe.echo("piped").execute())[0])
+                    pipe.echo("piped")  # queued: a pipeline's command returns the pipeline, not a reply
+                    replies.append((await pipe.execute())[0])
             return replies
         finally:
             await client.aclose()

@@ -84,7 +84,11 @@ def test_stop_running_jobs_within_two_seconds_never_retried(api: httpx.Client, p
         job = submit(api, payload)
         wait_status(api, job["id"], {"started"})
         if payload["args"]["delay"] < 1:
-            wait_for(lambda job=job: view(api, job["id"])["progress"] > 0, 10, what="first step")
+
+            def stepped(job: dict[str, Any] = job) -> bool:
+                return bool(view(api, job["id"])["progress"] > 0)
+
+            wait_for(stepped, 10, what="first step")
         asked = time.monotonic()
         response = api.delete(f"/jobs/{job['id']}")
         assert response.status_code == 202, response.text

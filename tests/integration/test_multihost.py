@@ -20,11 +20,12 @@ import httpx
 import pytest
 import redis
 
+from stack.procfile import procfile_command
 from stack.redis_server import EmbeddedRedis
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.support.netns import Host, Lan, NamespacesUnavailableError
-from tests.support.procs import ProcessFactory, base_env, procfile_command, wait_for
+from tests.support.procs import ProcessFactory, base_env, wait_for
 from tests.support.system import require
 
 JOBS = 200

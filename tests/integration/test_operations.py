@@ -32,7 +32,7 @@ def scrape(client: httpx.Client) -> Samples:
     }
 
 
-def metric(samples: Samples, name: str, default: float | None = None, **labels: str) -> float:
+def metric(samples: Samples, name: str, default: float | None = None, /, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     if default is not None:
         return samples.get(key, default)

@@ -55,7 +55,7 @@ def test_concurrent_commands_share_one_connection_and_each_gets_its_own_reply(
 def test_an_error_reply_goes_to_its_own_caller_and_the_others_get_theirs(redis_url: str, rclient: redis.Redis) -> None:
     rclient.set("text", "not a number")
 
-    async def body(pipeline: AutoPipeline, _client: aioredis.Redis) -> list[Any]:
+    async def body(pipeline: AutoPipeline, _client: aioredis.Redis) -> tuple[Any, ...]:
         return await asyncio.gather(
             pipeline.execute("ECHO", "before"),
             pipeline.execute("INCR", "text"),

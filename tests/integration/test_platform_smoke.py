@@ -21,6 +21,7 @@ from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.support.deploy import runtime_venv, slug
 from tests.support.procs import wait_for
+from tests.support.replies import text
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +79,9 @@ def test_procfile_under_honcho_with_two_workers(
 
             wait_for(lambda: all(job["status"] == "finished" for job in views()), 60, what="every job")
             assert [job["result"] for job in views()] == [{"steps": 6, "attempt": 1}] * count
-        workers = {name.decode() for name in rclient.smembers("rq:workers")}
+        workers = {text(name) for name in rclient.smembers("rq:workers")}
         ran_on = {rclient.hget(f"rq:job:{job_id}", "worker_name") for job_id in ids}
-        assert {f"rq:worker:{name.decode()}" for name in ran_on if name} == workers, (ran_on, workers)
+        assert {f"rq:worker:{text(name)}" for name in ran_on if name} == workers, (ran_on, workers)
     finally:
         if honcho.poll() is None:
             honcho.send_signal(signal.SIGTERM)  # honcho stops every process it started
@@ -89,7 +90,7 @@ def test_procfile_under_honcho_with_two_workers(
             except subprocess.TimeoutExpired:
                 honcho.kill()
                 honcho.wait()
-    log = log_path.read_text()
+    output = log_path.read_text()
     assert honcho.returncode is not None
-    assert "web.1" in log and "worker.1" in log and "worker.2" in log, log
+    assert "web.1" in output and "worker.1" in output and "worker.2" in output, output
     wait_for(lambda: rclient.scard("rq:workers") == 0, 10, what="workers to deregister on SIGTERM")

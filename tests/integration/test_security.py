@@ -9,7 +9,7 @@ import socket
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,7 +20,16 @@ from tests.factories import noop_job, steps_job
 from tests.support.procs import ProcessFactory, wait_for
 
 KEYS = {"alice": "alice-key-0123456789", "bob": "bob-key-0123456789", "ops": "ops-key-0123456789"}
-KEYED = {"API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()), "ADMIN_KEYS": "ops"}
+
+
+class KeyedEnv(TypedDict):
+    """The web's key settings, as environment variables (typed so that `**KEYED` fills only `**env`)."""
+
+    API_KEYS: str
+    ADMIN_KEYS: str
+
+
+KEYED: KeyedEnv = {"API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()), "ADMIN_KEYS": "ops"}
 
 
 def auth(name: str) -> dict[str, str]:
@@ -79,13 +88,13 @@ def test_active_jobs_quota_is_shared_and_frees_up_as_jobs_end(procs: ProcessFact
 
     procs.worker()
     for job in first:
-        wait_for(
-            lambda job=job: (
+
+        def finished(job: httpx.Response = job) -> bool:
+            return bool(
                 httpx.get(f"{url1}/jobs/{job.json()['id']}", headers=auth("alice")).json()["status"] == "finished"
-            ),
-            30,
-            what="alice's jobs to finish",
-        )
+            )
+
+        wait_for(finished, 30, what="alice's jobs to finish")
     assert post(url2, "alice").status_code == 202
 
 

@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 
 from tests.factories import noop_job, steps_job
 from tests.support.procs import ProcessFactory, wait_for
+from tests.support.replies import text
 
 
 def submit(api: httpx.Client, payload: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def test_queued_positions_come_from_the_pushes_counter_not_a_scan_of_the_queue(
 def test_a_queued_jobs_position_is_read_when_the_server_refuses_writes(api: httpx.Client, rclient: redis.Redis) -> None:
     ids = [submit(api, noop_job(queue="low"))["id"] for _ in range(3)]
     rclient.delete("jobsvc:pushes:low")  # every hint now misses: the reads would re-anchor them
-    policy = rclient.config_get("maxmemory-policy")["maxmemory-policy"]
+    policy = text(rclient.config_get("maxmemory-policy")["maxmemory-policy"])
     rclient.config_set("maxmemory-policy", "noeviction")
     rclient.config_set("maxmemory", 1)
     try:

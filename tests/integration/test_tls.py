@@ -19,10 +19,11 @@ import yaml
 
 from core.connection import async_redis, sync_redis, url_with_tls_options
 from core.settings import Settings
+from stack.procfile import procfile_command
 from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
-from tests.support.procs import ROOT, ProcessFactory, base_env, procfile_command, wait_for
+from tests.support.procs import ROOT, ProcessFactory, base_env, wait_for
 from tests.support.system import require
 from tests.support.tls import TlsRedis, self_signed_certificate
 
@@ -31,7 +32,8 @@ from tests.support.tls import TlsRedis, self_signed_certificate
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
     directory = tmp_path_factory.mktemp("redis-tls")
     cert, key = self_signed_certificate(require("openssl"), directory)
-    server = TlsRedis(require("redis-server"), directory, cert, key).start()
+    server = TlsRedis(require("redis-server"), directory, cert, key)
+    server.start()
     try:
         yield server
     finally:
@@ -49,7 +51,11 @@ def tls_url(tls_server: TlsRedis) -> Iterator[str]:
 
 def test_server_speaks_tls_only_with_a_self_signed_certificate(tls_server: TlsRedis) -> None:
     plain = redis.Redis(
-        host=tls_server.host, port=tls_server.port, socket_connect_timeout=1, socket_timeout=1, retry=None
+        host=tls_server.host,
+        port=tls_server.port,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=None,  # type: ignore[arg-type]  # redis-py takes None (no retry policy) but types it as Retry
     )
     with pytest.raises(redis.ConnectionError):
         plain.ping()
@@ -81,12 +87,11 @@ def test_verification_off_connects_every_kind_of_client(tls_url: str) -> None:
     web_sync.set("tls:probe", "over tls")
     assert web_sync.get("tls:probe") == b"over tls"
 
-    async def aio_roundtrip() -> bytes | None:
+    async def aio_roundtrip() -> bytes | str | None:
         client = async_redis(settings)
         try:
             await client.set("tls:aio", "asyncio over tls")
-            value: bytes | None = await client.get("tls:aio")
-            return value
+            return await client.get("tls:aio")
         finally:
             await client.aclose()
 

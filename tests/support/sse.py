@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+
+
+class LineStream(Protocol):
+    """A streamed response read line by line: httpx's, or the one Starlette's TestClient returns."""
+
+    def iter_lines(self) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class Parser:
         return None
 
 
-def items(response: httpx.Response) -> Iterator[SSE | str]:
+def items(response: LineStream) -> Iterator[SSE | str]:
     parser = Parser()
     for line in response.iter_lines():
         item = parser.feed(line)
@@ -50,7 +56,7 @@ def items(response: httpx.Response) -> Iterator[SSE | str]:
             yield item
 
 
-def events(response: httpx.Response) -> Iterator[SSE]:
+def events(response: LineStream) -> Iterator[SSE]:
     for item in items(response):
         if isinstance(item, SSE):
             yield item

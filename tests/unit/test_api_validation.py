@@ -33,7 +33,7 @@ def assert_problem(response: Any, status: int, loc: list[Any] | None = None) -> 
         ({"type": 5}, ["type"]),
         (steps_job(steps=0), ["args", "steps"]),
         (steps_job(steps=10001), ["args", "steps"]),
-        (steps_job(steps="many"), ["args", "steps"]),
+        (steps_job(args={"steps": "many"}), ["args", "steps"]),
         (steps_job(delay=-1), ["args", "delay"]),
         (steps_job(args={"unknown": 1}), ["args", "unknown"]),
         ({"type": "demo.steps", "args": [1, 2]}, ["args"]),

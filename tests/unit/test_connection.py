@@ -7,6 +7,7 @@ import ssl
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.typing import EncodableT
 from rq.job import JobStatus
 
 from core.connection import async_redis, hiredis_packing, sync_redis, url_with_tls_options
@@ -23,15 +24,16 @@ from core.settings import Settings
     ],
 )  # fmt: skip
 def test_url_with_tls_options(url: str, cert_reqs: str, expected: str) -> None:
-    settings = Settings(redis_url=url, redis_ssl_cert_reqs=cert_reqs)  # type: ignore[arg-type]
+    settings = Settings(redis_url=url, redis_ssl_cert_reqs=cert_reqs)
     assert url_with_tls_options(settings) == expected
 
 
 @pytest.mark.parametrize(("cert_reqs", "mode"), [("required", ssl.CERT_REQUIRED), ("none", ssl.CERT_NONE)])
 def test_clients_built_from_settings_carry_the_certificate_check(cert_reqs: str, mode: ssl.VerifyMode) -> None:
-    settings = Settings(redis_url="rediss://host:6380/0", redis_ssl_cert_reqs=cert_reqs)  # type: ignore[arg-type]
+    settings = Settings(redis_url="rediss://host:6380/0", redis_ssl_cert_reqs=cert_reqs)
     for pool in (sync_redis(settings).connection_pool, async_redis(settings).connection_pool):
         connection = pool.connection_class(**pool.connection_kwargs)  # built, not connected
+        assert isinstance(connection, redis.SSLConnection | aioredis.SSLConnection)
         assert connection.cert_reqs == mode
 
 
@@ -48,7 +50,7 @@ def test_default_is_to_verify() -> None:
         ("SET", "k", bytearray(b"v"), memoryview(b"w")),  # types hiredis refuses: redis-py's packer
     ],
 )
-def test_async_clients_pack_with_hiredis_the_same_bytes_as_redis_py(args: tuple[object, ...]) -> None:
+def test_async_clients_pack_with_hiredis_the_same_bytes_as_redis_py(args: tuple[EncodableT, ...]) -> None:
     for url in ("redis://host:6379/0", "rediss://host:6380/0"):
         pool = async_redis(Settings(redis_url=url)).connection_pool
         ours = pool.connection_class(**pool.connection_kwargs)
@@ -66,5 +68,5 @@ def test_hiredis_packing_is_used_and_bad_arguments_still_raise_redis_errors() ->
     packed = connection.pack_command("EVALSHA", "abc", 0, *[str(n) for n in range(90)])
     assert len(packed) == 1  # one buffer from hiredis (redis-py's own packer yields its chunks)
     with pytest.raises(redis.DataError):
-        connection.pack_command("SET", "k", None)
+        connection.pack_command("SET", "k", None)  # type: ignore[arg-type]  # wrong on purpose: it must raise
     assert hiredis_packing(pool.connection_class) is pool.connection_class  # not wrapped twice

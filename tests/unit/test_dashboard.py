@@ -84,8 +84,8 @@ def every_dashboard_request(job_id: str) -> list[tuple[str, str]]:
     return requests
 
 
-def snapshot(connection: fakeredis.FakeRedis) -> dict[bytes, Any]:
-    out: dict[bytes, Any] = {}
+def snapshot(connection: fakeredis.FakeRedis) -> dict[bytes | str, Any]:
+    out: dict[bytes | str, Any] = {}
     for key in sorted(connection.keys("*")):
         kind = connection.type(key)
         out[key] = (
@@ -154,7 +154,7 @@ def test_dashboard_opens_json_jobs_and_requeues_them_as_json(
 
     assert dashboard.post(f"/dashboard/job/{job_id}/requeue", headers=AUTH).json() == {"status": "OK"}
     raw = fake_redis.hget(Job.key_for(job_id), "data")
-    assert raw is not None and json.loads(zlib.decompress(raw))  # still JSON after the dashboard wrote it back
+    assert isinstance(raw, bytes) and json.loads(zlib.decompress(raw))  # still JSON after the dashboard wrote it back
     run_jobs(fake_redis)
     done = dashboard.get(f"/jobs/{job_id}").json()
     assert done["status"] == "finished" and done["result"] == {"steps": 2, "attempt": 2}

@@ -58,7 +58,7 @@ def test_bad_control_fields_are_422_naming_the_field(client: TestClient, payload
 
 @pytest.mark.parametrize("key", [b"", b"k" * 256, b"tab\there", "caf\u00e9".encode()])
 def test_bad_idempotency_keys_are_422_naming_the_header(client: TestClient, key: bytes) -> None:
-    response = client.post("/jobs", json=noop_job(), headers={"Idempotency-Key": key})
+    response = client.post("/jobs", json=noop_job(), headers={b"Idempotency-Key": key})
     assert_problem(response, 422, ["header", "Idempotency-Key"])
 
 

@@ -177,10 +177,12 @@ def test_a_status_change_is_placed_among_the_new_progress_events(fake_redis: fak
     job = Queue("default", connection=fake_redis, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
     queued = State(0, status_key(job))
     progress.append_message(job.meta, "requeued: worker died")  # before this attempt started
-    job.started_at = job.enqueued_at + timedelta(seconds=1)  # type: ignore[operator]
+    assert job.enqueued_at is not None
+    started_at = job.enqueued_at + timedelta(seconds=1)
+    job.started_at = started_at
     job.set_status(JobStatus.STARTED)
     progress.append_message(job.meta, "step 1/2", 50)
-    job.meta["messages"][-1]["time"] = iso_z(job.started_at + timedelta(milliseconds=5))
+    job.meta["messages"][-1]["time"] = iso_z(started_at + timedelta(milliseconds=5))
     seen, started = change(job, queued)
     assert seen == [("progress", 1, "requeued: worker died"), ("status", 1, "started"), ("progress", 2, "step 1/2")]
     assert started.seq == 2 and changes(JobRecord(job, None, None), started) is None
@@ -193,15 +195,16 @@ def test_a_status_change_is_placed_among_the_new_progress_events(fake_redis: fak
 
     # the same status again (a new attempt started) is still a change
     job.set_status(JobStatus.STARTED)
-    job.started_at = job.started_at + timedelta(seconds=2)
+    started_at += timedelta(seconds=2)
+    job.started_at = started_at
     seen, restarted = change(job, started)
     assert seen == [("progress", 3, "attempt 1 ended: boom"), ("status", 3, "started")]
 
     # the end: everything reported comes before the final status, whatever the clocks say
     progress.append_message(job.meta, "step 2/2", 100)
-    job.meta["messages"][-1]["time"] = iso_z(job.started_at - timedelta(seconds=5))
+    job.meta["messages"][-1]["time"] = iso_z(started_at - timedelta(seconds=5))
     job.set_status(JobStatus.FINISHED)
-    job.ended_at = job.started_at
+    job.ended_at = started_at
     seen, _ = change(job, restarted)
     assert seen == [("progress", 4, "step 2/2"), ("status", 4, "finished")]
 
@@ -294,7 +297,7 @@ def test_the_web_can_announce_on_its_asyncio_pipeline(fake_server: fakeredis.Fak
     """What a web-side status change (e.g. a cancel) does: the same command, on redis.asyncio."""
     sync = fakeredis.FakeRedis(server=fake_server)
     job = Queue("default", connection=sync, serializer=SERIALIZER).enqueue_call("jobs.builtin.demo.noop")
-    pubsub = sync.pubsub()
+    pubsub = sync.pubsub()  # type: ignore[no-untyped-call]  # unannotated in redis-py
     pubsub.subscribe(keys.EVENTS_CHANNEL)
 
     async def scenario() -> None:

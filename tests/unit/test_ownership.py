@@ -41,7 +41,7 @@ def test_listing_shows_a_key_only_its_own_jobs_and_admin_all(keyed: TestClient) 
     alice = {submit(keyed, "alice") for _ in range(3)} | {submit(keyed, "alice", steps_job(queue="high"))}
     bob = {submit(keyed, "bob") for _ in range(2)}
 
-    def listed(who: str, **params: object) -> set[str]:
+    def listed(who: str, **params: str) -> set[str]:
         response = keyed.get("/jobs", params=params, headers=bearer(who))
         assert response.status_code == 200, response.text
         return {job["id"] for job in response.json()["jobs"]}
@@ -62,7 +62,7 @@ def test_listing_pages_through_own_jobs_only(keyed: TestClient) -> None:
     seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
         page = keyed.get("/jobs", params=params, headers=bearer("alice")).json()
         seen.extend(job["id"] for job in page["jobs"])
         cursor = page["next_cursor"]

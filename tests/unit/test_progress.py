@@ -15,6 +15,7 @@ from core.rqadapter import jobdata
 from core.settings import get_settings
 from jobs import progress
 from jobs.builtin.demo import DemoFailure, steps
+from tests.support.replies import text
 from workers.job import RegisteredJob
 
 
@@ -93,7 +94,7 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_redi
     monkeypatch.setattr(connection_class, "pack_commands", recorded_pack)
     job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
     monkeypatch.setattr(progress, "get_current_job", lambda: job)
-    subscriber = fake_redis.pubsub(ignore_subscribe_messages=True)
+    subscriber = fake_redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
     subscriber.subscribe("jobsvc:channel:events")
 
     fake_redis.ping()  # the pooled connection's handshake is behind us
@@ -184,7 +185,7 @@ def test_bounded_whatever_a_job_reports(monkeypatch: pytest.MonkeyPatch, fake_re
             progress.report(i % 100, "x" * 10 * settings.progress_max_message_chars)
         sizes.append(len(fake_redis.hget(job.key, "meta") or b""))
     assert sizes[0] == sizes[1] and len(job.meta["messages"]) == settings.progress_max_messages
-    assert sorted(key.decode() for key in fake_redis.keys()) == [job.key]
+    assert sorted(text(key) for key in fake_redis.keys()) == [job.key]
 
 
 def test_serialize_meta_is_what_rqs_serializer_writes_and_encodes_each_message_once(
@@ -197,7 +198,12 @@ def test_serialize_meta_is_what_rqs_serializer_writes_and_encodes_each_message_o
     limit = get_settings().progress_max_messages
     encoded: list[Any] = []
     dumps = jobdata.json.dumps
-    monkeypatch.setattr(jobdata.json, "dumps", lambda value, *a, **k: encoded.append(value) or dumps(value, *a, **k))
+
+    def recorded_dumps(value: Any, *args: Any, **kwargs: Any) -> str:
+        encoded.append(value)
+        return dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(jobdata.json, "dumps", recorded_dumps)  # the module the adapter encodes meta with
 
     for i in range(limit + 20):  # past the cap: the oldest entries leave, their encodings with them
         progress.append_message(job.meta, f'step {i}: «ünïcode» "quoted"' if i % 3 else None, i % 101)

@@ -17,7 +17,7 @@ README = Path(__file__).resolve().parents[2] / "docs" / "API.md"
 
 
 def receiver_source() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     [source] = [block for block in blocks if "BaseHTTPRequestHandler" in block]
     assert len([line for line in source.splitlines() if line.strip()]) <= 11  # a ~10-line receiver
     return source

@@ -125,7 +125,9 @@ def test_progress_message_per_chunk_in_a_worker(fake_redis: fakeredis.FakeRedis)
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()
     messages = [m["message"] for m in job.meta["messages"]]
-    chunks = job.return_value()["stats"]["chunks"]
+    result = job.return_value()
+    assert result is not None
+    chunks = result["stats"]["chunks"]
     assert chunks >= 4
     assert [m.split(":")[0] for m in messages[:-1]] == [f"chunk {i}/{chunks}" for i in range(1, chunks + 1)]
     assert messages[-1] == "found 4 characters" and job.meta["progress"] == 100

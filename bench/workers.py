@@ -18,7 +18,11 @@ from core.queues import SERIALIZER
 from stack.procfile import procfile_command
 
 BENCH_VENV = ROOT / ".venv-bench"
-OURS = "workers.concurrent.ConcurrentWorker"
+OURS = "workers.Worker"
+if OURS not in procfile_command("worker"):
+    raise RuntimeError(
+        f"the Procfile's worker line no longer names {OURS}: the baselines would run the service's worker"
+    )
 #: The Procfile's worker line with only the worker class swapped.
 SIMPLE = procfile_command("worker").replace(OURS, "rq.worker.SimpleWorker")
 DEFAULT_RQ = procfile_command("worker").replace(OURS, "workers.worker.ServiceWorker")

@@ -1,0 +1,78 @@
+"""Run a scenario's jobs with one worker, in this process, against a flushed database; snapshot the result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq.utils import import_attribute
+
+from core.settings import get_settings
+from tests.differential import snapshot
+from tests.differential.scenarios import WORKER_QUEUES, Scenario, enqueue_all
+
+#: Every worker runs under this name, so its keys and the jobs' `worker_name` read the same on both sides.
+WORKER_NAME = "diff-worker"
+
+#: Longest a scenario's worker may run (its jobs take at most a few seconds).
+RUN_TIMEOUT = 30.0
+
+MakeWorker = Callable[[Redis], Any]
+
+
+def run(connection: Redis, scenario: Scenario, make_worker: MakeWorker) -> snapshot.Snapshot:
+    connection.flushdb()
+    started = int(time.time())  # what RQ's `current_timestamp()` scores count from
+    enqueue_all(connection, scenario)
+    worker = make_worker(connection)
+    helper = None
+    if scenario.during is not None:
+        helper = threading.Thread(target=scenario.during, args=(connection,), daemon=True)
+        helper.start()
+    worker.work(burst=True)
+    if helper is not None:
+        helper.join(RUN_TIMEOUT)
+        assert not helper.is_alive(), f"{scenario.name}: the helper beside the worker did not finish"
+    state = snapshot.take(connection, snapshot.Normaliser(started, {}))
+    connection.flushdb()
+    return state
+
+
+def rq_worker(class_path: str) -> MakeWorker:
+    """One of RQ's own worker classes, built the way `rq worker --serializer json` builds it."""
+
+    def make(connection: Redis) -> Any:
+        from rq.serializers import JSONSerializer
+
+        worker_class = import_attribute(class_path)
+        return worker_class(WORKER_QUEUES, connection=connection, serializer=JSONSerializer, name=WORKER_NAME)
+
+    return make
+
+
+@contextmanager
+def service_settings(monkeypatch: pytest.MonkeyPatch, redis_url: str, concurrency: int) -> Iterator[None]:
+    """The environment an `rq worker -w <service worker>` process would read its settings from."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("WORKER_CONCURRENCY", str(concurrency))
+    monkeypatch.setenv("JOB_MODULES", "tests.differential.jobs")
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()
+
+
+def service_worker(class_path: str) -> MakeWorker:
+    """One of the service's worker classes: it builds its own connection, serializer and job class from settings."""
+
+    def make(connection: Redis) -> Any:
+        worker_class = import_attribute(class_path)
+        return worker_class(WORKER_QUEUES, name=WORKER_NAME)
+
+    return make

@@ -19,28 +19,39 @@ from tests.differential.scenarios import WORKER_QUEUES, Scenario, enqueue_all
 #: Every worker runs under this name, so its keys and the jobs' `worker_name` read the same on both sides.
 WORKER_NAME = "diff-worker"
 
+#: Seconds between a worker's heartbeats while a job runs: the service's workers derive it from
+#: `ABANDONED_JOB_TIMEOUT` (10 by default); RQ's reference runs with the same (`rq worker
+#: --job-monitoring-interval 10`), so the heartbeat TTLs compare like with like.
+JOB_MONITORING_INTERVAL = 10
+
 #: Longest a scenario's worker may run (its jobs take at most a few seconds).
 RUN_TIMEOUT = 30.0
 
 MakeWorker = Callable[[Redis], Any]
 
 
-def run(connection: Redis, scenario: Scenario, make_worker: MakeWorker) -> snapshot.Snapshot:
+def run(connection: Redis, scenario: Scenario, make_worker: MakeWorker) -> dict[str, snapshot.Snapshot]:
+    """The snapshots of one run: `end` once the worker is done, and any the scenario captured meanwhile."""
     connection.flushdb()
-    started = int(time.time())  # what RQ's `current_timestamp()` scores count from
+    normaliser = snapshot.Normaliser(int(time.time()), {})  # RQ's `current_timestamp()` scores are whole seconds
+    states: dict[str, snapshot.Snapshot] = {}
+
+    def capture(label: str) -> None:
+        states[label] = snapshot.take(connection, normaliser)
+
     enqueue_all(connection, scenario)
     worker = make_worker(connection)
     helper = None
     if scenario.during is not None:
-        helper = threading.Thread(target=scenario.during, args=(connection,), daemon=True)
+        helper = threading.Thread(target=scenario.during, args=(connection, capture), daemon=True)
         helper.start()
     worker.work(burst=True)
     if helper is not None:
         helper.join(RUN_TIMEOUT)
         assert not helper.is_alive(), f"{scenario.name}: the helper beside the worker did not finish"
-    state = snapshot.take(connection, snapshot.Normaliser(started, {}))
+    capture("end")
     connection.flushdb()
-    return state
+    return states
 
 
 def rq_worker(class_path: str) -> MakeWorker:
@@ -50,7 +61,13 @@ def rq_worker(class_path: str) -> MakeWorker:
         from rq.serializers import JSONSerializer
 
         worker_class = import_attribute(class_path)
-        return worker_class(WORKER_QUEUES, connection=connection, serializer=JSONSerializer, name=WORKER_NAME)
+        return worker_class(
+            WORKER_QUEUES,
+            connection=connection,
+            serializer=JSONSerializer,
+            name=WORKER_NAME,
+            job_monitoring_interval=JOB_MONITORING_INTERVAL,
+        )
 
     return make
 
@@ -72,7 +89,8 @@ def service_worker(class_path: str) -> MakeWorker:
     """One of the service's worker classes: it builds its own connection, serializer and job class from settings."""
 
     def make(connection: Redis) -> Any:
-        worker_class = import_attribute(class_path)
-        return worker_class(WORKER_QUEUES, name=WORKER_NAME)
+        worker = import_attribute(class_path)(WORKER_QUEUES, name=WORKER_NAME)
+        assert worker.job_monitoring_interval == JOB_MONITORING_INTERVAL, "RQ's reference must run with the same"
+        return worker
 
     return make

@@ -37,12 +37,16 @@ class Enqueue:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+Capture = Callable[[str], None]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     enqueues: tuple[Enqueue, ...]
-    #: Run beside the worker while it works (given the connection), e.g. a stop command.
-    during: Callable[[Redis], None] | None = None
+    #: Run beside the worker while it works, given the connection and `capture(label)`, which snapshots the
+    #: database then (compared with RQ's snapshot of the same label): e.g. a stop command.
+    during: Callable[[Redis, Capture], None] | None = None
 
 
 def enqueue_all(connection: Redis, scenario: Scenario) -> None:
@@ -51,12 +55,18 @@ def enqueue_all(connection: Redis, scenario: Scenario) -> None:
         queue.enqueue_call(func(item.function), kwargs=item.kwargs, job_id=item.job_id, **item.options)
 
 
-def stop_when_started(job_id: str, timeout: float = 15.0) -> Callable[[Redis], None]:
-    """Sends RQ's `stop-job` command once `job_id` runs, again until the worker acts on it (a command that
-    arrives before the worker knows the job is its own is ignored)."""
+def stop_when_started(job_id: str, timeout: float = 15.0) -> Callable[[Redis, Capture], None]:
+    """Snapshots the database as `running` once `job_id` runs with its RQ execution written, then sends RQ's
+    `stop-job` command, again until the worker acts on it (a command that arrives before the worker knows the
+    job is its own is ignored)."""
 
-    def stop(connection: Redis) -> None:
+    def stop(connection: Redis, capture: Capture) -> None:
         deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (
+            connection.get(jobs.CALLS.format(job_id=job_id)) and connection.keys(f"rq:execution:{job_id}:*")
+        ):
+            time.sleep(0.02)
+        capture("running")
         while time.monotonic() < deadline:
             job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
             status = job.get_status(refresh=False)

@@ -38,6 +38,11 @@ def value(value: Any = None) -> Any:
     return value
 
 
+@job_type("diff.unserializable", description="Return a set, which JSON cannot store", internal=True)
+def unserializable() -> set[int]:
+    return {1, 2}
+
+
 class FlakyArgs(BaseModel):
     failures: int = Field(1, ge=0)
 

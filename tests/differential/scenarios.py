@@ -83,7 +83,16 @@ def stop_when_started(job_id: str, timeout: float = 15.0) -> Callable[[Redis, Ca
 
 
 SCENARIOS = [
-    Scenario("success", (Enqueue("ok", "value", {"value": {"answer": [1, 2]}}),)),
+    Scenario(
+        "success",
+        (
+            Enqueue("ok", "value", {"value": {"answer": [1, 2]}}),
+            Enqueue("none", "value"),
+            Enqueue("kept", "unserializable", options={"result_ttl": -1}),  # RQ's "unserializable" result, forever
+            Enqueue("expiring", "value", {"value": 3}, {"ttl": 900, "result_ttl": 600}),  # TTL while queued
+            Enqueue("longer", "sleep", {"seconds": 0.3}),  # runs past the concurrent worker's execution record delay
+        ),
+    ),
     Scenario(
         "failure-then-retry",
         (Enqueue("flaky", "flaky", {"failures": 1}, {"retry": Retry(max=1)}),),

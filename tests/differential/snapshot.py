@@ -103,6 +103,8 @@ class Normaliser:
         return f"<traceback> {lines[-1].strip()}"
 
     def score(self, score: float) -> Any:
+        if math.isinf(score):
+            return str(score)
         if score > 1e9:  # a time: when the entry expires, or was added
             return f"start{math.floor((score - self.started) / BUCKET) * BUCKET:+d}s"
         return score

@@ -30,8 +30,11 @@ RUN_TIMEOUT = 30.0
 MakeWorker = Callable[[Redis], Any]
 
 
-def run(connection: Redis, scenario: Scenario, make_worker: MakeWorker) -> dict[str, snapshot.Snapshot]:
-    """The snapshots of one run: `end` once the worker is done, and any the scenario captured meanwhile."""
+def run(
+    connection: Redis, scenario: Scenario, make_worker: MakeWorker, *, rq_side: bool = False
+) -> dict[str, snapshot.Snapshot]:
+    """The snapshots of one run: `end` once the worker is done (and, on RQ's side, the scenario's `rq_also`),
+    and any the scenario captured meanwhile."""
     connection.flushdb()
     normaliser = snapshot.Normaliser(int(time.time()), {})  # RQ's `current_timestamp()` scores are whole seconds
     states: dict[str, snapshot.Snapshot] = {}
@@ -49,6 +52,8 @@ def run(connection: Redis, scenario: Scenario, make_worker: MakeWorker) -> dict[
     if helper is not None:
         helper.join(RUN_TIMEOUT)
         assert not helper.is_alive(), f"{scenario.name}: the helper beside the worker did not finish"
+    if rq_side and scenario.rq_also is not None:
+        scenario.rq_also(connection)
     capture("end")
     connection.flushdb()
     return states

@@ -44,6 +44,9 @@ Capture = Callable[[str], None]
 class Scenario:
     name: str
     enqueues: tuple[Enqueue, ...]
+    #: What the service's workers do beyond RQ's, done on RQ's side after its worker, through RQ's public API:
+    #: the comparison is then with what RQ itself writes for it.
+    rq_also: Callable[[Redis], None] | None = None
     #: Run beside the worker while it works, given the connection and `capture(label)`, which snapshots the
     #: database then (compared with RQ's snapshot of the same label): e.g. a stop command.
     during: Callable[[Redis, Capture], None] | None = None
@@ -82,6 +85,15 @@ def stop_when_started(job_id: str, timeout: float = 15.0) -> Callable[[Redis, Ca
     return stop
 
 
+def cancel(job_id: str) -> Callable[[Redis], None]:
+    """RQ's own `Job.cancel()`: what the service's workers do to the jobs deferred on a parent that failed."""
+
+    def cancel_job(connection: Redis) -> None:
+        Job.fetch(job_id, connection=connection, serializer=JSONSerializer).cancel()
+
+    return cancel_job
+
+
 SCENARIOS = [
     Scenario(
         "success",
@@ -109,6 +121,14 @@ SCENARIOS = [
             Enqueue("parent", "value", {"value": "parent"}),
             Enqueue("child", "value", {"value": "child"}, {"depends_on": "parent"}),
         ),
+    ),
+    Scenario(
+        "dependent-of-failure",
+        (
+            Enqueue("broken", "flaky", {"failures": 5}),
+            Enqueue("orphan", "value", {"value": "never"}, {"depends_on": "broken"}),
+        ),
+        rq_also=cancel("orphan"),
     ),
     Scenario(
         "callbacks",

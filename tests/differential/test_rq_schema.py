@@ -157,3 +157,13 @@ def test_our_worker_leaves_what_rqs_leaves(
             set(known) - {difference.where for difference in found}
         )]  # fmt: skip
     assert not report, f"{scenario.name}: ours differs from RQ's in {len(report)} places:\n" + "\n".join(report)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_rqs_worker_matches_itself(scenario: Scenario, rclient: Redis) -> None:
+    """RQ's worker run again leaves what it left the first time, with no rule at all: whatever the suite
+    reports is the service's, not run-to-run noise the normalisation missed."""
+    first = rq_snapshots(rclient, scenario)
+    again = run(rclient, scenario, rq_worker(RQ_WORKER), rq_side=True)
+    report = [f"{label}: {d}" for label in sorted(first) for d in snapshot.differences(first[label], again[label])]
+    assert sorted(again) == sorted(first) and not report, "\n".join(report)

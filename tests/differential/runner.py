@@ -1,7 +1,9 @@
-"""Run a scenario's jobs with one worker, in this process, against a flushed database; snapshot the result."""
+"""Run a scenario's jobs with one worker (in this process, or the Procfile's `rq worker` line) against a flushed
+database; snapshot the result."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +15,10 @@ from redis import Redis
 from rq.utils import import_attribute
 
 from core.settings import get_settings
+from stack.procfile import procfile_command
 from tests.differential import snapshot
 from tests.differential.scenarios import WORKER_QUEUES, Scenario, enqueue_all
+from tests.support.procs import ROOT, base_env
 
 #: Every worker runs under this name, so its keys and the jobs' `worker_name` read the same on both sides.
 WORKER_NAME = "diff-worker"
@@ -99,3 +103,24 @@ def service_worker(class_path: str) -> MakeWorker:
         return worker
 
     return make
+
+
+class CliWorker:
+    """The Procfile's `rq worker` line as a subprocess, in burst mode, under `WORKER_NAME`.
+
+    `--with-scheduler` is left out: RQ's reference runs no scheduler, and no scenario schedules anything."""
+
+    def __init__(self, redis_url: str, log_path: Any, **env: str) -> None:
+        line = procfile_command("worker").replace(" --with-scheduler", "")
+        self.command = f"exec {line.replace('rq worker ', f'rq worker --burst --name {WORKER_NAME} ', 1)}"
+        self.env = base_env(redis_url, JOB_MODULES="tests.differential.jobs", **env)
+        self.log_path = log_path
+
+    def work(self, burst: bool = True) -> None:
+        assert burst
+        with open(self.log_path, "wb") as log:
+            done = subprocess.run(
+                self.command, shell=True, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                timeout=RUN_TIMEOUT, check=False,
+            )  # fmt: skip
+        assert done.returncode == 0, f"{self.command} exited {done.returncode}:\n{self.log_path.read_text()}"

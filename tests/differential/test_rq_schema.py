@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from redis import Redis
 
 import tests.differential.jobs  # noqa: F401  (registers the job types in this process)
 from tests.differential import snapshot
-from tests.differential.runner import WORKER_NAME, rq_worker, run, service_settings, service_worker
+from tests.differential.runner import WORKER_NAME, CliWorker, rq_worker, run, service_settings, service_worker
 from tests.differential.scenarios import SCENARIOS, Scenario
 
 pytestmark = pytest.mark.integration
+
+#: Scenarios also run by the Procfile's `rq worker` line (a subprocess each: the command line's own path).
+CLI_SCENARIOS = ["success", "stop", "final-failure"]
 
 #: RQ's reference: its forking worker (the one `rq worker` starts), one work horse per job.
 RQ_WORKER = "rq.worker.Worker"
@@ -138,11 +142,27 @@ KNOWN_DIVERGENCES: dict[tuple[str, str, str], dict[str, str]] = {
 def test_our_worker_leaves_what_rqs_leaves(
     scenario: Scenario, worker: tuple[str, str, int], rclient: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    expected = rq_snapshots(rclient, scenario)
-    assert ran_jobs(expected["end"]), f"RQ's run of {scenario.name} ran no job: nothing to compare"
     worker_id, class_path, concurrency = worker
     with service_settings(monkeypatch, redis_url, concurrency):
         ours = run(rclient, scenario, service_worker(class_path))
+    assert_same_as_rqs(rclient, scenario, worker_id, ours)
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.name in CLI_SCENARIOS], ids=CLI_SCENARIOS)
+def test_the_procfile_worker_leaves_what_rqs_leaves(
+    scenario: Scenario, rclient: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    worker_id, _, concurrency = SERVICE_WORKERS[0]
+    cli = CliWorker(redis_url, tmp_path / "worker.log", WORKER_CONCURRENCY=str(concurrency))
+    ours = run(rclient, scenario, lambda connection: cli)
+    assert_same_as_rqs(rclient, scenario, worker_id, ours)
+
+
+def assert_same_as_rqs(
+    connection: Redis, scenario: Scenario, worker_id: str, ours: dict[str, snapshot.Snapshot]
+) -> None:
+    expected = rq_snapshots(connection, scenario)
+    assert ran_jobs(expected["end"]), f"RQ's run of {scenario.name} ran no job: nothing to compare"
     assert sorted(ours) == sorted(expected), "both runs take the same snapshots"
     report: list[str] = []
     for label in sorted(expected):

@@ -22,6 +22,7 @@ from app.store import JobStore
 from core import durability
 from core.connection import async_redis, sync_redis
 from core.logs import configure_logging
+from core.rqadapter.version import check_rq_version
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger("app")
@@ -36,6 +37,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        check_rq_version(settings)
         sync, aio = connections or (sync_redis(settings), async_redis(settings))
         store = JobStore(settings, sync, aio)
         app.state.store = store

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     job_modules: str = Field(
         "", description="Comma-separated extra modules to import at start-up; each registers job types"
     )
+    rq_version_check: Literal["on", "off"] = Field(
+        "on",
+        description="off = start even on an RQ or redis-py the RQ adapter was not verified against (logged)",
+    )
     worker_test_pause_after_dequeue: float = Field(
         0,
         ge=0,

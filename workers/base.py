@@ -26,6 +26,7 @@ from core import durability
 from core.connection import REDIS_DOWN, sync_redis
 from core.queues import SERIALIZER
 from core.rqadapter import worker_hooks
+from core.rqadapter.version import check_rq_version
 from core.settings import get_settings
 from workers import lifecycle, lifeline, stopping
 from workers.announcing import AnnouncingWorker
@@ -68,6 +69,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
     # -- start and stop -----------------------------------------------------------------
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        check_rq_version(get_settings())
         lifeline.install()
         for warning in durability.check(self.connection):
             self.log.warning("Worker %s: %s", self.name, warning)

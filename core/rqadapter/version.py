@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ VERIFIED: Final[Mapping[str, frozenset[str]]] = {
     "redis": frozenset({"8.1.0"}),
 }
 
-#: The environment variable that turns the check off (`off`) or on (`on`, the default).
+#: The setting that turns the check off (`off`) or on (`on`, the default).
 OVERRIDE: Final = "RQ_VERSION_CHECK"
 
 
@@ -61,14 +62,6 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def check_enabled() -> bool:
-    """`RQ_VERSION_CHECK` from the environment: `on` (the default) or `off`; anything else is refused."""
-    value = os.environ.get(OVERRIDE, "on").strip().lower()
-    if value not in ("on", "off"):
-        raise ValueError(f"{OVERRIDE} must be 'on' or 'off', not {value!r}")
-    return value == "on"
-
-
 def mismatches() -> list[Mismatch]:
     """The distributions in `VERIFIED` whose installed version is not a verified one."""
     found = []
@@ -79,11 +72,11 @@ def mismatches() -> list[Mismatch]:
     return found
 
 
-def check_rq_version() -> None:
+def check_rq_version(settings: Settings) -> None:
     """Raise `UnverifiedVersionError` unless RQ and redis-py are verified versions; with `RQ_VERSION_CHECK=off`,
     log a warning instead (also when the versions are fine: the check is off either way)."""
     found = mismatches()
-    if check_enabled():
+    if settings.rq_version_check == "on":
         if found:
             raise UnverifiedVersionError(found)
         return

@@ -25,6 +25,8 @@ from typing import Any
 
 from redis import Redis
 
+from tests.support.replies import text
+
 #: Seconds TTLs and time scores are rounded to.
 BUCKET = 10
 
@@ -61,9 +63,10 @@ class Normaliser:
     def text(self, raw: bytes | str) -> Any:
         if isinstance(raw, bytes):
             try:
-                raw = raw.decode()
+                decoded = raw.decode()
             except UnicodeDecodeError:
                 return self.compressed(raw)
+            raw = decoded
         if _ZLIB_BASE64.match(raw):  # RQ's `exc_string` in a result: base64 of zlib
             try:
                 return {"zlib": self.text(zlib.decompress(base64.b64decode(raw)))}
@@ -117,13 +120,13 @@ class Normaliser:
 def take(connection: Redis, normaliser: Normaliser) -> Snapshot:
     state: Snapshot = {}
     for raw_key in sorted(connection.keys("*")):
-        kind = connection.type(raw_key).decode()
+        kind = text(connection.type(raw_key))
         key = normaliser.text(raw_key)
         state[key] = Entry(kind, normaliser.ttl(connection.ttl(raw_key)), _value(connection, raw_key, kind, normaliser))
     return state
 
 
-def _worker_field(field: str, value: bytes, norm: Normaliser) -> Any:
+def _worker_field(field: str, value: bytes | str, norm: Normaliser) -> Any:
     if field in PROCESS_FIELDS:
         return "<process>"
     if field in DURATION_FIELDS:
@@ -131,21 +134,21 @@ def _worker_field(field: str, value: bytes, norm: Normaliser) -> Any:
     return norm.text(value)
 
 
-def _value(connection: Redis, key: bytes, kind: str, norm: Normaliser) -> Any:
+def _value(connection: Redis, key: bytes | str, kind: str, norm: Normaliser) -> Any:
     if kind == "hash":
         fields = connection.hgetall(key)
-        is_worker = key.startswith(b"rq:worker:")
-        return {
-            norm.text(f): _worker_field(f.decode(), v, norm) if is_worker else norm.text(v) for f, v in fields.items()
-        }
+        is_worker = text(key).startswith("rq:worker:")
+        return {norm.text(f): _worker_field(text(f), v, norm) if is_worker else norm.text(v) for f, v in fields.items()}
     if kind == "zset":
-        return sorted((norm.text(m), norm.score(s)) for m, s in connection.zrange(key, 0, -1, withscores=True))
+        pairs: list[tuple[bytes, float]] = connection.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]  # redis-py types withscores replies loosely
+        return sorted((norm.text(m), norm.score(s)) for m, s in pairs)
     if kind == "set":
         return sorted(norm.text(m) for m in connection.smembers(key))
     if kind == "list":
         return [norm.text(item) for item in connection.lrange(key, 0, -1)]
     if kind == "stream":
-        return [{norm.text(f): norm.text(v) for f, v in fields.items()} for _, fields in connection.xrange(key)]
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = connection.xrange(key)  # type: ignore[assignment]  # redis-py: Any | None
+        return [{norm.text(f): norm.text(v) for f, v in fields.items()} for _, fields in entries]
     if kind == "string":
         return norm.text(connection.get(key) or b"")
     return f"<{kind}>"

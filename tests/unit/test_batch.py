@@ -1,4 +1,5 @@
-"""`workers.batch` (the ConcurrentWorker's batched bookkeeping): what RQ reads back, and the commands it sends.
+"""The ConcurrentWorker's batched bookkeeping (`core.rqadapter.executions`, `bookkeeping`): what RQ reads
+back, and the commands it sends.
 
 That it leaves Redis exactly as RQ's own worker does is `tests/differential`'s job: it runs RQ's worker
 and ours on the same jobs against a real server and compares every key.
@@ -19,7 +20,7 @@ from rq.utils import current_timestamp, now
 from core import keys, runtimes
 from core.meta import ATTEMPT
 from core.queues import SERIALIZER
-from workers import batch
+from core.rqadapter import bookkeeping, executions
 from workers.job import RegisteredJob
 
 WORKER = "w1"
@@ -42,15 +43,15 @@ def queued_job(conn: fakeredis.FakeRedis, **options: Any) -> RegisteredJob:
 def start_batched(conn: fakeredis.FakeRedis, job: RegisteredJob, *, record: bool = True) -> Execution:
     """The worker's start; `record=False`: with the started registry entry alone (a run that ends before the
     rest of its execution is due)."""
-    execution = batch.new_execution(job, WORKER)
+    execution = executions.new_execution(job, WORKER)
     with conn.pipeline() as pipe:
-        batch.register_start(pipe, execution, HEARTBEAT_TTL, current_timestamp())
+        executions.register_start(pipe, execution, HEARTBEAT_TTL, current_timestamp())
         if record:
-            batch.record_execution(pipe, execution, HEARTBEAT_TTL, current_timestamp())
+            executions.record_execution(pipe, execution, HEARTBEAT_TTL, current_timestamp())
         job.prepare_for_execution(WORKER, pipeline=pipe)
         pipe.persist(job.key)
         if record:
-            batch.expire_worker_executions(pipe, [execution], [HEARTBEAT_TTL])
+            executions.expire_worker_executions(pipe, [execution], [HEARTBEAT_TTL])
         pipe.execute()
     return execution
 
@@ -61,7 +62,7 @@ def succeed_batched(
     """The success as the worker writes it; returns the commands it sent."""
     job.ended_at = now()
     with conn.pipeline() as pipe:
-        batch.record_success(pipe, job, execution, value, ttl, WORKER, current_timestamp(), recorded=recorded)
+        bookkeeping.record_success(pipe, job, execution, value, ttl, WORKER, current_timestamp(), recorded=recorded)
         sent = [str(args[0]) for args, _ in pipe.command_stack]
         pipe.execute()
     return sent

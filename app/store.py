@@ -4,6 +4,8 @@ RQ builds and serializes jobs, but its clients are blocking. Here what RQ would 
 taken as commands (`core.rqadapter.enqueue`) and sent in one script run on the asyncio client
 (`app.scripts`): one round trip, no thread hop, and either all of a submission lands or none
 of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` decode them.
+One gateway for every route's Redis I/O, a little over 300 lines: splitting it would split its one
+connection pair.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def warnings_for(settings: dict[str, str]) -> list[str]:
 
 
 def _from_config(pairs: Any) -> dict[str, str]:
-    return {_text(key): _text(value) for key, value in dict(pairs).items()}
+    return {_as_str(key): _as_str(value) for key, value in dict(pairs).items()}
 
 
 def _from_info(persistence: dict[str, Any], memory: dict[str, Any]) -> dict[str, str]:
@@ -48,11 +48,11 @@ def _from_info(persistence: dict[str, Any], memory: dict[str, Any]) -> dict[str,
     if "aof_enabled" in persistence:
         found["appendonly"] = "yes" if int(persistence["aof_enabled"]) else "no"
     if "maxmemory_policy" in memory:
-        found["maxmemory-policy"] = _text(memory["maxmemory_policy"])
+        found["maxmemory-policy"] = _as_str(memory["maxmemory_policy"])
     return found
 
 
-def _text(value: Any) -> str:
+def _as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

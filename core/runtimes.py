@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rq.utils import as_text
+
 from core import keys
 
 #: Upper bounds (seconds) of the buckets; a run longer than the last lands in +Inf.
@@ -71,17 +73,13 @@ class RunTimes:
         return out
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def parse(raw: Mapping[Any, Any]) -> dict[tuple[str, str], RunTimes]:
     """The hash as read by HGETALL (bytes or str) -> one `RunTimes` per (type, status)."""
     series: dict[tuple[str, str], RunTimes] = {}
     for raw_field, raw_value in raw.items():
-        job_type, status, part = _text(raw_field).rsplit("|", 2)
+        job_type, status, part = as_text(raw_field).rsplit("|", 2)
         entry = series.setdefault((job_type, status), RunTimes())
-        value = _text(raw_value)
+        value = as_text(raw_value)
         if part == "count":
             entry.count = int(value)
         elif part == "sum":

@@ -4,6 +4,8 @@ Exit codes: 0 finished (or the command succeeded), 1 the job failed, was stopped
 or the API answered an error, 2 bad usage, 124 `--wait-timeout` passed, 130 interrupted (Ctrl-C).
 With stderr on a terminal, `--wait`/`watch` draw a live progress bar there; otherwise they print
 one line per progress message. Results go to stdout; `--json` makes stdout machine-readable.
+One module for the command's parser and its sub-commands (357 lines): each sub-command is a short
+function over the client, and the parser reads best beside them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`text.characters`: who is in a long text, with mentions, forms of address and quotes.
 
 Pure Python and deterministic: the same input always gives the same output. It walks the
-text in chunks and reports progress after each one.
+text in chunks and reports progress after each one. One job type and its one algorithm (mentions,
+forms of address, quotes, grouping): kept whole rather than split, a little over 300 lines.
 """
 
 from __future__ import annotations

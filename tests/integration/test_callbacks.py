@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -26,8 +26,17 @@ from tests.integration.test_spine import submit, view, wait_status
 from tests.support.procs import ProcessFactory, wait_for
 
 SECRET = "test-callback-secret"
+
+
+class CallbackEnv(TypedDict):
+    """The environment variables the callback tests set (its keys cannot clash with `worker`'s `wait`)."""
+
+    CALLBACK_SECRET: str
+    CALLBACK_ALLOW_PRIVATE: str
+
+
 #: What the workers of these tests get: the receiver is on loopback.
-WORKER_ENV = {"CALLBACK_SECRET": SECRET, "CALLBACK_ALLOW_PRIVATE": "true"}
+WORKER_ENV: CallbackEnv = {"CALLBACK_SECRET": SECRET, "CALLBACK_ALLOW_PRIVATE": "true"}
 
 
 @dataclass
@@ -82,7 +91,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def callback_api(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A web process that accepts loopback callback URLs (the guard is tested at the worker here)."""
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web-callbacks"), {**TEST_ENV, **WORKER_ENV})
+    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web-callbacks"), dict(TEST_ENV, **WORKER_ENV))
     try:
         _, url = factory.web()
         with httpx.Client(base_url=url, timeout=10) as client:

@@ -16,6 +16,7 @@ from rq.registry import StartedJobRegistry
 
 from core.queues import SERIALIZER
 from tests.support.procs import ProcessFactory, wait_for
+from tests.support.replies import text
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +165,7 @@ def test_jobs_of_a_killed_worker_are_recovered_as_abandoned(rclient: redis.Redis
     started = StartedJobRegistry("default", connection=rclient, serializer=SERIALIZER)
     wait_for(lambda: started.count == 6, 15, what="6 jobs started")
     claims = rclient.hgetall("jobsvc:claims")
-    assert {job_id.decode() for job_id in claims} == {job.id for job in retried + lost}  # one claim per job
+    assert {text(job_id) for job_id in claims} == {job.id for job in retried + lost}  # one claim per job
 
     worker.kill_group()  # SIGKILL: no chance to record anything
     assert all(status(rclient, job.id) == JobStatus.STARTED for job in retried + lost)

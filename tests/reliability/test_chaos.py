@@ -52,7 +52,7 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
     wait_for(lambda: set(statuses(rclient, ids).values()) <= ENDED, 240, interval=1, what="every job to end")
     final = statuses(rclient, ids)
     counts = Counter(final.values())
-    failed_reasons = Counter()
+    failed_reasons: Counter[str] = Counter()
     for job_id, status in final.items():
         if status == "failed":
             error = api.get(f"/jobs/{job_id}").json()["error"]

@@ -17,18 +17,19 @@ from tests.integration.test_spine import submit, view, wait_status
 from tests.reliability.conftest import ABANDONED_JOB_TIMEOUT
 from tests.reliability.test_worker_deaths import HEADROOM, wait_running
 from tests.support.procs import Proc, ProcessFactory, wait_for
+from tests.support.replies import text
 
 LOCKS = [f"rq:scheduler-lock:{name}" for name in QUEUE_NAMES]
 
 
 def lock_holders(client: redis.Redis) -> list[str | None]:
-    return [None if value is None else value.decode() for value in client.mget(LOCKS)]
+    return [None if value is None else text(value) for value in client.mget(LOCKS)]
 
 
 def worker_key(client: redis.Redis, worker: Proc) -> str:
     """`rq:worker:<name>` of the RQ worker running in `worker` (found by its pid)."""
-    for raw in client.smembers("rq:workers"):  # type: ignore[union-attr]
-        key = raw.decode()
+    for raw in client.smembers("rq:workers"):
+        key = text(raw)
         if client.hget(key, "pid") == str(worker.pid).encode():
             return key
     raise AssertionError(f"no worker record with pid {worker.pid}")

@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import redis
@@ -24,10 +24,19 @@ from tests.reliability.jobs import EFFECTS
 from tests.reliability.support import claims, horse_of, wait_claims_settled
 from tests.reliability.test_worker_deaths import wait_running
 from tests.support.procs import Proc, ProcessFactory, wait_for
+from tests.support.replies import text
 
 #: Short, so the test is quick: liveness TTL 1.5 s, sweeps every 0.75 s.
 ABANDONED_JOB_TIMEOUT = 3.0
-ENV = {"ABANDONED_JOB_TIMEOUT": str(ABANDONED_JOB_TIMEOUT)}
+
+
+class FrozenEnv(TypedDict):
+    """The workers' environment here (its keys cannot clash with `worker`'s `wait`)."""
+
+    ABANDONED_JOB_TIMEOUT: str
+
+
+ENV: FrozenEnv = {"ABANDONED_JOB_TIMEOUT": str(ABANDONED_JOB_TIMEOUT)}
 
 
 @contextmanager
@@ -50,7 +59,7 @@ def frozen(worker: Proc) -> Iterator[None]:
 
 
 def effects(client: redis.Redis, job_id: str) -> list[str]:
-    return [item.decode() for item in client.lrange(EFFECTS.format(job_id=job_id), 0, -1)]
+    return [text(item) for item in client.lrange(EFFECTS.format(job_id=job_id), 0, -1)]
 
 
 def recorded_state(api: httpx.Client, client: redis.Redis, job_id: str) -> dict[str, Any]:
@@ -96,7 +105,7 @@ def test_a_worker_frozen_past_the_timeout_records_nothing_for_the_job_taken_over
         before = recorded_state(api, rclient, job["id"])
         assert before["finished"] and not before["failed"] and before["started"] == []
         assert [kind for _, kind, _ in before["results"]] == [Result.Type.SUCCESSFUL]  # exactly one outcome
-        pubsub = rclient.pubsub(ignore_subscribe_messages=True)
+        pubsub = rclient.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
         pubsub.subscribe(keys.EVENTS_CHANNEL)
         wait_for(lambda: pubsub.subscribed, 5, what="the events subscription")
 

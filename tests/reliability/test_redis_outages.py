@@ -23,6 +23,7 @@ from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
 from tests.reliability.conftest import ABANDONED_JOB_TIMEOUT, RELIABILITY_ENV, WORKER_MODES
 from tests.support.procs import Proc, ProcessFactory, wait_for
+from tests.support.replies import text
 
 #: The issue's bound: workers must survive an outage at least this long.
 OUTAGE = 62.0
@@ -57,7 +58,7 @@ def test_kill9_keeps_200_queued_jobs_and_the_web_answers_503_meanwhile(tmp_path:
             server.start()  # same port, same data directory: the append-only file is replayed
             client = redis.Redis.from_url(server.url)
             assert client.llen("rq:queue:default") == 200
-            assert {key.decode().removeprefix("rq:job:") for key in client.keys("rq:job:*")} == ids
+            assert {text(key).removeprefix("rq:job:") for key in client.keys("rq:job:*")} == ids
             assert client.zcard("jobsvc:index:all") == 200  # nothing half-written by the refused POST
             wait_for(lambda: api.get("/readyz").status_code == 200, 10, what="web to recover")
 
@@ -75,7 +76,7 @@ def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path
         _, url = factory.web()
         worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
-        (worker_key,) = (key.decode() for key in client.smembers("rq:workers"))
+        (worker_key,) = (text(key) for key in client.smembers("rq:workers"))
         with httpx.Client(base_url=url, timeout=10) as api:
             before = submit(api, steps_job(steps=1))
             wait_status(api, before["id"], {"finished"})
@@ -90,7 +91,7 @@ def test_workers_survive_a_long_outage_and_resume_without_restart(tmp_path: Path
             assert wait_status(api, after["id"], {"finished"}, timeout=30)["result"] == {"steps": 1, "attempt": 1}
             assert worker.alive()
             ran_on = client.hget(f"rq:job:{after['id']}", "worker_name")
-            assert ran_on is not None and worker_key.endswith(ran_on.decode())  # the same worker, not a new one
+            assert ran_on is not None and worker_key.endswith(text(ran_on))  # the same worker, not a new one
             assert "quitting" not in worker.log()
         client.close()
 

@@ -16,6 +16,7 @@ from tests.reliability.conftest import ABANDONED_JOB_TIMEOUT
 from tests.reliability.jobs import EFFECTS
 from tests.reliability.support import claims, horse_of, process_exists, wait_claims_settled
 from tests.support.procs import ProcessFactory, wait_for
+from tests.support.replies import text
 
 #: Slack on top of the configured bound for a loaded 2-core CI machine (process start-up included).
 HEADROOM = 4.0
@@ -39,7 +40,8 @@ def wait_left_started(api: httpx.Client, job_id: str, timeout: float) -> tuple[f
 
     def moved() -> bool:
         seen.update(view(api, job_id))
-        return seen["status"] != "started"
+        status: str = seen["status"]
+        return status != "started"
 
     wait_for(moved, timeout, interval=0.05, what=f"job {job_id} to leave 'started'")
     return time.monotonic() - started, seen
@@ -145,7 +147,7 @@ def test_killing_only_the_worker_parent_never_runs_the_job_twice(
     # Every process that ran attempt 1 is gone (its horse was seen dead before the retry ended): none can
     # add a side effect later.
     assert not process_exists(first.pid) and not process_exists(horse)
-    effects = [item.decode() for item in rclient.lrange(EFFECTS.format(job_id=job["id"]), 0, -1)]
+    effects = [text(item) for item in rclient.lrange(EFFECTS.format(job_id=job["id"]), 0, -1)]
     assert len(effects) == 1, effects
     assert effects[0].startswith("2:") and done["result"] == 1
 

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT
 from rq.job import JobStatus
 
-from core.connection import async_redis, hiredis_packing, sync_redis, url_with_tls_options
+from core.connection import async_redis, sync_redis, url_with_tls_options
+from core.rqadapter.redis_private import hiredis_packing
 from core.settings import Settings
 
 

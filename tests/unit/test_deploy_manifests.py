@@ -11,7 +11,8 @@ import yaml
 from pydantic import AliasChoices, SecretStr
 
 from core.settings import Settings
-from tests.support.procs import ROOT, procfile_command
+from stack.procfile import procfile_command
+from tests.support.procs import ROOT
 
 #: Variables the manifests may set that core/settings.py does not read, and who reads them.
 OTHER_READERS = {
@@ -56,7 +57,7 @@ def secret_env_names() -> set[str]:
 
 def validate_values(values: dict[str, str]) -> Settings:
     names = settings_env_names()
-    return Settings(**{names[env]: value for env, value in values.items() if env in names})
+    return Settings.model_validate({names[env]: value for env, value in values.items() if env in names})
 
 
 def app_json() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from app import listing
 from core import keys
 from core.queues import QUEUE_NAMES, SERIALIZER
 from tests.factories import noop_job, steps_job
+from tests.support.replies import text
 from tests.unit.conftest import bearer
 from workers.job import RegisteredJob
 
@@ -41,9 +42,7 @@ def submit(client: TestClient, who: str, payload: dict[str, Any]) -> str:
 
 def settle(redis: fakeredis.FakeRedis, job_id: str, status: str, score: float) -> None:
     """Move a queued job to `status` the way RQ records it: off its queue, into that status's registry."""
-    origin = redis.hget(Job.key_for(job_id), "origin")
-    assert origin is not None
-    queue = origin.decode()
+    queue = text(redis.hget(Job.key_for(job_id), "origin"))
     redis.lrem(f"rq:queue:{queue}", 0, job_id)
     redis.hset(Job.key_for(job_id), "status", status)
     member = f"{job_id}:execution-1" if status == "started" else job_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import fakeredis
@@ -197,13 +198,13 @@ def test_serialize_meta_is_what_rqs_serializer_writes_and_encodes_each_message_o
     job.meta["owner"] = "alice"
     limit = get_settings().progress_max_messages
     encoded: list[Any] = []
-    dumps = jobdata.json.dumps
+    dumps = json.dumps
 
     def recorded_dumps(value: Any, *args: Any, **kwargs: Any) -> str:
         encoded.append(value)
         return dumps(value, *args, **kwargs)
 
-    monkeypatch.setattr(jobdata.json, "dumps", recorded_dumps)  # the module the adapter encodes meta with
+    monkeypatch.setattr(json, "dumps", recorded_dumps)  # the module the adapter encodes meta with
 
     for i in range(limit + 20):  # past the cap: the oldest entries leave, their encodings with them
         progress.append_message(job.meta, f'step {i}: «ünïcode» "quoted"' if i % 3 else None, i % 101)

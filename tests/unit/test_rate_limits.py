@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from typing import TypedDict
 
 import fakeredis
 import pytest
@@ -22,6 +23,7 @@ from core.queues import SERIALIZER
 from core.settings import Settings
 from stack.redis_server import free_port
 from tests.factories import noop_job
+from tests.support.replies import text
 from tests.unit.conftest import KEYS, bearer
 from tests.unit.test_api_validation import assert_problem
 from workers.job import RegisteredJob
@@ -124,13 +126,20 @@ def test_rate_limit_counters_live_under_the_service_prefix(
 ) -> None:
     client = make_client(api_keys=API_KEYS, rate_limit="5/second")
     client.post("/jobs", json=noop_job(), headers=bearer("bob"))
-    names = [name.decode() for name in fakeredis.FakeRedis(server=fake_server).keys(f"{keys.RATE_LIMIT_PREFIX}*")]
+    names = [text(name) for name in fakeredis.FakeRedis(server=fake_server).keys(f"{keys.RATE_LIMIT_PREFIX}*")]
     assert names and all("bob" in name for name in names)
     assert hashlib.sha256(KEYS["bob"].encode()).hexdigest() not in "".join(names) and KEYS["bob"] not in "".join(names)
 
 
-@pytest.mark.parametrize("overrides", [{"rate_limit": "5/minute"}, {"max_active_jobs": 3}])
-def test_limits_answer_503_when_redis_is_down(overrides: dict[str, object]) -> None:
+class LimitOverrides(TypedDict, total=False):
+    """The limit settings a test turns on."""
+
+    rate_limit: str
+    max_active_jobs: int
+
+
+@pytest.mark.parametrize("overrides", [LimitOverrides(rate_limit="5/minute"), LimitOverrides(max_active_jobs=3)])
+def test_limits_answer_503_when_redis_is_down(overrides: LimitOverrides) -> None:
     settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", api_keys=API_KEYS, **overrides)
     with TestClient(create_app(settings, (sync_redis(settings), async_redis(settings)))) as client:
         response = client.post("/jobs", json=noop_job(), headers=bearer("alice"))

@@ -13,6 +13,7 @@ from core.durability import warnings_for
 from core.meta import ATTEMPT
 from core.queues import SERIALIZER
 from core.rqadapter.claims import Claims
+from tests.support.replies import text
 from workers.horse import horse_death
 from workers.liveness import Timing
 from workers.recovery import WORKER_DIED, Recovery
@@ -114,7 +115,7 @@ def test_sweep_puts_a_claimed_unstarted_job_back_at_the_front(conn: fakeredis.Fa
     first, second = enqueue(conn), enqueue(conn)
     Claims(conn).claim(["rq:queue:default"], "dead")
     assert recovery(conn).sweep() == {first.id: "requeued"}
-    assert [item.decode() for item in conn.lrange("rq:queue:default", 0, -1)] == [first.id, second.id]
+    assert [text(item) for item in conn.lrange("rq:queue:default", 0, -1)] == [first.id, second.id]
     first.refresh()
     assert first.retries_left is None and first.meta["messages"][0]["message"] == f"requeued: {WORKER_DIED}"
 

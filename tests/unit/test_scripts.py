@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,9 @@ from app.scripts import ListingEntry, Scripts
 from app.store import JobStore
 from core import keys
 from core.rqadapter.enqueue import queued_job_writes
-from core.rqadapter.scripts import flatten
+from core.rqadapter.scripts import Fetched, flatten
 from core.settings import Settings
+from tests.support.replies import text
 
 
 def _store(server: fakeredis.FakeServer) -> JobStore:
@@ -103,23 +105,27 @@ def test_fetch_reads_the_job_its_newest_result_and_its_queue_position() -> None:
     asyncio.run(scripts.submit(stack, first.id))
     second, stack = _recorded(store)
     asyncio.run(scripts.submit(stack, second.id))
-    raw, results, position = asyncio.run(scripts.fetch(second.id))
+    raw, results, position = _fetched(scripts, second.id)
     assert raw[b"status"] == b"queued" and position == 1 and results == []
 
     store.sync.hset(Job.key_for(second.id), "status", "finished")
     store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "old"})
     store.sync.xadd(Result.get_key(second.id), {"type": "1", "return_value": "new"})
-    raw, results, position = asyncio.run(scripts.fetch(second.id))
+    raw, results, position = _fetched(scripts, second.id)
     assert position is None and len(results) == 1
     entry_id, payload = results[0]
     assert isinstance(entry_id, bytes) and payload[b"return_value"] == b"new"
 
 
-def _position(scripts: Scripts, job_id: str) -> int | None:
+def _fetched(scripts: Scripts, job_id: str) -> Fetched:
+    """What `fetch` reads for a job the test expects to exist."""
     found = asyncio.run(scripts.fetch(job_id))
     assert found is not None
-    position: int | None = found[2]
-    return position
+    return found
+
+
+def _position(scripts: Scripts, job_id: str) -> int | None:
+    return _fetched(scripts, job_id)[2]
 
 
 def test_a_queued_jobs_position_stays_exact_whatever_moves_its_queue() -> None:
@@ -134,12 +140,12 @@ def test_a_queued_jobs_position_stays_exact_whatever_moves_its_queue() -> None:
         return job.id
 
     def check_every_position() -> None:
-        ids = [item.decode() for item in sync.lrange(queue, 0, -1)]
+        ids = [text(item) for item in sync.lrange(queue, 0, -1)]
         assert ids and [_position(scripts, job_id) for job_id in ids] == list(range(len(ids)))
         # every job's hint is anchored again: its distance from the tail is the counter minus its SEQ
         pushes = int(sync.get(keys.queue_pushes("default")) or 0)
         for index, job_id in enumerate(ids):
-            assert pushes - int(sync.hget(Job.key_for(job_id), keys.QUEUE_SEQ)) == len(ids) - 1 - index
+            assert pushes - int(text(sync.hget(Job.key_for(job_id), keys.QUEUE_SEQ))) == len(ids) - 1 - index
 
     counted = [submit() for _ in range(5)]
     assert sync.get(keys.queue_pushes("default")) == b"5"
@@ -173,9 +179,14 @@ def test_submit_adds_the_job_to_its_listing_indexes_and_drops_stale_entries() ->
     assert store.sync.zrange("index:b", 0, -1, withscores=True) == [(job.id.encode(), 1000.0)]
 
 
-def _contents(client: fakeredis.FakeRedis) -> dict[bytes, Any]:
-    readers = {b"hash": client.hgetall, b"list": lambda key: client.lrange(key, 0, -1), b"set": client.smembers}
-    return {key: (client.type(key), readers[client.type(key)](key)) for key in client.keys("*")}  # type: ignore[index]
+def _contents(client: redis.Redis) -> dict[bytes | str, tuple[bytes | str, Any]]:
+    """Every key of the database: its Redis type and its value."""
+    readers: dict[bytes | str, Callable[[bytes | str], object]] = {
+        b"hash": client.hgetall,
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"set": client.smembers,
+    }
+    return {key: (client.type(key), readers[client.type(key)](key)) for key in client.keys("*")}
 
 
 @pytest.mark.parametrize(("retries", "description"), [(0, "demo.steps"), (3, "a description")])
@@ -201,7 +212,7 @@ def test_the_direct_queued_writes_leave_redis_exactly_as_rqs_enqueue_job(
             queue.enqueue_job(job, pipeline=recorder)
             commands = [args for args, _options in recorder.command_stack]
         for command in commands:
-            store.sync.execute_command(*command)
+            store.sync.execute_command(*command)  # type: ignore[no-untyped-call]  # unannotated in redis-py
         written.append((_contents(store.sync), job.to_dict()))
     assert written[0] == written[1]
     assert written[1][0][b"rq:job:12345678-1234-5678-1234-567812345678"][1][b"status"] == b"queued"
@@ -244,7 +255,7 @@ def test_the_quota_rule(
         assert not reply.written and reply.active is None and not reply.guard_failed
     else:
         assert not reply.written and reply.active == outcome
-    assert {member.decode() for member in sync.smembers("active")} == after
+    assert {text(member) for member in sync.smembers("active")} == after
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,15 @@ when it writes (and deletes) RQ's executions of the jobs it runs."""
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
+from typing import cast
 from unittest import mock
 
 import fakeredis
 import pytest
 from rq import Queue
 from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
 from rq.utils import now
 
 from core.queues import SERIALIZER
@@ -32,7 +35,7 @@ def test_a_worker_without_the_scheduler_locks_retries_them_once_a_second_not_eve
     """Two workers with `--with-scheduler`: the one whose scheduler did not get the locks must not spend a
     round trip per queue on every turn of its loop trying again (the locks' holder keeps them)."""
     clock = [1000.0]
-    monkeypatch.setattr(scheduling.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(scheduling, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     worker.recovery = mock.Mock()
     scheduler = worker.scheduler = mock.Mock(_process=None)
     for _ in range(50):
@@ -53,7 +56,7 @@ def test_a_scheduler_that_keeps_crashing_is_restarted_ever_less_often_until_it_s
     """RQ's scheduler process dies on the first write a full Redis refuses, logging a traceback: restarting it
     once a second would log one a second for as long as Redis stays full."""
     clock = [1000.0]
-    monkeypatch.setattr(scheduling.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(scheduling, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     worker.recovery = mock.Mock()
     crashed = mock.Mock(exitcode=1, **{"is_alive.return_value": False})
     scheduler = worker.scheduler = mock.Mock(_process=crashed)
@@ -81,7 +84,8 @@ def running_job(worker: ConcurrentWorker, since: float) -> Running:
     of its execution not written."""
     queue = Queue("default", connection=worker.connection, serializer=SERIALIZER, job_class=RegisteredJob)
     queued = queue.enqueue_call("jobs.builtin.demo.noop")
-    job = RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER)
+    # rq types `fetch` as returning `Job`, not the class it is called on
+    job = cast(RegisteredJob, RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER))
     execution = executions.new_execution(job, worker.name)
     with worker.connection.pipeline() as pipe:
         executions.register_start(pipe, execution, 60, int(time.time()))
@@ -93,7 +97,8 @@ def running_job(worker: ConcurrentWorker, since: float) -> Running:
 
 
 def held_executions(running: Running) -> list[tuple[str, str]]:
-    return running.job.started_job_registry.get_job_and_execution_ids()
+    registry: StartedJobRegistry = running.job.started_job_registry
+    return registry.get_job_and_execution_ids()
 
 
 def written(worker: ConcurrentWorker, running: Running) -> bool:

@@ -91,19 +91,21 @@ class OutcomeRecorderMixin(BatchStartMixin):
 
         WATCHing the jobs' dependents sets closes the race with a dependent being added
         meanwhile; if any job has dependents (or one is added), the per-job handler runs instead.
+        WATCHing this worker's lost-claims counter too, and reading the batch's claims in the same round
+        trip as the dependents, makes the batch atomic with its claims: jobs taken over before are left
+        out (their outcomes discarded), a takeover after fails the EXEC (then each job's own check decides).
         """
         jobs = [o.running.job for o in outcomes]
+        lost: set[str] = set()
         try:
             with self.connection.pipeline() as pipe:
                 has_dependents, lost = bookkeeping.watch_dependents(pipe, jobs, self.name)
-                if lost:
-                    self._finish_held(outcomes, lost)
-                    return
-                if has_dependents:
+                if has_dependents and not lost:
                     raise redis.WatchError("a finished job has dependents")
-                pipe.multi()
-                self._queue_successes(pipe, outcomes)
-                pipe.execute()
+                if not lost:
+                    pipe.multi()
+                    self._queue_successes(pipe, outcomes)
+                    pipe.execute()
         except redis.WatchError:
             for outcome in outcomes:
                 self._finish_one(outcome)
@@ -112,6 +114,9 @@ class OutcomeRecorderMixin(BatchStartMixin):
             self.note_outage(f"recording {len(jobs)} finished jobs", exc)
             for job in jobs:
                 self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
+            return
+        if lost:
+            self._finish_held(outcomes, lost)
             return
         for job in jobs:
             job_log.info("job finished", extra=finished_fields(job))

@@ -103,16 +103,21 @@ return 0
 
 # The check of a batch of outcomes, run right after the WATCH of `lost_key(worker)`. KEYS[1] = claims hash,
 # KEYS[2..] = keys whose existence is counted (the batch's dependents sets); ARGV[1] = worker name,
-# ARGV[2..] = job ids. Returns {how many of KEYS[2..] exist, the job ids ARGV[1] does not hold...}.
+# ARGV[2..] = job ids. Returns {how many of KEYS[2..] exist, the job ids ARGV[1] does not hold...}. One EXISTS
+# and one HMGET per 1,000 keys (Lua's `unpack` takes a few thousand values at most).
 _CHECK_BATCH = """
 local existing = 0
-for i = 2, #KEYS do
-  existing = existing + redis.call('EXISTS', KEYS[i])
+for i = 2, #KEYS, 1000 do
+  existing = existing + redis.call('EXISTS', unpack(KEYS, i, math.min(i + 999, #KEYS)))
 end
 local out = {existing}
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[1] then
-    out[#out + 1] = ARGV[i]
+for i = 2, #ARGV, 1000 do
+  local last = math.min(i + 999, #ARGV)
+  local owners = redis.call('HMGET', KEYS[1], unpack(ARGV, i, last))
+  for j = i, last do
+    if owners[j - i + 1] ~= ARGV[1] then
+      out[#out + 1] = ARGV[j]
+    end
   end
 end
 return out

@@ -59,6 +59,15 @@ EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 #: Hash job id -> name of the worker that took it off its queue and has not settled it yet.
 CLAIMS = f"{PREFIX}:claims"
 
+
+def claims_lost(worker_name: str) -> str:
+    """Counter that every takeover of one of `worker_name`'s claims bumps (WATCHed while it records outcomes)."""
+    return f"{CLAIMS}-lost:{worker_name}"
+
+
+#: Hash: name -> birth (Unix seconds, the server's clock) of every worker of this service not yet forgotten.
+SERVICE_WORKERS = f"{PREFIX}:workers"
+
 #: Lock held by the worker running the abandoned-job sweep (value: worker name).
 RECOVERY_LOCK = f"{PREFIX}:recovery:lock"
 

@@ -75,6 +75,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
             self.log.warning("Worker %s: %s", self.name, warning)
         super().bootstrap(*args, **kwargs)
         self.recovery.beat(force=True)
+        self.recovery.enlist()
         self.recovery.tick()
 
     def teardown(self) -> None:
@@ -116,6 +117,16 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
                 time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     # -- job control --------------------------------------------------------------------
+
+    def may_record_outcome(self, job: Job) -> bool:
+        """Whether this worker still holds `job`'s claim: if another worker took the job over (this one was
+        presumed dead), nothing of this run is recorded. A read just before the write: a takeover in the
+        milliseconds between it and the write's EXEC is not seen (the concurrent worker's batch of plain
+        successes has no such window, see `workers.outcomes`)."""
+        if self.recovery.claims.holds(job.id, self.name):
+            return True
+        self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is not recorded", self.name, job.id)
+        return False
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         # In the parent (horse crashed or was stopped) `job.meta` is the copy from dequeue time;

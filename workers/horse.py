@@ -4,8 +4,10 @@ Instead of RQ's SIGALRM slices, the worker waits on the horse with a pidfd; beat
 every `ABANDONED_JOB_TIMEOUT / 6` s; kills a horse `HARD_KILL_GRACE` s after its job's timeout
 (a job that ignores SIGALRM) and still reports a timeout; names the signal that killed a horse;
 kills the horse if its claim was taken over (this worker was presumed dead), so a job never runs
-on two workers for longer than one beat; kills it when the shutdown grace is over, and requeues
-its job without spending a retry. `JOB_MAX_MEMORY` caps the horse's memory.
+on two workers for longer than one beat, and neither horse nor worker records an outcome for a job
+whose claim is no longer theirs (`ServiceBase.may_record_outcome`, checked just before the write);
+kills it when the shutdown grace is over, and requeues its job without spending a retry.
+`JOB_MAX_MEMORY` caps the horse's memory.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class HorseSupervisionMixin(ServiceBase):
         if killed_for == "shutdown":
             self.until_redis(lambda: self.recovery.requeue_interrupted(job.id, SHUTDOWN_REASON), "requeueing")
             return
-        if killed_for == "claim lost" or ret_val == os.EX_OK:
+        if killed_for == "claim lost" or ret_val == os.EX_OK or not self.may_record_outcome(job):
             return
         try:
             job_status = job.get_status()

@@ -4,6 +4,10 @@ The key lives `ABANDONED_JOB_TIMEOUT / 2` and is refreshed about every `ABANDONE
 seconds. Deaths are only declared while this worker's own Redis link has been healthy for a whole
 liveness TTL and the Redis server has been up that long: after an outage every live worker gets
 time to refresh its key before anyone is called dead.
+
+Every worker of this service, once its first beat is written, also enlists in `jobsvc:workers` (name ->
+its birth, in the Redis server's clock): the sweep forgets RQ's records of enlisted workers without a
+liveness key, idle ones included, and never those of other RQ workers sharing the server.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from dataclasses import dataclass
 
 import redis
 from redis import Redis
+from rq.utils import as_text
 
 from core import keys
+
+#: Hash: name -> birth of every worker of this service not yet forgotten (`core.keys.SERVICE_WORKERS`).
+SERVICE_WORKERS = keys.SERVICE_WORKERS
 
 #: Seconds before a liveness beat that Redis refused is tried again.
 BEAT_RETRY = 1.0
@@ -65,9 +73,34 @@ class Liveness:
         self.connection.set(keys.worker_alive(self.worker_name), info, px=int(self.timing.liveness_ttl * 1000))
         self._next_beat = moment + self.timing.beat_interval
 
+    def enlist(self) -> None:
+        """Mark this worker as one of the service's (after its first beat), with its birth."""
+        seconds, _ = self.connection.time()
+        self.connection.hset(SERVICE_WORKERS, self.worker_name, seconds)
+
     def forget(self) -> None:
         """This worker is leaving: its liveness key goes at once (its claims were settled)."""
-        self.connection.delete(keys.worker_alive(self.worker_name))
+        with self.connection.pipeline() as pipe:
+            pipe.delete(keys.worker_alive(self.worker_name))
+            pipe.hdel(SERVICE_WORKERS, self.worker_name)
+            pipe.execute()
+
+    def discharge(self, worker_name: str) -> None:
+        """`worker_name` is dead and forgotten: no longer one of the service's workers."""
+        self.connection.hdel(SERVICE_WORKERS, worker_name)
+
+    def dead_enlisted(self) -> set[str]:
+        """The service's other workers without a liveness key, among those born a whole liveness TTL ago (a
+        worker just started may not have written its key yet), in two round trips."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(SERVICE_WORKERS)
+            pipe.time()
+            enlisted, (seconds, _) = pipe.execute()
+        due = seconds - self.timing.liveness_ttl
+        names = [
+            as_text(name) for name, born in enlisted.items() if as_text(name) != self.worker_name and float(born) <= due
+        ]
+        return self.dead_among(names)
 
     def note_redis_error(self) -> None:
         """Called by the worker whenever Redis could not be reached."""

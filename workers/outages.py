@@ -47,6 +47,11 @@ class OutageTolerantMixin(RQWorkerHooks):
         else:
             self.log.error("Worker %s: Redis unreachable while %s (%s); retrying in %.2fs", self.name, what, exc, delay)
 
+    def note_unrecorded(self, what: str, exc: Exception) -> None:
+        """Log that Redis refused to record `what` (it is settled once Redis is back) and tell `recovery`."""
+        self.recovery.note_redis_error()
+        self.log.error("Worker %s: could not record %s (%s)", self.name, what, exc)
+
     def until_redis(self, action: Callable[[], T], what: str) -> T:
         """Run `action`, waiting for Redis as long as it takes (the worker never quits over an outage)."""
         backoff = self.redis_backoff()

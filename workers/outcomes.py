@@ -6,6 +6,12 @@ a returned `Retry`, dependents, callbacks, webhooks, repeats, rate limits, `resu
 through RQ's per-job handlers. An outcome Redis could not take is settled (the job retried) once
 Redis is back; a job whose claim was taken over (this worker was presumed dead) has its outcome
 discarded, as the forking worker kills its horse.
+
+The claim is checked before anything is recorded: for the plain successes atomically (the batch's
+claims are read right after the WATCH that also covers this worker's lost-claims counter, so a takeover
+before the EXEC either is seen or fails the EXEC; `core.rqadapter.claims`), at no extra round trip;
+for the per-job handlers by a read just before them (`ServiceBase.may_record_outcome`, again inside
+RQ's finalizers), which leaves a window of the few milliseconds between that read and RQ's EXEC.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from core.settings import get_settings
 from workers.base import LOST_OUTCOME_REASON, SHUTDOWN_REASON
 from workers.observe import finished_fields, run_times
 from workers.observe import logger as job_log
-from workers.running import RunOutcome
+from workers.running import Running, RunOutcome
 from workers.starts import BatchStartMixin
 
 
@@ -48,14 +54,18 @@ class OutcomeRecorderMixin(BatchStartMixin):
         job, reason = running.job, running.cancelled_for
         self.executions.pop(running.execution.id, None)
         if reason == "claim lost":
-            self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is discarded", self.name, job.id)
-            if running.record_sent:
-                self._unsettled.append(functools.partial(self._drop_execution, running))
+            self._discard(running)
             return False
         if reason == "shutdown" and outcome.exc_info is not None:
             self._unsettled.append(functools.partial(self.recovery.requeue_interrupted, job.id, SHUTDOWN_REASON))
             return False
         return True
+
+    def _discard(self, running: Running) -> None:
+        """Record nothing for a job another worker took over (this worker was presumed dead)."""
+        self.log.error("Worker %s: job %s was recovered elsewhere; its outcome is discarded", self.name, running.job.id)
+        if running.record_sent:
+            self._unsettled.append(functools.partial(self._drop_execution, running))
 
     def _settle_pending(self) -> None:
         while self._unsettled:
@@ -81,26 +91,44 @@ class OutcomeRecorderMixin(BatchStartMixin):
 
         WATCHing the jobs' dependents sets closes the race with a dependent being added
         meanwhile; if any job has dependents (or one is added), the per-job handler runs instead.
+        WATCHing this worker's lost-claims counter too, and reading the batch's claims in the same round
+        trip as the dependents, makes the batch atomic with its claims: jobs taken over before are left
+        out (their outcomes discarded), a takeover after fails the EXEC (then each job's own check decides).
         """
         jobs = [o.running.job for o in outcomes]
+        lost: set[str] = set()
         try:
             with self.connection.pipeline() as pipe:
-                if bookkeeping.watch_dependents(pipe, jobs):
+                has_dependents, lost = bookkeeping.watch_dependents(pipe, jobs, self.name)
+                if has_dependents and not lost:
                     raise redis.WatchError("a finished job has dependents")
-                pipe.multi()
-                self._queue_successes(pipe, outcomes)
-                pipe.execute()
+                if not lost:
+                    pipe.multi()
+                    self._queue_successes(pipe, outcomes)
+                    pipe.execute()
         except redis.WatchError:
             for outcome in outcomes:
                 self._finish_one(outcome)
             return
         except REDIS_DOWN as exc:
-            self.note_outage(f"recording {len(jobs)} finished jobs", exc)
+            self.note_unrecorded(f"{len(jobs)} finished jobs", exc)
             for job in jobs:
                 self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))
             return
+        if lost:
+            self._finish_held(outcomes, lost)
+            return
         for job in jobs:
             job_log.info("job finished", extra=finished_fields(job))
+
+    def _finish_held(self, outcomes: list[RunOutcome], lost: set[str]) -> None:
+        """Discard the outcomes of the jobs in `lost` (taken over), record the others."""
+        for outcome in outcomes:
+            if outcome.running.job.id in lost:
+                self._discard(outcome.running)
+        held = [outcome for outcome in outcomes if outcome.running.job.id not in lost]
+        if held:
+            self._finish_plain(held)
 
     def _queue_successes(self, pipe: redis.client.Pipeline, outcomes: list[RunOutcome]) -> None:
         """Everything `_finish_plain` records, queued on its MULTI."""
@@ -124,6 +152,9 @@ class OutcomeRecorderMixin(BatchStartMixin):
         running = outcome.running
         job, queue_, execution = running.job, running.queue, running.execution
         try:
+            if not self.may_record_outcome(job):
+                self._discard(running)
+                return
             if outcome.exc_info is None:
                 worker_hooks.finalize_success(self, job, queue_, execution, outcome.value)
             elif outcome.stopped:
@@ -137,7 +168,7 @@ class OutcomeRecorderMixin(BatchStartMixin):
             else:
                 worker_hooks.finalize_failure(self, job, queue_, execution, outcome.exc_info)
         except REDIS_DOWN as exc:
-            self.note_outage(f"recording the outcome of job {job.id}", exc)
+            self.note_unrecorded(f"the outcome of job {job.id}", exc)
         except Exception:
             self.log.exception("Worker %s: could not record the outcome of job %s", self.name, job.id)
         self._unsettled.append(functools.partial(self.recovery.settle, job, LOST_OUTCOME_REASON))

@@ -14,7 +14,10 @@ has no liveness key is taken over and settled:
 So a job whose worker died is handled at most `ABANDONED_JOB_TIMEOUT * 3/4` (plus one sweep)
 after the death, by any live worker, including one that was just started.
 
-Deaths are only declared when `Liveness.may_declare_deaths` allows (not just after an outage).
+Deaths are only declared when `Liveness.may_declare_deaths` allows (not just after an outage). The same
+sweep forgets RQ's records (`rq:worker:<name>`, `rq:workers`, `rq:workers:<queue>`) of every dead worker:
+the owners of the claims it settles, and the service's idle workers without a liveness key
+(`Liveness.dead_enlisted`; RQ alone would list them until their record's TTL, minutes later).
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ class Recovery:
     def forget(self) -> None:
         self.liveness.forget()
 
+    def enlist(self) -> None:
+        self.liveness.enlist()
+
     def note_redis_error(self) -> None:
         """Called by the worker whenever Redis could not be reached."""
         self.liveness.note_redis_error()
@@ -137,7 +143,7 @@ class Recovery:
                 self._stranded.add(job_id)
                 outcomes[job_id] = self.recover(job_id, owner, WORKER_DIED)
                 self._stranded.discard(job_id)
-        for owner in dead:
+        for owner in dead | self.liveness.dead_enlisted():
             self._bury(owner)
         self._release_dead_scheduler_locks()
         if outcomes:
@@ -147,6 +153,7 @@ class Recovery:
     def _bury(self, worker_name: str) -> None:
         """Forget a dead worker in RQ's registries at once (else it counts as alive for minutes)."""
         bookkeeping.bury_worker(self.connection, worker_name)
+        self.liveness.discharge(worker_name)
 
     def _release_dead_scheduler_locks(self) -> None:
         """A SIGKILLed worker's scheduler holds its queue locks for a minute; free them sooner."""

@@ -40,6 +40,7 @@ from rq.utils import as_text, now, utcformat, utcparse
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from core.rqadapter.claims import Claims, lost_key
 from core.rqadapter.executions import registry_score, remove_ended, worker_executions_key
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -76,15 +77,17 @@ def persist_while_running(pipe: Pipeline, job: Job) -> None:
     pipe.persist(job.key)
 
 
-def watch_dependents(pipe: Pipeline, jobs: Sequence[Job]) -> bool:
-    """WATCH the dependents sets of `jobs` on `pipe` (before its MULTI); True if any job has dependents
-    (then nothing is watched any more)."""
+def watch_dependents(pipe: Pipeline, jobs: Sequence[Job], worker_name: str) -> tuple[bool, set[str]]:
+    """WATCH the dependents sets of `jobs` and `worker_name`'s lost-claims counter on `pipe` (before its MULTI),
+    then, in one more round trip, (whether any job has dependents, the ids of those whose claim `worker_name`
+    lost). When either is true nothing is watched any more; else a dependent added or a claim taken over
+    before the EXEC makes it fail (`redis.WatchError`)."""
     dependents = [job.dependents_key for job in jobs]
-    pipe.watch(*dependents)  # type: ignore[no-untyped-call]
-    if pipe.execute_command("EXISTS", *dependents):  # type: ignore[no-untyped-call]
+    pipe.watch(*dependents, lost_key(worker_name))  # type: ignore[no-untyped-call]
+    existing, lost = Claims.check_batch(pipe, worker_name, [job.id for job in jobs], dependents)
+    if existing or lost:
         pipe.unwatch()
-        return True
-    return False
+    return bool(existing), lost
 
 
 def is_in_queue(connection: Redis, queue: Queue, job_id: str) -> bool:

@@ -6,6 +6,11 @@ workers). Here one Lua script pops the first job of the highest-priority non-emp
 queue lists) AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in one atomic
 step. The claim lasts until the worker settles the job (outcome recorded, requeued or
 recovered); the workers' abandoned-job sweep hands the claims of dead workers back.
+
+A worker records an outcome only for a job it still holds: a takeover (`take_over` from another owner)
+also bumps the previous owner's `jobsvc:claims-lost:<name>` counter, which that worker WATCHes with the
+batch of outcomes it records (`check_batch` reads the batch's claims right after the WATCH): a claim taken
+over before the check is seen by it, one taken over after it makes the EXEC fail.
 """
 
 from __future__ import annotations
@@ -81,14 +86,50 @@ end
 return released
 """
 
-# Compare-and-set the owner of a claim. KEYS[1] = claims hash; ARGV = job id, expected, new.
+# Compare-and-set the owner of a claim. KEYS[1] = claims hash, KEYS[2] = the expected owner's lost-claims
+# counter; ARGV = job id, expected, new, the counter's TTL in seconds. A real change of owner bumps the counter
+# (an EXEC of the previous owner that WATCHes it fails).
 _TAKE_OVER = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  if ARGV[2] ~= ARGV[3] then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+    redis.call('INCR', KEYS[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
   return 1
 end
 return 0
 """
+
+# The check of a batch of outcomes, run right after the WATCH of `lost_key(worker)`. KEYS[1] = claims hash,
+# KEYS[2..] = keys whose existence is counted (the batch's dependents sets); ARGV[1] = worker name,
+# ARGV[2..] = job ids. Returns {how many of KEYS[2..] exist, the job ids ARGV[1] does not hold...}. One EXISTS
+# and one HMGET per 1,000 keys (Lua's `unpack` takes a few thousand values at most).
+_CHECK_BATCH = """
+local existing = 0
+for i = 2, #KEYS, 1000 do
+  existing = existing + redis.call('EXISTS', unpack(KEYS, i, math.min(i + 999, #KEYS)))
+end
+local out = {existing}
+for i = 2, #ARGV, 1000 do
+  local last = math.min(i + 999, #ARGV)
+  local owners = redis.call('HMGET', KEYS[1], unpack(ARGV, i, last))
+  for j = i, last do
+    if owners[j - i + 1] ~= ARGV[1] then
+      out[#out + 1] = ARGV[j]
+    end
+  end
+end
+return out
+"""
+
+#: Seconds a lost-claims counter outlives its last bump: far longer than any batch between WATCH and EXEC.
+LOST_COUNTER_TTL = 3600
+
+
+def lost_key(worker_name: str) -> str:
+    """The counter every takeover of one of `worker_name`'s claims bumps (`core.keys.claims_lost`)."""
+    return keys.claims_lost(worker_name)
 
 
 class Claims:
@@ -137,7 +178,26 @@ class Claims:
     def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
         """Move the claim from `expected` to `new_owner` if `expected` still holds it (the same owner twice:
         whether the claim is still its own)."""
-        return bool(self._take_over(keys=[keys.CLAIMS], args=[job_id, expected, new_owner]))
+        return bool(
+            self._take_over(
+                keys=[keys.CLAIMS, lost_key(expected)], args=[job_id, expected, new_owner, LOST_COUNTER_TTL]
+            )
+        )
+
+    def holds(self, job_id: str, worker_name: str) -> bool:
+        """Whether `worker_name` still holds the claim on `job_id` (an outcome may be recorded for it)."""
+        return self.owner(job_id) == worker_name
+
+    @staticmethod
+    def check_batch(
+        pipe: Any, worker_name: str, job_ids: Sequence[str], counted: Sequence[str]
+    ) -> tuple[int, set[str]]:
+        """On `pipe` WATCHing `lost_key(worker_name)` (immediate mode, one round trip): how many of the keys
+        `counted` exist, and which of `job_ids` `worker_name` no longer holds."""
+        reply = pipe.execute_command(
+            "EVAL", _CHECK_BATCH, 1 + len(counted), keys.CLAIMS, *counted, worker_name, *job_ids
+        )
+        return int(reply[0]), {as_text(job_id) for job_id in reply[1:]}
 
     def owner(self, job_id: str) -> str | None:
         value = self.connection.hget(keys.CLAIMS, job_id)

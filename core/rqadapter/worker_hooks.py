@@ -31,6 +31,22 @@ class RQWorkerHooks(BaseWorker):
         """The first stop signal, once announced (`handle_warm_shutdown_request`): RQ's own by default."""
         super()._shutdown()  # type: ignore[no-untyped-call]
 
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
+        """Overrides `BaseWorker._finalize_success` (the end of a job that returned: its heartbeat, success
+        callback, `handle_job_success` or `handle_job_retry`): nothing of it unless `may_record_outcome`."""
+        if self.may_record_outcome(job):
+            super()._finalize_success(job, queue, execution, return_value)
+
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        """Overrides `BaseWorker._finalize_failure` (the end of a job that raised: its heartbeat, failure
+        callback, `handle_exception`, `handle_job_failure`): nothing of it unless `may_record_outcome`."""
+        if self.may_record_outcome(job):
+            super()._finalize_failure(job, queue, execution, exc_info)
+
+    def may_record_outcome(self, job: Job) -> bool:
+        """Whether this worker may record `job`'s outcome now (RQ's: always)."""
+        return True
+
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """Overrides `BaseWorker._pubsub_exception_handler`, which RQ hands to the thread listening for
         commands: RQ's version lets the thread die on a connection error. Hands over to `on_pubsub_error`."""

@@ -76,7 +76,13 @@ def recorded_state(api: httpx.Client, client: redis.Redis, job_id: str) -> dict[
 
 def announced_ids(pubsub: redis.client.PubSub) -> list[str]:
     found = []
-    while (message := pubsub.get_message(timeout=0.1)) is not None:
+    idle = 0
+    while idle < 2:  # None also comes for the subscription's own confirmation (ignored): not yet drained
+        message = pubsub.get_message(timeout=0.1)
+        if message is None:
+            idle += 1
+            continue
+        idle = 0
         if message["type"] == "message":
             found.append(message["data"].decode())
     return found

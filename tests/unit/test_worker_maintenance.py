@@ -15,8 +15,10 @@ from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import now
 
+from core import keys
 from core.queues import SERIALIZER
 from core.rqadapter import executions
+from core.rqadapter.claims import Claims
 from workers import scheduling
 from workers.concurrent import ConcurrentWorker
 from workers.job import RegisteredJob
@@ -80,10 +82,11 @@ def test_a_scheduler_that_keeps_crashing_is_restarted_ever_less_often_until_it_s
 
 
 def running_job(worker: ConcurrentWorker, since: float) -> Running:
-    """A job as `_start` leaves it: `started`, in the started registry, running here since `since`, the rest
-    of its execution not written."""
+    """A job as `_start` leaves it: claimed by the worker, `started`, in the started registry, running here
+    since `since`, the rest of its execution not written."""
     queue = Queue("default", connection=worker.connection, serializer=SERIALIZER, job_class=RegisteredJob)
     queued = queue.enqueue_call("jobs.builtin.demo.noop")
+    worker.connection.hset(keys.CLAIMS, queued.id, worker.name)
     # rq types `fetch` as returning `Job`, not the class it is called on
     job = cast(RegisteredJob, RegisteredJob.fetch(queued.id, connection=worker.connection, serializer=SERIALIZER))
     execution = executions.new_execution(job, worker.name)
@@ -152,3 +155,22 @@ def test_a_success_deletes_an_execution_whose_write_lost_its_reply(worker: Concu
     assert running.job.get_status(refresh=True) == JobStatus.FINISHED
     assert held_executions(running) == []
     assert not worker.connection.exists(running.execution.key)
+
+
+@pytest.mark.parametrize("kind", ["success", "failure"])
+def test_an_outcome_is_discarded_once_the_claim_was_taken_over(worker: ConcurrentWorker, kind: str) -> None:
+    """This worker was presumed dead and its job taken over: the batch of plain successes and RQ's per-job
+    handlers alike record nothing for it, and a job still held is recorded beside it."""
+    taken, kept = running_job(worker, time.monotonic() - 1), running_job(worker, time.monotonic() - 1)
+    assert Claims(worker.connection).take_over(taken.job.id, worker.name, "other")
+    for running in (taken, kept):
+        worker.running.pop(running.job.id)
+        running.job.ended_at = now()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        exc_info = (RuntimeError, exc, exc.__traceback__)
+    worker._finish([RunOutcome(r, value=1, exc_info=exc_info if kind == "failure" else None) for r in (taken, kept)])
+    assert taken.job.get_status(refresh=True) == JobStatus.STARTED and taken.job.results() == []
+    assert kept.job.get_status(refresh=True) == (JobStatus.FINISHED if kind == "success" else JobStatus.FAILED)
+    assert Claims(worker.connection).all() == {taken.job.id: "other"}

@@ -84,7 +84,7 @@ class HorseSupervisionMixin(ServiceBase):
         try:
             self._after_horse(job, queue, execution, killed_for, ret_val, timeout, retpid, rusage)
         except REDIS_DOWN as exc:  # `settle` in execute_job recovers the job once Redis is back
-            self.note_outage(f"recording the end of job {job.id}", exc)
+            self.note_unrecorded(f"the end of job {job.id}", exc)
 
     def _kill_if_due(self, job: Job, moment: float, kill_at: float) -> str | None:
         """Kill the horse once the shutdown grace is over ("shutdown") or past its job's hard deadline

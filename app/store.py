@@ -139,15 +139,30 @@ class JobStore:
         queue = self.queues[job.origin]
         commands = enqueue_writes(self.sync, queue, job, at)  # no dependencies: nothing read, never blocks
         pushed_onto = queue.name if at is None and is_plain(job) else None
-        outcome = await self.scripts.submit(
+        outcome = await self._submit(commands, job, job_type, claim, quota, pushed_onto=pushed_onto)
+        return _settled(outcome, claim, quota)
+
+    async def _submit(
+        self,
+        commands: Sequence[Sequence[Any]],
+        job: Job,
+        job_type: str,
+        claim: Claim | None,
+        quota: Quota | None,
+        *,
+        pushed_onto: str | None = None,
+        guards: Sequence[tuple[str, str]] = (),
+    ) -> SubmitOutcome:
+        """The submission script run for `job`: its writes, claim, quota and listing entry in one step."""
+        return await self.scripts.submit(
             commands,
             job.id,
             claim=_claim_args(claim, job.id),
             quota=_quota_args(quota),
             listing=self._listing_entry(job, job_type),
             pushed_onto=pushed_onto,
+            guards=guards,
         )
-        return _settled(outcome, claim, quota)
 
     async def enqueue_dependent(
         self,
@@ -179,14 +194,8 @@ class JobStore:
                 raise refused
             job = make_job()
             commands = await run_in_threadpool(enqueue_writes, self.sync, self.queues[job.origin], job)
-            outcome = await self.scripts.submit(
-                commands,
-                job.id,
-                claim=_claim_args(claim, job.id),
-                quota=_quota_args(quota),
-                listing=self._listing_entry(job, job_type),
-                guards=[(parent, str(status)) for parent, status in zip(parents, statuses, strict=True)],
-            )
+            guards = [(parent, str(status)) for parent, status in zip(parents, statuses, strict=True)]
+            outcome = await self._submit(commands, job, job_type, claim, quota, guards=guards)
             if not outcome.guard_failed:
                 existing = _settled(outcome, claim, quota)
                 return (None, existing) if existing is not None else (job, None)

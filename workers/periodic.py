@@ -1,0 +1,144 @@
+"""The schedules' firing loop, run by every worker process beside its work (`ServiceBase._maintain`).
+
+At most every `TICK_INTERVAL` seconds a worker reads the head of the due set (`ZRANGEBYSCORE
+jobsvc:schedules:due -inf <now> LIMIT 0 BATCH`: O(log N) and an empty reply while nothing is due,
+whatever the number of schedules), and for each due schedule plans the pass (`plan_firing`) and
+applies it with one script run (`core.rqadapter.schedule_fire`), which writes nothing if another
+worker fired that due time first. Workers visit due schedules in a random order, so several of
+them share a burst of due schedules instead of racing for the same ones.
+
+The first tick also declares the schedules written in code (`jobs.schedules`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from core import keys
+from core.connection import REDIS_DOWN
+from core.rqadapter import schedule_fire
+from core.schedules.model import Schedule, parse_schedule, to_ms
+from core.schedules.runs import ACTIVE_STATUSES, RUNS_KEPT, build_run
+from core.schedules.store import ScheduleStore
+from core.schedules.timing import plan_firing
+from core.settings import Settings, get_settings
+from jobs import schedules as declared
+from jobs.builtin import callbacks
+from jobs.catalog import registry
+from jobs.registry import UnknownJobTypeError
+
+logger = logging.getLogger("workers.periodic")
+
+#: Seconds between two looks at the due set by one worker process.
+TICK_INTERVAL = 0.25
+#: Due schedules handled per look (the rest at the next look, at once).
+BATCH = 100
+
+
+@dataclass
+class TickCounts:
+    fired: int = 0
+    skipped: int = 0
+    stale: int = 0
+
+
+class PeriodicScheduler:
+    def __init__(self, connection: Redis, settings: Settings | None = None) -> None:
+        self.connection = connection
+        self.settings = settings or get_settings()
+        self.store = ScheduleStore(connection)
+        self._fire = connection.register_script(schedule_fire.fire_source(ACTIVE_STATUSES))
+        self._next_tick = 0.0
+        self._declared = False
+
+    def maybe_tick(self) -> None:
+        """A tick if one is due; a Redis outage is logged and waited out by the next tick."""
+        moment = time.monotonic()
+        if moment < self._next_tick:
+            return
+        self._next_tick = moment + TICK_INTERVAL
+        try:
+            counts = self.tick()
+        except REDIS_DOWN as exc:
+            logger.warning("schedules: Redis unreachable (%s); trying again next tick", exc)
+            return
+        if counts.fired == BATCH:
+            self._next_tick = moment  # more are due: at once
+
+    def tick(self, now: float | None = None) -> TickCounts:
+        if not self._declared:
+            declared.register_all(self.store)
+            self._declared = True
+        now = time.time() if now is None else now
+        bound = int(now * 1000)  # due at or before now
+        due: list[tuple[bytes, float]] = self.connection.zrangebyscore(  # type: ignore[assignment]
+            keys.SCHEDULES_DUE, "-inf", bound, start=0, num=BATCH, withscores=True
+        )
+        counts = TickCounts()
+        if not due:
+            return counts
+        random.shuffle(due)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for member, _score in due:
+                pipe.hgetall(keys.schedule(member.decode()))
+            hashes = pipe.execute()
+        for (member, score), raw in zip(due, hashes, strict=True):
+            schedule = parse_schedule(member.decode(), raw)
+            if schedule is None:  # deleted meanwhile: drop its stray due entry
+                self.connection.zrem(keys.SCHEDULES_DUE, member)
+                continue
+            outcome = self.fire(schedule, int(score), now)
+            if outcome == schedule_fire.FIRED:
+                counts.fired += 1
+            elif outcome == schedule_fire.SKIPPED:
+                counts.skipped += 1
+            else:
+                counts.stale += 1
+        return counts
+
+    def fire(self, schedule: Schedule, due_ms: int, now: float) -> int:
+        """One pass over `schedule`, due at `due_ms`: the script's reply code."""
+        definition = schedule.definition
+        firing = plan_firing(definition.timing, due_ms / 1000, now, self.settings.schedule_misfire_grace)
+        call = schedule_fire.FireCall(
+            schedule.id,
+            due_ms,
+            schedule.state.version,
+            to_ms(firing.next_due),
+            firing.skipped,
+            firing.due,
+            definition.overlap,
+            RUNS_KEPT,
+        )
+        if firing.due is None:
+            return self._apply(call, schedule_fire.fire_args(call))
+        try:
+            func_path = registry.get(definition.type).func_path
+        except UnknownJobTypeError:
+            logger.error("schedule %s: job type %r is no longer registered; run skipped", schedule.id, definition.type)
+            call = schedule_fire.FireCall(**{**call.__dict__, "fired_for": None, "skipped": firing.skipped + 1})
+            return self._apply(call, schedule_fire.fire_args(call))
+        state = callbacks.initial_state() if definition.callback_url else None
+        run = build_run(self.connection, schedule.id, definition, func_path, firing.due, self.settings, state)
+        args = schedule_fire.fire_args(
+            call,
+            commands=run.commands,
+            job_id=run.job.id,
+            quota=run.quota,
+            listing=run.listing,
+            pushed_onto=definition.queue,
+        )
+        return self._apply(call, args)
+
+    def _apply(self, call: schedule_fire.FireCall, args: list[Any]) -> int:
+        reply = self._fire(keys=[], args=args)
+        code = int(reply[0])
+        if code == schedule_fire.SKIPPED and len(reply) > 2 and int(reply[2]) > 0:
+            logger.warning("schedule %s: run refused by the owner's active-jobs quota; skipped", call.schedule_id)
+        return code

@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.schedules.timing import ON_TIME, CronError, Timing, TimezoneError, check_cron, plan_firing, zone
+from core.schedules.timing import ON_TIME, CronError, TimezoneError, Timing, check_cron, plan_firing, zone
 
 
 def utc(*parts: int) -> float:
-    return datetime(*parts, tzinfo=UTC).timestamp()  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC).timestamp()  # type: ignore[arg-type,misc]
 
 
 def local(tz: str, *parts: int, fold: int = 0) -> float:
-    return datetime(*parts, tzinfo=ZoneInfo(tz), fold=fold).timestamp()  # type: ignore[misc]
+    return datetime(*parts, tzinfo=ZoneInfo(tz), fold=fold).timestamp()  # type: ignore[arg-type,misc]
 
 
 def due_times(timing: Timing, start: float, end: float) -> list[float]:

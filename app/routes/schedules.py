@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +21,7 @@ from app.errors import ConflictError, NotFoundError, ValidationFailedError
 from app.listing import InvalidCursorError, decode_cursor, encode_cursor
 from app.listing.cursors import score_position
 from app.schedules import parse_schedule_body, patched_body
+from app.schedules_openapi import ScheduleListQuery
 from app.store import JobStore
 from app.submission import validate_model
 from core.schedules.model import SERVICE_OWNER, Definition, Schedule
@@ -30,13 +30,6 @@ from core.settings import Settings
 from jobs.catalog import registry
 
 CURSOR_ORDER = "sch"
-
-
-class ScheduleListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, max_length=400)
 
 
 def _schedules(request: Request) -> ScheduleStore:

@@ -8,6 +8,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 from rq.job import Job
 from starlette.testclient import TestClient
 
@@ -18,7 +19,7 @@ from core.schedules.model import Definition
 from core.schedules.store import ScheduleStore
 from core.settings import Settings
 from jobs import schedules as declared
-from workers.periodic import PeriodicScheduler
+from workers.periodic import PeriodicScheduler, TickCounts
 
 T0 = 1_800_000_000.0
 
@@ -202,3 +203,44 @@ def test_service_schedules_are_seen_by_every_key_and_changed_by_admins(
     assert [s["id"] for s in listed] == ["svc-nightly"] and listed[0]["owner"] == "service"
     assert keyed.patch("/schedules/svc-nightly", json={"enabled": False}, headers=bearer("alice")).status_code == 409
     assert keyed.patch("/schedules/svc-nightly", json={"enabled": False}, headers=bearer("ops")).status_code == 200
+
+
+def test_maybe_tick_is_rate_limited_and_waits_out_redis(
+    fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticker = scheduler(fake_redis)
+    calls: list[float] = []
+    monkeypatch.setattr(ticker, "tick", lambda now=None: calls.append(1) or TickCounts())  # type: ignore[func-returns-value]
+    ticker.maybe_tick()
+    ticker.maybe_tick()  # within TICK_INTERVAL: nothing
+    assert len(calls) == 1
+
+    def down(now: float | None = None) -> TickCounts:
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(ticker, "tick", down)
+    ticker._next_tick = 0
+    ticker.maybe_tick()  # logged, not raised
+
+
+def test_a_run_of_an_unregistered_type_is_skipped(fake_redis: fakeredis.FakeRedis) -> None:
+    store = ScheduleStore(fake_redis)
+    made = store.create(definition(type="gone.away", overlap=True), now=T0)
+    scheduler(fake_redis).tick(T0 + 1.1)
+    after = store.get(made.id)
+    assert after is not None and (after.state.runs, after.state.skipped) == (0, 1)
+    assert after.state.next_run_ms == int((T0 + 2) * 1000)
+
+
+def test_a_deleted_schedule_left_in_the_due_set_is_dropped(fake_redis: fakeredis.FakeRedis) -> None:
+    fake_redis.zadd(keys.SCHEDULES_DUE, {"ghost": 1000})
+    assert scheduler(fake_redis).tick(T0).fired == 0
+    assert fake_redis.zcard(keys.SCHEDULES_DUE) == 0
+
+
+def test_the_first_tick_declares_the_schedules_written_in_code(
+    fake_redis: fakeredis.FakeRedis, declarations: None
+) -> None:
+    declared.periodic("tick-declared", "demo.noop", every=60)
+    PeriodicScheduler(fake_redis, settings()).tick(T0)
+    assert ScheduleStore(fake_redis).get("svc-tick-declared") is not None

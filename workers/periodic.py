@@ -43,6 +43,7 @@ BATCH = 100
 
 @dataclass
 class TickCounts:
+    due: int = 0  # due schedules read (BATCH: maybe more are due)
     fired: int = 0
     skipped: int = 0
     stale: int = 0
@@ -68,8 +69,8 @@ class PeriodicScheduler:
         except REDIS_DOWN as exc:
             logger.warning("schedules: Redis unreachable (%s); trying again next tick", exc)
             return
-        if counts.fired == BATCH:
-            self._next_tick = moment  # more are due: at once
+        if counts.due == BATCH:
+            self._next_tick = moment  # more may be due: at once
 
     def tick(self, now: float | None = None) -> TickCounts:
         if not self._declared:
@@ -80,7 +81,7 @@ class PeriodicScheduler:
         due: list[tuple[bytes, float]] = self.connection.zrangebyscore(  # type: ignore[assignment]
             keys.SCHEDULES_DUE, "-inf", bound, start=0, num=BATCH, withscores=True
         )
-        counts = TickCounts()
+        counts = TickCounts(due=len(due))
         if not due:
             return counts
         random.shuffle(due)

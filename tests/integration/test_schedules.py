@@ -136,3 +136,15 @@ def test_pause_and_resume(api: httpx.Client, procs: ProcessFactory) -> None:
     after = schedule(api, made["id"])
     assert after["skipped"] == 0  # a pause is not a misfire: nothing was counted, nothing caught up
     assert api.delete(f"/schedules/{made['id']}").status_code == 204
+
+
+def test_a_schedule_declared_in_code_runs_and_is_listed(api: httpx.Client, procs: ProcessFactory) -> None:
+    for _ in range(2):  # both declare it at start-up: one schedule
+        procs.worker(JOB_MODULES="tests.support.declared_schedules")
+    wait_for(lambda: api.get("/schedules/svc-it-every-second").status_code == 200, 10, what="the declaration")
+    wait_for(lambda: schedule(api, "svc-it-every-second")["runs"] >= 3, 15, what="three runs")
+    listed = [s for s in api.get("/schedules").json()["schedules"] if s["declared"]]
+    assert [s["id"] for s in listed] == ["svc-it-every-second"] and listed[0]["owner"] == "service"
+    found = runs(api, "svc-it-every-second")
+    assert len(found) >= 3 and all(run["schedule_id"] == "svc-it-every-second" for run in found)
+    assert_once_each([due_of(run) for run in found])

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis import Redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from core import keys
 from core.clock import iso_z
 from core.meta import CALLBACK, CALLBACK_URL, MESSAGES, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
-from core.queues import make_queue
 from core.rqadapter.enqueue import queued_job_writes
 from core.schedules.model import Definition
 from core.settings import Settings
@@ -46,7 +44,7 @@ class Run:
 
 
 def build_run(
-    connection: Redis,
+    queue: Queue,
     schedule_id: str,
     definition: Definition,
     func_path: str,
@@ -54,9 +52,8 @@ def build_run(
     settings: Settings,
     callback_state: dict[str, Any] | None = None,
 ) -> Run:
-    """The run of `definition` due at `due`: an RQ job queued at once, its writes and listing entry.
-    `callback_state` is the initial delivery state of a run with a `callback_url`."""
-    queue = make_queue(definition.queue, connection)
+    """The run of `definition` due at `due` on `queue` (the definition's): an RQ job queued at once, its
+    writes and listing entry. `callback_state` is the initial delivery state of a run with a `callback_url`."""
     retry = (
         Retry(
             max=definition.retries,

@@ -1,8 +1,36 @@
-"""Suite-wide pytest configuration: markers follow the directory a test lives in."""
+"""Suite-wide pytest configuration: markers follow the directory a test lives in; coverage stays in the
+processes that run tests."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
+
+
+def _cache_bytecode() -> None:
+    """Each `rq worker`, uvicorn and CLI process a test starts imports the service's modules; where the
+    environment says PYTHONDONTWRITEBYTECODE, each compiles them all again (about half its start-up time).
+    The processes of a run write and share Python's usual `__pycache__` instead (git ignores it)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+
+
+_cache_bytecode()
+
+#: Set by `coverage run` (`[tool.coverage.run] patch = ["subprocess"]`) so that Python processes started
+#: from it measure themselves: pytest-xdist's workers need it; the processes the tests start must not get it.
+COVERAGE_SUBPROCESS_VARIABLE = "COVERAGE_PROCESS_CONFIG"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a process that runs tests, the service processes it starts (`rq worker`, uvicorn, the CLI) run
+    unmeasured, as they always have: on Python 3.11 tracing stalls the ConcurrentWorker's stops (see
+    pyproject.toml). An xdist controller keeps the variable, so that the workers it starts are measured."""
+    runs_tests_itself = "PYTEST_XDIST_WORKER" in os.environ or not getattr(config.option, "numprocesses", None)
+    if runs_tests_itself:
+        os.environ.pop(COVERAGE_SUBPROCESS_VARIABLE, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -33,7 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(COVERAGE_SUBPROCESS_VARIABLE, None)
 
 
+#: The order the parts of the suite run in: the longest tests first, so that the two xdist processes share
+#: out the short ones at the end instead of one of them finishing a long test alone.
+PART_ORDER = ("reliability", "integration", "differential")
+
+
+def _part_rank(item: pytest.Item) -> int:
+    path = str(item.path)
+    return next((rank for rank, part in enumerate(PART_ORDER) if f"/tests/{part}/" in path), len(PART_ORDER))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_part_rank)  # stable: each part keeps its own order
     for item in items:
         path = str(item.path)
         if "/tests/integration/" in path or "/tests/reliability/" in path:

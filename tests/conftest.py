@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -51,3 +52,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "/tests/reliability/" in path:
             item.add_marker(pytest.mark.slow)
+
+
+#: The `record_property` name under which a test records a line of what it measured (timings, counts).
+REPORT = "report"
+
+#: What `record_property` hands a test: record(name, value).
+RecordProperty = Callable[[str, object], None]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the lines tests recorded as `record_property("report", ...)`: what a test prints does not reach
+    the terminal from an xdist worker, while recorded properties travel with its report."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == REPORT
+    ]
+    if lines:
+        terminalreporter.section("measured by the tests")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -5,7 +5,7 @@ signalled and waited for is the program itself) in a session of its own: a termi
 reaches this supervisor only, and the supervisor decides what each process gets. Its stdout and
 stderr come out through `stack.output`, each line prefixed with the process's name.
 
-Stopping, on Ctrl-C or SIGTERM to the supervisor or when any process exits:
+Stopping, on Ctrl-C, SIGTERM or SIGHUP to the supervisor, or when any process exits:
 1. SIGTERM to every process group. Workers take no more jobs and let the running ones finish
    within `WORKER_SHUTDOWN_GRACE`, then requeue them without spending a retry; uvicorn stops
    accepting connections and lets open requests finish within `WEB_SHUTDOWN_GRACE`.
@@ -48,7 +48,7 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 class StopSignals:
-    """SIGINT and SIGTERM to this process, in order: the first asks for a stop, the next ones for haste."""
+    """Stop signals to this process, in order: the first asks for a stop, the next ones for haste."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
@@ -60,8 +60,9 @@ class StopSignals:
         return sum(1 for when in self.times if when >= clock)
 
     def install(self) -> StopSignals:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
+        """Take over SIGINT, SIGTERM and SIGHUP (a closed terminal: its processes must not outlive it)."""
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -15,6 +15,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -173,12 +174,12 @@ def start_stack(tmp_path: Path, stack_env: dict[str, str]) -> Iterator[Any]:
         stack.popen.wait(10)
 
 
-def job_in_redis(data_dir: Path, job_id: str) -> Job:
-    """The job as the stopped stack left it: its server's data read by a server of our own."""
+def job_in_redis(data_dir: Path, job_id: str) -> tuple[JobStatus | None, int | None, Any]:
+    """Status, retries left and result of the job as the stopped stack left it (its server's data,
+    read by a server of our own)."""
     with EmbeddedRedis(data_dir) as server:
         job = Job.fetch(job_id, connection=server.client(), serializer=SERIALIZER)
-        job.get_status(refresh=True)
-        return job
+        return job.get_status(refresh=True), job.retries_left, job.return_value()
 
 
 def submit_and_wait_running(stack: RunningStack, steps: int, delay: float) -> str:
@@ -187,6 +188,23 @@ def submit_and_wait_running(stack: RunningStack, steps: int, delay: float) -> st
     job_id: str = response.json()["id"]
     wait_for(lambda: stack.job(job_id)["progress"] > 0, 30, interval=0.1, what=f"job {job_id} under way")
     return job_id
+
+
+def follow_events(base_url: str, job_id: str) -> tuple[threading.Thread, list[str]]:
+    """The job's event stream held open, as a browser page showing the job holds it."""
+    lines: list[str] = []
+
+    def read() -> None:
+        try:
+            with httpx.stream("GET", f"{base_url}/jobs/{job_id}/events", timeout=httpx.Timeout(5, read=None)) as events:
+                lines.extend(events.iter_lines())
+        except httpx.HTTPError as exc:  # cut by the server instead of ended
+            lines.append(f"cut: {exc!r}")
+
+    thread = threading.Thread(target=read, name="event stream", daemon=True)
+    thread.start()
+    wait_for(lambda: any(line.startswith("event:") for line in lines), 10, what="the job's event stream")
+    return thread, lines
 
 
 def assert_stopped_in_order(output: str) -> None:
@@ -208,9 +226,7 @@ def test_ctrl_c_on_make_run_requeues_a_job_past_the_grace_then_it_finishes_after
     tree = stack.stop_and_wait_gone(signal.SIGINT)
     assert len(tree) >= 5, tree  # make, python -m stack, valkey-server, web, worker
     assert_stopped_in_order(stack.output())
-    job = job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id)
-    assert job.get_status(refresh=False) == JobStatus.QUEUED
-    assert job.retries_left == RETRIES
+    assert job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id) == (JobStatus.QUEUED, RETRIES, None)
 
     again = start_stack(MAKE_RUN, "again")
     again.wait_ready()
@@ -229,18 +245,22 @@ def test_ctrl_c_on_make_run_piped_to_tee_lets_the_running_job_finish_and_stops_e
     stack = start_stack(command, "tee", WORKER_SHUTDOWN_GRACE="20")
     stack.wait_ready()
     job_id = submit_and_wait_running(stack, steps=8, delay=1)  # longer than honcho's 5 s before SIGKILL
+    stream, _ = follow_events(stack.base_url, job_id)
 
     tree = stack.stop_and_wait_gone(signal.SIGINT)
+    stream.join(5)
+    assert not stream.is_alive()
+    # The web did not wait out its grace for the open stream: it stopped while the job still ran.
+    output = stack.output()
+    assert -1 < output.find("web.1 stopped") < output.find(f"job finished job_id={job_id}"), output
     assert len(tree) >= 6, tree  # bash, tee, make, python -m stack, valkey-server, web, worker
     # tee died at once: what the stack wrote after it, its own stopping lines among them, went to stderr.
     assert "embedded server stopped" not in log.read_text()
     assert "web on http://" in log.read_text()
     assert_stopped_in_order(stack.output())
     assert "embedded server stopped" in stack.err.read_text()
-    job = job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id)
-    assert job.get_status(refresh=False) == JobStatus.FINISHED
-    assert job.retries_left == RETRIES
-    assert job.return_value() == {"steps": 8, "attempt": 1}
+    finished = (JobStatus.FINISHED, RETRIES, {"steps": 8, "attempt": 1})  # within the grace, at its first attempt
+    assert job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id) == finished
 
 
 def test_a_second_ctrl_c_requeues_the_running_job_at_once(start_stack: Any, stack_env: dict[str, str]) -> None:
@@ -258,6 +278,4 @@ def test_a_second_ctrl_c_requeues_the_running_job_at_once(start_stack: Any, stac
 
     assert_stopped_in_order(stack.output())
     assert "stopping now" in stack.output()
-    job = job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id)
-    assert job.get_status(refresh=False) == JobStatus.QUEUED
-    assert job.retries_left == RETRIES
+    assert job_in_redis(Path(stack_env["EMBEDDED_REDIS_DIR"]), job_id) == (JobStatus.QUEUED, RETRIES, None)

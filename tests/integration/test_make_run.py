@@ -135,7 +135,7 @@ class RunningStack:
 
 
 @pytest.fixture
-def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def stack_env(tmp_path: Path) -> dict[str, str]:
     stripped = ("PYTEST", "REDIS_", "RQ_", "MAKE", "MFLAGS", "EMBEDDED_REDIS", "WORKER", "WEB_", "API_KEYS")
     env = {key: value for key, value in os.environ.items() if not key.startswith(stripped)}
     env.update(
@@ -145,7 +145,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         WORKERS="1",
         LOG_LEVEL="INFO",
     )
-    yield env
+    return env
 
 
 @pytest.fixture

@@ -1,46 +1,52 @@
 """A pytest plugin that runs RQ's own test modules against the service's workers.
 
-Loaded by `python -m tests.conformance` into a pytest session run inside RQ's source distribution
-(`-p plugin`, this directory on `PYTHONPATH`, after RQ's `tests` package, which shadows ours there).
+Loaded by `python -m tests.conformance` into pytest sessions run inside RQ's source distribution
+(`-p plugin`, this directory on `PYTHONPATH` after RQ's `tests` package, which shadows ours there).
 Each `unittest.TestCase` class of RQ's modules is collected once per variant (`TestWorker[concurrent]`);
-while one of its tests runs, the names `Worker` and `SimpleWorker` of RQ's test modules and fixtures
-are the variant's worker class:
+while one of its tests runs, the names `Worker` and `SimpleWorker` of its module and of RQ's fixtures
+are the variant's worker class (`variants.worker_class`):
 
     rq                     RQ's own classes: the baseline
     forking                `workers.worker.ServiceWorker` (what `workers.Worker` is at WORKER_CONCURRENCY=1)
     concurrent             `workers.concurrent.ConcurrentWorker` (WORKER_CONCURRENCY > 1)
-    forking-registered     the same two with the service's job class and serializer forced
-    concurrent-registered  (`RegisteredJob`, JSON), RQ's fixtures registered as job types
+    forking-registered     the same two with the service's job class and serializer (`RegisteredJob`,
+    concurrent-registered  JSON); RQ's fixtures are registered job types and RQ's default serializer is JSON
 
-The service's workers fix their connection, job class and serializer (`ServiceBase.conventions`); here
-they take the test's connection, and in the first two variants the test's job class and serializer too.
-The tests that fail by design, or test RQ's internals, are in `expected.toml` (a strict `xfail` each, so
-one that passes fails the run); every other failure fails the run. RQ's tests find their Redis at
-`localhost:6379`: redis-py's default port is set to `CONFORMANCE_REDIS_PORT` before they import.
+Tests that create no worker (their source names none) run in the baseline only; the baseline checks
+that claim (a worker created by one of them fails the run). The differences are in `expected.toml`:
+a strict `xfail` each (one that passes fails the run), and for the registered variants, failures that
+are the job class's refusals (checked: a refused job in Redis, or job data that JSON cannot encode).
+Every other failure fails the run. RQ's tests find Redis at `localhost:6379`: redis-py's default port
+is set to `CONFORMANCE_REDIS_PORT` first. A JSON summary per variant goes to `CONFORMANCE_SUMMARY`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
-import functools
 import inspect
+import json
 import multiprocessing
 import os
-import sys
+import re
 import tomllib
 import unittest
-from collections.abc import Generator, Iterable
+from collections import Counter
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.connection
+from variants import REFUSALS, VARIANTS, WorkerCount, swapped, variant_case  # type: ignore[import-not-found]
 
-VARIANTS = ("rq", "forking", "concurrent", "forking-registered", "concurrent-registered")
 EXPECTED = Path(__file__).with_name("expected.toml")
-#: The module names whose `Worker`/`SimpleWorker` are swapped besides the test module itself.
-FIXTURE_MODULES = ("tests.fixtures",)
+#: What a test's failure says when JSON could not encode or decode what it gave a job or got from one.
+PICKLE_MARKS = ("is not JSON serializable", "JSONDecodeError", "DeserializationError", "Unserializable return value")
+#: A test whose source matches this may create a worker (itself, or through a helper or a process).
+WORKER_INVOLVED = re.compile(r"orker|start_work|Process\(|\.work\(")
 
 
 def _point_redis_at(port: int) -> None:
@@ -52,11 +58,7 @@ def _point_redis_at(port: int) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--variants",
-        default=",".join(VARIANTS),
-        help=f"comma-separated worker variants to run RQ's tests against (of {', '.join(VARIANTS)})",
-    )
+    parser.addoption("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,16 +67,27 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise pytest.UsageError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    config.stash[_VARIANTS] = variants
-    config.stash[_EXPECTED] = Expected.load(EXPECTED)
+    config.stash[_STATE] = State(variants, Expected.load(EXPECTED))
+    _SESSION_STATE[:] = [config.stash[_STATE]]
 
 
-_VARIANTS = pytest.StashKey[list[str]]()
-_LEFTOVERS = pytest.StashKey[list[str]]()
-_EXPECTED = pytest.StashKey["Expected"]()
+class State:
+    """What the session knows: its variants, the expected differences, and the outcomes so far."""
+
+    def __init__(self, variants: list[str], expected: Expected) -> None:
+        self.variants = variants
+        self.expected = expected
+        self.outcomes: dict[str, Counter[str]] = {variant: Counter() for variant in variants}
+        self.leftovers: list[str] = []
+        self.misjudged: list[str] = []
 
 
-# -- collection: one class per variant ------------------------------------------------------
+_STATE = pytest.StashKey[State]()
+#: The session's state, for the hooks that get no `config` (`pytest_runtest_logreport`).
+_SESSION_STATE: list[State] = []
+
+
+# -- collection: one class per variant; tests without a worker in the baseline only ----------
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,34 +96,42 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
         return None
     from _pytest.unittest import UnitTestCase
 
-    items = []
     module = getattr(collector, "obj", None)
-    for variant in collector.config.stash[_VARIANTS]:
-        cls = type(name, (obj,), {"__module__": obj.__module__, "conformance_variant": variant})
-        setattr(module, f"{name}[{variant}]", cls)  # where pytest looks the class up by its node's name
+    items = []
+    for variant in collector.config.stash[_STATE].variants:
+        setattr(module, f"{name}[{variant}]", variant_case(obj, variant))  # pytest looks it up by the node's name
         items.append(UnitTestCase.from_parent(collector, name=f"{name}[{variant}]"))
     return items
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    expected = config.stash[_EXPECTED]
+    state = config.stash[_STATE]
+    kept, deselected = [], []
     for item in items:
         variant = _variant(item)
         if variant is None:
+            kept.append(item)
             continue
+        if variant != "rq" and not _involves_worker(item):
+            state.outcomes[variant]["not run"] += 1
+            deselected.append(item)
+            continue
+        kept.append(item)
         test_id = _test_id(item)
-        skip = expected.skip_reason(test_id)
+        skip = state.expected.skip_reason(test_id, variant)
         if skip:
             item.add_marker(pytest.mark.skip(reason=skip))
             continue
-        reason = expected.reason(test_id, variant)
+        reason = state.expected.reason(test_id, variant)
         if reason:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def _variant(item: pytest.Item) -> str | None:
-    cls = getattr(item, "cls", None)
-    return getattr(cls, "conformance_variant", None)
+    return getattr(getattr(item, "cls", None), "conformance_variant", None)
 
 
 def _test_id(item: pytest.Item) -> str:
@@ -119,109 +140,171 @@ def _test_id(item: pytest.Item) -> str:
     return f"{item.path.name}::{cls.__name__ if cls else ''}::{item.name}"
 
 
-# -- running: the variant's worker classes ---------------------------------------------------
+def _involves_worker(item: pytest.Item) -> bool:
+    method = getattr(getattr(item, "cls", None), item.name, None)
+    try:
+        source = inspect.getsource(method) if method is not None else ""
+    except (OSError, TypeError):
+        return True
+    return bool(WORKER_INVOLVED.search(source))
+
+
+# -- running ---------------------------------------------------------------------------------
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
     variant = _variant(item)
-    swapped = _swap_workers(item, variant) if variant not in (None, "rq") else []
-    try:
+    if variant is None:
         return (yield)
-    finally:
-        for module, name, value in swapped:
-            setattr(module, name, value)
-        _end_leftover_children(item)
+    state = item.config.stash[_STATE]
+    with _fixed_paths_lock(item), swapped(item, variant), WorkerCount() as created:
+        try:
+            return (yield)
+        finally:
+            _end_leftover_children(item, state)
+            if variant == "rq" and created.count and not _involves_worker(item):
+                state.misjudged.append(item.nodeid)
 
 
-def _swap_workers(item: pytest.Item, variant: str) -> list[tuple[Any, str, Any]]:
-    """Make `Worker` and `SimpleWorker` the variant's class in the test's module and RQ's fixtures;
-    returns what to put back."""
-    worker = worker_class(variant)
-    module = getattr(item, "module", None)
-    modules = [module] if module is not None else []
-    modules += [sys.modules[name] for name in FIXTURE_MODULES if name in sys.modules]
-    swapped = []
-    for module in modules:
-        for name in ("Worker", "SimpleWorker"):
-            if name in vars(module):
-                swapped.append((module, name, getattr(module, name)))
-                setattr(module, name, worker)
-    return swapped
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    variant = _variant(item)
+    if variant is None or report.when != "call" and not report.failed:
+        return report
+    if report.failed and not hasattr(report, "wasxfail"):
+        refusal = _refusal(item, report)
+        reason = item.config.stash[_STATE].expected.refusal_reason(_test_id(item), variant, refusal)
+        if reason:
+            report.outcome = "skipped"
+            report.wasxfail = f"{reason} ({refusal})"
+    return report
 
 
-def _end_leftover_children(item: pytest.Item) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count each test once: its call, or the setup or teardown that failed or skipped it."""
+    match = re.search(r"\[([a-z-]+)\]::", report.nodeid)
+    counted = report.when == "call" or report.failed or (report.when == "setup" and report.skipped)
+    if match and counted and type(report) is pytest.TestReport and _SESSION_STATE:  # not a subtest's report
+        _count(_SESSION_STATE[0], match.group(1), report)
+
+
+def _count(state: State, variant: str, report: pytest.TestReport) -> None:
+    if hasattr(report, "wasxfail"):
+        key = "unexpected" if report.failed else "expected"  # failed: an expected failure passed
+    else:
+        key = {"passed": "passed", "failed": "unexpected", "skipped": "skipped"}[report.outcome]
+    state.outcomes[variant][key] += 1
+
+
+def _refusal(item: pytest.Item, report: pytest.TestReport) -> str | None:
+    """What the registered job class refused in this test, if anything: a job in Redis, or job data the
+    test could not encode as JSON."""
+    found: str | None = REFUSALS.pop(item.nodeid, None)
+    if found:
+        return found
+    text = str(report.longrepr)
+    if any(mark in text for mark in PICKLE_MARKS):
+        return "job data that is not JSON"
+    return None
+
+
+@contextmanager
+def _fixed_paths_lock(item: pytest.Item) -> Iterator[None]:
+    """Some of RQ's tests use fixed paths under /tmp (sentinel files, a sandbox directory): the sessions of
+    the variants run those one at a time (`CONFORMANCE_TMP_LOCK`, a file lock they share)."""
+    cls = getattr(item, "cls", None)
+    lock_path = os.environ.get("CONFORMANCE_TMP_LOCK")
+    source = ""
+    for function in (getattr(cls, item.name, None), vars(cls.__mro__[1]).get("setUp") if cls else None):
+        try:
+            source += inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            pass
+    if not lock_path or "'/tmp/" not in source:
+        yield
+        return
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _end_leftover_children(item: pytest.Item, state: State) -> None:
     """Kill the processes a test started and left running (a worker it failed to stop): they would hold
     up the end of the session and write into the next tests' database."""
     for child in multiprocessing.active_children():
         child.kill()
         child.join(5)
-        item.config.stash.setdefault(_LEFTOVERS, []).append(item.nodeid)
+        state.leftovers.append(item.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash[_STATE]
+    if state.misjudged:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    path = os.environ.get("CONFORMANCE_SUMMARY")
+    if path:
+        summary = {"outcomes": {v: dict(c) for v, c in state.outcomes.items()}, "misjudged": state.misjudged}
+        Path(path).write_text(json.dumps(summary, indent=1))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    leftovers = config.stash.get(_LEFTOVERS, [])
-    if leftovers:
-        terminalreporter.write_line(f"processes left running (killed) after: {', '.join(sorted(set(leftovers)))}")
-
-
-@functools.cache
-def worker_class(variant: str) -> type[Any]:
-    """The variant's worker class: the service's, with the test's connection (and, unless `registered`,
-    the test's job class and serializer)."""
-    from rq import Queue
-
-    from workers.concurrent import ConcurrentWorker
-    from workers.lifecycle import AnnouncingQueue
-    from workers.worker import ServiceWorker
-
-    base: type[Any] = ConcurrentWorker if variant.startswith("concurrent") else ServiceWorker
-    registered = variant.endswith("-registered")
-
-    def conventions(self: Any) -> dict[str, Any]:
-        if not registered:
-            return {"queue_class": AnnouncingQueue}
-        from core.queues import SERIALIZER
-        from workers.job import RegisteredJob
-
-        return {"queue_class": AnnouncingQueue, "job_class": RegisteredJob, "serializer": SERIALIZER}
-
-    def __init__(self: Any, queues: Any, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("connection") is None:  # RQ's workers take it from their queues
-            listed = [queues] if isinstance(queues, str | Queue) else list(queues)
-            kwargs["connection"] = next(q.connection for q in listed if isinstance(q, Queue))
-        base.__init__(self, queues, *args, **kwargs)
-
-    namespace = {"__module__": base.__module__, "__init__": __init__, "conventions": conventions}
-    return type(base.__name__, (base,), namespace)
+    state = config.stash[_STATE]
+    if state.leftovers:
+        terminalreporter.write_line(f"processes left running (killed) after: {', '.join(sorted(set(state.leftovers)))}")
+    for nodeid in state.misjudged:
+        terminalreporter.write_line(f"ERROR {nodeid}: created a worker, but its source names none (WORKER_INVOLVED)")
+    for variant, counts in state.outcomes.items():
+        terminalreporter.write_line(
+            f"conformance {variant}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+        )
 
 
 # -- the expected differences ---------------------------------------------------------------
 
 
 class Expected:
-    """`expected.toml`: per variant group, test id patterns (fnmatch) and the reason each fails."""
+    """`expected.toml`: test id patterns (fnmatch) per variant, each with the reason it fails there."""
 
-    def __init__(self, entries: Iterable[dict[str, Any]], skips: Iterable[dict[str, Any]]) -> None:
-        self.entries = list(entries)
-        self.skips = list(skips)
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.entries: list[dict[str, Any]] = data.get("expected", [])
+        self.refusals: list[dict[str, Any]] = data.get("refusal", [])
+        self.skips: list[dict[str, Any]] = data.get("skip", [])
 
     @classmethod
     def load(cls, path: Path) -> Expected:
         data = tomllib.loads(path.read_text())
-        for entry in data.get("expected", []) + data.get("skip", []):
-            if not entry.get("reason"):
-                raise pytest.UsageError(f"{path.name}: every entry needs a reason: {entry}")
-        return cls(data.get("expected", []), data.get("skip", []))
+        for kind in ("expected", "refusal", "skip"):
+            for entry in data.get(kind, []):
+                if not entry.get("reason") or not entry.get("tests"):
+                    raise pytest.UsageError(f"{path.name}: every [[{kind}]] needs tests and a reason: {entry}")
+                unknown = set(entry.get("variants", VARIANTS)) - set(VARIANTS)
+                if unknown:
+                    raise pytest.UsageError(f"{path.name}: unknown variants {sorted(unknown)} in {entry}")
+        return cls(data)
+
+    @staticmethod
+    def _find(entries: list[dict[str, Any]], test_id: str, variant: str) -> dict[str, Any] | None:
+        for entry in entries:
+            if variant in entry.get("variants", VARIANTS) and any(
+                fnmatch.fnmatchcase(test_id, pattern) for pattern in entry["tests"]
+            ):
+                return entry
+        return None
 
     def reason(self, test_id: str, variant: str) -> str | None:
-        for entry in self.entries:
-            if variant in entry["variants"] and any(fnmatch.fnmatchcase(test_id, p) for p in entry["tests"]):
-                return str(entry["reason"])
-        return None
+        entry = self._find(self.entries, test_id, variant)
+        return str(entry["reason"]) if entry else None
 
-    def skip_reason(self, test_id: str) -> str | None:
-        for entry in self.skips:
-            if any(fnmatch.fnmatchcase(test_id, p) for p in entry["tests"]):
-                return str(entry["reason"])
-        return None
+    def refusal_reason(self, test_id: str, variant: str, refusal: str | None) -> str | None:
+        entry = self._find(self.refusals, test_id, variant) if refusal else None
+        return str(entry["reason"]) if entry else None
+
+    def skip_reason(self, test_id: str, variant: str) -> str | None:
+        entry = self._find(self.skips, test_id, variant)
+        return str(entry["reason"]) if entry else None

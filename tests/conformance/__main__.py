@@ -32,7 +32,8 @@ MODULES = (
 )  # fmt: skip
 #: The figures per variant: passed; failed as `expected.toml` says; failed otherwise, or passed where a
 #: failure was expected; skipped (by RQ, or `expected.toml`); not run (no worker in the test: the baseline's).
-COLUMNS = ("passed", "expected", "unexpected", "skipped", "not run")
+#: "of which refusals": expected failures that are the registered job class's refusals.
+COLUMNS = ("passed", "expected", "of which refusals", "unexpected", "skipped", "not run")
 
 
 def session_command(root: Path, variant: str, args: list[str]) -> list[str]:
@@ -101,11 +102,11 @@ def report(root: Path, logs: Path, codes: dict[str, int], seconds: float) -> Non
             summary = text.rsplit("short test summary info", 1)[-1] if "short test summary" in text else text[-3000:]
             print(f"--- {variant}: pytest exited {code}; {logs / f'{variant}.log'}\n{summary.strip()}\n")
     print(f"RQ {rq_version()}'s tests ({len(MODULES)} modules), {seconds:.0f} s:")
-    print(f"{'variant':24}" + "".join(f"{column:>12}" for column in COLUMNS))
+    print(f"{'variant':24}" + "".join(f"{column:>19}" for column in COLUMNS))
     for variant in codes:
         path = logs / f"{variant}.json"
         outcomes = json.loads(path.read_text())["outcomes"].get(variant, {}) if path.is_file() else {}
-        print(f"{variant:24}" + "".join(f"{outcomes.get(column, 0):>12}" for column in COLUMNS))
+        print(f"{variant:24}" + "".join(f"{outcomes.get(column, 0):>19}" for column in COLUMNS))
 
 
 if __name__ == "__main__":

@@ -179,6 +179,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if reason:
             report.outcome = "skipped"
             report.wasxfail = f"{reason} ({refusal})"
+            report.user_properties.append(("refusal", refusal))
     return report
 
 
@@ -194,6 +195,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def _count(state: State, variant: str, report: pytest.TestReport) -> None:
     if hasattr(report, "wasxfail"):
         key = "unexpected" if report.failed else "expected"  # failed: an expected failure passed
+        if any(name == "refusal" for name, _ in report.user_properties):
+            state.outcomes[variant]["of which refusals"] += 1
     else:
         key = {"passed": "passed", "failed": "unexpected", "skipped": "skipped"}[report.outcome]
     state.outcomes[variant][key] += 1

@@ -23,13 +23,11 @@ is set to `CONFORMANCE_REDIS_PORT` first. A JSON summary per variant goes to `CO
 from __future__ import annotations
 
 import fcntl
-import fnmatch
 import inspect
 import json
 import multiprocessing
 import os
 import re
-import tomllib
 import unittest
 from collections import Counter
 from collections.abc import Generator, Iterator
@@ -40,6 +38,7 @@ from typing import Any
 import pytest
 import redis
 import redis.connection
+from expectations import Expected  # type: ignore[import-not-found]
 from variants import REFUSALS, VARIANTS, WorkerCount, swapped, variant_case  # type: ignore[import-not-found]
 
 EXPECTED = Path(__file__).with_name("expected.toml")
@@ -266,48 +265,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"conformance {variant}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
         )
-
-
-# -- the expected differences ---------------------------------------------------------------
-
-
-class Expected:
-    """`expected.toml`: test id patterns (fnmatch) per variant, each with the reason it fails there."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.entries: list[dict[str, Any]] = data.get("expected", [])
-        self.refusals: list[dict[str, Any]] = data.get("refusal", [])
-        self.skips: list[dict[str, Any]] = data.get("skip", [])
-
-    @classmethod
-    def load(cls, path: Path) -> Expected:
-        data = tomllib.loads(path.read_text())
-        for kind in ("expected", "refusal", "skip"):
-            for entry in data.get(kind, []):
-                if not entry.get("reason") or not entry.get("tests"):
-                    raise pytest.UsageError(f"{path.name}: every [[{kind}]] needs tests and a reason: {entry}")
-                unknown = set(entry.get("variants", VARIANTS)) - set(VARIANTS)
-                if unknown:
-                    raise pytest.UsageError(f"{path.name}: unknown variants {sorted(unknown)} in {entry}")
-        return cls(data)
-
-    @staticmethod
-    def _find(entries: list[dict[str, Any]], test_id: str, variant: str) -> dict[str, Any] | None:
-        for entry in entries:
-            if variant in entry.get("variants", VARIANTS) and any(
-                fnmatch.fnmatchcase(test_id, pattern) for pattern in entry["tests"]
-            ):
-                return entry
-        return None
-
-    def reason(self, test_id: str, variant: str) -> str | None:
-        entry = self._find(self.entries, test_id, variant)
-        return str(entry["reason"]) if entry else None
-
-    def refusal_reason(self, test_id: str, variant: str, refusal: str | None) -> str | None:
-        entry = self._find(self.refusals, test_id, variant) if refusal else None
-        return str(entry["reason"]) if entry else None
-
-    def skip_reason(self, test_id: str, variant: str) -> str | None:
-        entry = self._find(self.skips, test_id, variant)
-        return str(entry["reason"]) if entry else None

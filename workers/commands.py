@@ -2,9 +2,9 @@
 
 `stop-job` / `stop-execution` stop the running job (or execution) they name (RQ's handler knows one
 job only), after `JOB_STOP_GRACE`; `kill-horse` fails every running job at once, as RQ's worker
-fails the job of a killed horse. SIGTERM: no new jobs; running ones may finish within `WORKER_SHUTDOWN_GRACE`,
-then are interrupted and requeued at the front without spending a retry; a second signal
-requeues at once; exit code 0.
+fails the job of a killed horse. SIGTERM: no new jobs; running ones may finish within
+`WORKER_SHUTDOWN_GRACE`, then are interrupted and requeued at the front without spending a retry;
+a second signal requeues at once; exit code 0.
 """
 
 from __future__ import annotations

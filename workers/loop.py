@@ -135,10 +135,9 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
             if batch:
                 self._start(batch)
                 state.started += popped
+        # `idle` once started with nothing to do, or once the work ran out (not between batches)
         if not (self.running or popped) and self.get_state() in (WorkerStatus.STARTED, WorkerStatus.BUSY):
-            self.set_state(
-                WorkerStatus.IDLE
-            )  # once started with nothing to do, or the work ran out (not between batches)
+            self.set_state(WorkerStatus.IDLE)
         return popped, accepting
 
     def _give_up_on_redis(self, clock: float, exc: Exception) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,9 +91,18 @@ def main(argv: list[str]) -> int:
                     session_command(root, variant, args), cwd=root, env=session_env(root, server.port, summary),
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
+        stack.callback(_end_sessions, list(sessions.values()))  # interrupted: no session outlives the run
         codes = {variant: popen.wait() for variant, popen in sessions.items()}
     report(root, logs, codes, time.monotonic() - started)
     return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def _end_sessions(sessions: list[subprocess.Popen[bytes]]) -> None:
+    """Kill what is left of the sessions (each in its own process group: a test's worker, its horses)."""
+    for popen in sessions:
+        if popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
 
 
 def report(root: Path, logs: Path, codes: dict[str, int], seconds: float) -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint system-deps browser unit integration bench clean
+.PHONY: run test lint system-deps browser unit integration conformance bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,8 @@ test: lint system-deps browser  ## lint, type-check, then the whole suite (unit,
 	$(BIN)/coverage run -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
 	  $(BIN)/coverage combine -q; \
 	  $(BIN)/coverage report; report=$$?; \
-	  [ $$tests -eq 0 ] && [ $$report -eq 0 ]
+	  $(MAKE) --no-print-directory conformance; conformance=$$?; \
+	  [ $$tests -eq 0 ] && [ $$report -eq 0 ] && [ $$conformance -eq 0 ]
 
 browser:  ## Debian's chromium + chromedriver for the dashboard browser test (skipped where apt-get cannot install them)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -54,6 +55,11 @@ unit: $(VENV)/.dev
 
 integration: $(VENV)/.dev system-deps browser
 	$(BIN)/pytest $(XDIST) -m integration $(PYTEST_ARGS)
+
+# RQ's own worker tests (from RQ's sdist, fetched into .data/conformance/) against RQ's worker and the
+# service's, each variant in its own pytest session; fails on any difference not in tests/conformance/expected.toml.
+conformance: $(VENV)/.dev  ## RQ's test suite against the service's workers (docs/workers.md)
+	$(BIN)/python -m tests.conformance $(CONFORMANCE_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

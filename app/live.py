@@ -121,7 +121,8 @@ def changes(record: JobRecord, state: State, output: Output = NO_OUTPUT) -> tupl
     meta = readable_meta(job)
     progress = progress_events(meta, state.progress)
     chunks = [chunk for chunk in events.deliverable(output, newest_seq(meta)) if chunk.seq > state.output]
-    fresh = events.interleave(progress, chunks, state.output)
+    # Chunks dropped by the cap since the last read cannot be sent: count them as sent, before what is new.
+    fresh = events.interleave(progress, chunks, max(state.output, chunks[0].seq - 1) if chunks else state.output)
     sent_progress = progress[-1].id if progress else state.progress
     sent_output = chunks[-1].seq if chunks else state.output
     key = status_key(job)

@@ -175,8 +175,9 @@ class OutputSession:
     def _append(self, text: str, ttl_ms: int) -> None:
         job = self.job
         marker = store.ATTEMPT_MARKER.format(attempt=self.attempt).encode()
-        data = store.newest_bytes(text, self.cap - len(marker))
-        cut = len(text.encode()) - len(data) if len(data) < len(text) else 0
+        encoded = text.encode()
+        data = store.newest_bytes(encoded, self.cap)
+        cut = len(encoded) - len(data)
         tries = 0
         while True:
             with job.connection.pipeline() as pipe:

@@ -40,10 +40,10 @@ def text_of(received: list[SSE]) -> str:
     return "".join(event.data["text"] for event in received if event.event == "output")
 
 
-def assert_consecutive(received: list[SSE], all_kept: bool = True) -> None:
-    """Ids one apart from 1 (all progress events still kept), or at least increasing (older ones dropped)."""
+def assert_consecutive(received: list[SSE]) -> None:
+    """Ids one apart from 1; output `seq`s increasing."""
     ids = [order(event.id) for event in numbered(received)]
-    assert ids == (list(range(1, len(ids) + 1)) if all_kept else sorted(set(ids))), ids
+    assert ids == list(range(1, len(ids) + 1)), ids
     seqs = [event.data["seq"] for event in received if event.event == "output"]
     assert seqs == sorted(set(seqs)), seqs
 
@@ -121,7 +121,7 @@ def test_the_forking_worker_sends_the_last_chunk_before_the_end(api: httpx.Clien
     received = read_until_end(api, job["id"], **{"Last-Event-ID": "0"})
     assert received[-1].data["status"] == "finished"
     assert text_of(received) == tokens(1, 300) == output_of(api, job["id"])
-    assert_consecutive(received, all_kept=False)  # 100 reports: the oldest 50 are no longer kept
+    assert_consecutive(received)
 
 
 def test_only_the_newest_output_max_bytes_are_kept_and_the_output_says_so(procs: ProcessFactory) -> None:

@@ -221,7 +221,7 @@ def test_demo_tokens_streams_its_tokens_and_reports_progress(
     job.refresh()
     assert job.return_value() == {"tokens": 300}
     assert read(fake_server, job.id).text() == "".join(f"tok{i} " for i in range(1, 301))
-    assert job.meta["progress"] == 100 and job.meta["seq"] == 100  # one report per whole percent
+    assert job.meta["progress"] == 100 and 1 <= job.meta["seq"] <= 100  # whole percents, not too often
 
 
 def test_summarize_streams_its_summary(fake_redis: fakeredis.FakeRedis, fake_server: fakeredis.FakeServer) -> None:

@@ -32,7 +32,8 @@ ATTEMPT_MARKER = "\n--- attempt {attempt} ---\n"
 #: The first line of `GET /jobs/{id}/output` when older output was dropped.
 DROPPED_NOTICE = "[{dropped} earlier bytes of output dropped: only the newest {kept} bytes are kept]\n"
 
-# KEYS: chunks, info. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry), marker, channel, job id, and
+# KEYS: chunks, info. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry, < 0: unchanged), marker, channel,
+# job id, and
 # how many bytes of the text the writer cut already (it never sends more than the cap; a marker put before
 # text that fills the cap is cut again here).
 APPEND = """
@@ -91,7 +92,7 @@ local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('PEXPIRE', chunks, ttl)
   redis.call('PEXPIRE', info, ttl)
-else
+elseif ttl == 0 then
   redis.call('PERSIST', chunks)
   redis.call('PERSIST', info)
 end

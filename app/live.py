@@ -10,6 +10,9 @@ status if it changed) on its own asyncio queue. Nothing polls: an idle stream co
 A listener joins before it reads its snapshot and becomes `ready` (has a state) after; a read
 that began before it was ready is never delivered to it, and `ready` starts a fresh read, so no
 change falls between the snapshot and the live events.
+
+A little over 300 lines: what a listener has been sent (`State`), what is new to it (`changes`,
+`snapshot_of`) and the hub that reads once for all of them are one mechanism, kept together.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def changes(record: JobRecord, state: State, output: Output = NO_OUTPUT) -> tupl
     meta = readable_meta(job)
     progress = progress_events(meta, state.progress)
     chunks = [chunk for chunk in events.deliverable(output, newest_seq(meta)) if chunk.seq > state.output]
-    fresh = events.interleave(progress, chunks, state.output)
+    # Chunks dropped by the cap since the last read cannot be sent: count them as sent, before what is new.
+    fresh = events.interleave(progress, chunks, max(state.output, chunks[0].seq - 1) if chunks else state.output)
     sent_progress = progress[-1].id if progress else state.progress
     sent_output = chunks[-1].seq if chunks else state.output
     key = status_key(job)

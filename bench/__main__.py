@@ -1,7 +1,7 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
-Sections: web, progress, workers, io, memory, scale, profile. `BENCH_SECONDS` (default 4) is
+Sections: web, progress, workers, io, memory, scale, profile, output. `BENCH_SECONDS` (default 4) is
 the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import data, load, schedules, web, workers
+from bench import data, load, output, schedules, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -32,6 +32,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "scale": data.scale,
     "profile": data.profile_submission,
     "schedules": schedules.run,
+    "output": output.run,
 }
 
 
@@ -184,6 +185,13 @@ EXPLANATIONS = [
     "  alike. The 50/50 split keeps every page that has jobs equally full (50) at both sizes, so a",
     "  ratio measures scale, not page size. Two queued jobs are read: the last in its queue (what an",
     "  LPOS scan would find slowest) and the one in the middle (the farthest from either end of the list).",
+    "- **output** — a bench-only job type (`bench/output_jobs.py`, `JOB_MODULES`) run by the Procfile's",
+    "  worker writes chunks on a fixed schedule. Latency: each chunk is the wall-clock time of its",
+    "  `write_output()` call, subtracted by an SSE client of the Procfile's web process on receipt",
+    "  (same machine, same clock). Redis CPU: valkey-server's `used_cpu_sys + used_cpu_user` (INFO cpu)",
+    "  over the job's loop of 8 s at 1,000 chunks a second, per second, against the same job with the",
+    "  `write_output()` call skipped (both report progress at each percent); runs alternate, medians of",
+    "  2, without and then with an SSE client following the job.",
 ]
 
 PROFILE_NOTES = [

@@ -32,8 +32,10 @@ ATTEMPT_MARKER = "\n--- attempt {attempt} ---\n"
 #: The first line of `GET /jobs/{id}/output` when older output was dropped.
 DROPPED_NOTICE = "[{dropped} earlier bytes of output dropped: only the newest {kept} bytes are kept]\n"
 
-# KEYS: chunks, info. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry), marker, channel, job id, and
-# how many bytes of the text the writer cut already (it never sends more than the cap).
+# KEYS: chunks, info. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry, < 0: unchanged), marker, channel,
+# job id, and
+# how many bytes of the text the writer cut already (it never sends more than the cap; a marker put before
+# text that fills the cap is cut again here).
 APPEND = """
 local chunks, info = KEYS[1], KEYS[2]
 local text = ARGV[3]
@@ -42,6 +44,17 @@ local last = redis.call('HGET', info, 'attempt')
 if last and last ~= ARGV[2] then text = ARGV[6] .. text end
 redis.call('HSETNX', info, 'first', 1)
 local seq = redis.call('HINCRBY', info, 'seq', 1)
+local cut = tonumber(ARGV[9])
+if cut > 0 then
+  -- the writer kept only the end of this text: everything before it is older than what was cut
+  local last = redis.call('LINDEX', chunks, -1)
+  if last then
+    redis.call('HSET', info, 'dropped_after', string.sub(last, 1, string.find(last, ':', 1, true) - 1))
+    redis.call('DEL', chunks)
+  end
+  cut = cut + tonumber(redis.call('HGET', info, 'bytes') or '0')
+  redis.call('HSET', info, 'first', seq, 'bytes', 0)
+end
 redis.call('HSET', info, 'attempt', ARGV[2])
 redis.call('RPUSH', chunks, ARGV[1] .. ':' .. ARGV[2] .. ':' .. text)
 local excess = redis.call('HINCRBY', info, 'bytes', #text) - cap
@@ -72,15 +85,14 @@ end
 if dropped > 0 then
   redis.call('HINCRBY', info, 'bytes', -dropped)
 end
-dropped = dropped + tonumber(ARGV[9])
-if dropped > 0 then
-  redis.call('HINCRBY', info, 'dropped', dropped)
+if dropped + cut > 0 then
+  redis.call('HINCRBY', info, 'dropped', dropped + cut)
 end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('PEXPIRE', chunks, ttl)
   redis.call('PEXPIRE', info, ttl)
-else
+elseif ttl == 0 then
   redis.call('PERSIST', chunks)
   redis.call('PERSIST', info)
 end
@@ -167,9 +179,8 @@ def rendered(output: Output, cap: int) -> str:
     return DROPPED_NOTICE.format(dropped=output.dropped, kept=cap) + output.text()
 
 
-def newest_bytes(text: str, limit: int) -> bytes:
-    """`text` as UTF-8, only its last `limit` bytes (cut at a character boundary) when longer."""
-    data = text.encode()
+def newest_bytes(data: bytes, limit: int) -> bytes:
+    """UTF-8 `data`, only its last `limit` bytes (cut at a character boundary) when longer."""
     if len(data) <= limit:
         return data
     cut = len(data) - limit

@@ -40,11 +40,11 @@ __all__ = ["OutputSession", "write_output"]
 logger = logging.getLogger("jobs.output")
 
 #: Seconds a write may wait to be merged with the next ones.
-FLUSH_INTERVAL = 0.025
+FLUSH_INTERVAL = 0.04
 #: Buffered characters that are sent without waiting for the interval.
 FLUSH_BYTES = 64 * 1024
-#: Tries of a write whose WATCH of the job's hash keeps failing before it is sent unguarded.
-WATCH_ATTEMPTS = 20
+#: Tries of a write whose WATCH of the job's hash keeps failing before it gives up.
+WATCH_ATTEMPTS = 100
 
 #: Days an output is kept when the job's own TTL is unknown (RQ's default failure TTL is a year).
 _DEFAULT_TTL = 365 * 86400
@@ -85,6 +85,7 @@ class OutputSession:
         self._lock = threading.Condition()
         self._flushing = threading.Lock()  # one flush at a time, so chunks land in the order written
         self._thread: threading.Thread | None = None
+        self._watched = _Watched(job)
 
     def __enter__(self) -> OutputSession:
         with _sessions_lock:
@@ -109,6 +110,8 @@ class OutputSession:
             if error is None:
                 raise
             logger.warning("job %s: the rest of its output could not be written", self.job.id, exc_info=True)
+        finally:
+            self._watched.close()
 
     def write(self, text: str) -> None:
         with self._lock:
@@ -175,24 +178,21 @@ class OutputSession:
     def _append(self, text: str, ttl_ms: int) -> None:
         job = self.job
         marker = store.ATTEMPT_MARKER.format(attempt=self.attempt).encode()
-        data = store.newest_bytes(text, self.cap - len(marker))
-        cut = len(text.encode()) - len(data) if len(data) < len(text) else 0
-        tries = 0
-        while True:
-            with job.connection.pipeline() as pipe:
-                try:
-                    if tries < WATCH_ATTEMPTS:  # then unguarded: a hash rewritten that often is not reporting
-                        pipe.watch(job.key)  # type: ignore[no-untyped-call]
-                    after = newest_seq(job.meta)
-                    pipe.multi()
-                    args: list[Any] = [after, self.attempt, data, self.cap, ttl_ms, marker, keys.EVENTS_CHANNEL]
-                    pipe.evalsha(store.APPEND_SHA, 2, *store.read_keys(job.id), *args, job.id, cut)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    tries += 1
-                except redis.exceptions.NoScriptError:
-                    job.connection.script_load(store.APPEND)
+        encoded = text.encode()
+        data = store.newest_bytes(encoded, self.cap)
+        cut = len(encoded) - len(data)
+        ttl_ms = ttl_ms if not self.wrote or ttl_ms != self._running_ttl() else -1  # set once while it runs
+        for _ in range(WATCH_ATTEMPTS):
+            after = newest_seq(job.meta)  # read after the WATCH was armed: see `_Watched`
+            args = [after, self.attempt, data, self.cap, ttl_ms, marker, keys.EVENTS_CHANNEL, job.id, cut]
+            outcome = self._watched.transaction(("EVALSHA", store.APPEND_SHA, 2, *store.read_keys(job.id), *args))
+            if isinstance(outcome, redis.exceptions.NoScriptError):
+                job.connection.script_load(store.APPEND)
+            elif isinstance(outcome, Exception):
+                raise outcome
+            elif outcome is not None:
+                return
+        raise redis.WatchError(f"job {job.id}: its hash kept changing; output not written")
 
     def _expire(self, ttl_ms: int) -> None:
         with self.job.connection.pipeline(transaction=False) as pipe:
@@ -202,6 +202,56 @@ class OutputSession:
                 else:
                     pipe.persist(key)
             pipe.execute()
+
+
+class _Watched:
+    """A connection of the job's pool, held while the session writes, that WATCHes the job's hash.
+
+    A write is MULTI, the append, EXEC and WATCH again, in one round trip: the WATCH armed by each
+    write guards the next one, so a report that lands between the read of the newest progress number
+    and the append aborts the append (EXEC answers nil) and it is tried again."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._connection: Any = None
+
+    def transaction(self, command: tuple[Any, ...]) -> Any:
+        """The command's reply; None if the WATCH aborted it; an error reply as an exception object."""
+        connection = self._connection or self._open()
+        replies = self._send(connection, ("MULTI",), command, ("EXEC",), ("WATCH", self.job.key))
+        for reply in (replies[0], replies[1], replies[3]):
+            if isinstance(reply, Exception):
+                return reply
+        executed = replies[2]
+        return executed[0] if isinstance(executed, list) else None
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._send(connection, ("UNWATCH",))
+            self.job.connection.connection_pool.release(connection)
+
+    def _open(self) -> Any:
+        connection = self.job.connection.connection_pool.get_connection()
+        self._connection = connection
+        self._send(connection, ("WATCH", self.job.key))
+        return connection
+
+    def _send(self, connection: Any, *commands: tuple[Any, ...]) -> list[Any]:
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            self._connection = None
+            connection.disconnect()
+            self.job.connection.connection_pool.release(connection)
+            raise
 
 
 def _ttl(seconds: Any) -> int:

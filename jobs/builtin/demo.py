@@ -95,6 +95,10 @@ async def _sleep_async(seconds: float, steps: int) -> dict[str, Any]:
     return {"slept": seconds, "mode": "async"}
 
 
+#: Shortest interval between two progress reports of `demo.tokens` (its output goes out as it comes).
+REPORT_INTERVAL = 0.04
+
+
 class TokensArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,8 +113,8 @@ class TokensArgs(BaseModel):
     timeout=600,
 )
 def tokens(count: int = 50, delay: float = 0.05) -> dict[str, Any]:
-    """Reports progress at each whole percent (at most 100 reports, however many chunks)."""
-    reported = 0
+    """Reports progress when a whole percent more is done, at most every `REPORT_INTERVAL` s, and at the end."""
+    reported, reported_at = 0, 0.0
     for i in range(1, count + 1):
         if progress.cancel_requested():
             raise progress.StopRequested(f"stopped by request after {i - 1}/{count} tokens")
@@ -118,7 +122,7 @@ def tokens(count: int = 50, delay: float = 0.05) -> dict[str, Any]:
             time.sleep(delay)
         write_output(f"tok{i} ")
         percent = i * 100 // count
-        if percent > reported or i == count:
-            reported = percent
+        if i == count or (percent > reported and time.monotonic() - reported_at >= REPORT_INTERVAL):
+            reported, reported_at = percent, time.monotonic()
             progress.report(i * 100 / count, f"{i}/{count} tokens")
     return {"tokens": count}

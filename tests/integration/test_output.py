@@ -40,9 +40,10 @@ def text_of(received: list[SSE]) -> str:
     return "".join(event.data["text"] for event in received if event.event == "output")
 
 
-def assert_consecutive(received: list[SSE], first: int = 1) -> None:
+def assert_consecutive(received: list[SSE]) -> None:
+    """Ids one apart from 1; output `seq`s increasing."""
     ids = [order(event.id) for event in numbered(received)]
-    assert ids == list(range(first, first + len(ids))), ids
+    assert ids == list(range(1, len(ids) + 1)), ids
     seqs = [event.data["seq"] for event in received if event.event == "output"]
     assert seqs == sorted(set(seqs)), seqs
 

@@ -27,9 +27,12 @@ from core.settings import Settings
 logger = logging.getLogger("app.auth")
 
 #: Paths served without a key: probes, the API description (it holds no data), and /metrics and
-#: /dashboard, which have their own credentials (METRICS_TOKEN, DASHBOARD_USERNAME/PASSWORD).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard"})
-PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/")
+#: /dashboard, which have their own credentials (METRICS_TOKEN, DASHBOARD_USERNAME/PASSWORD); the console's
+#: pages and files (they hold no data: the page asks for a key and sends it with each API request).
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard", "/", "/console"}
+)
+PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/", "/console/")
 REALM = "jobs"
 OPEN_NAME = "anonymous"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

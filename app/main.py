@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from app import metrics
+from app import console, metrics
 from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.live import EventHub
@@ -60,7 +60,8 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes],
+        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes]
+        + console.routes,
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -6,37 +6,58 @@ import { duration, formatTime, h } from "./ui.js";
 
 const BOUNDARY = /^attempt (\d+) (ended|lost)\b/;
 
-/** The attempts a job's messages tell of, oldest first: [{number, start, end, outcome}]. */
+/**
+ * The attempts of a job, oldest first: [{number, start, end, outcome}]. The view's `started_at` is the
+ * latest start; messages before it belong to earlier attempts, which end at an "attempt N ended/lost"
+ * message or where the progress starts again from a lower value. `attempt` (a count of starts), where
+ * the view carries it, is the authority on how many there were.
+ */
 export function attempts(job) {
-  const list = [];
-  let first = null;
+  const started = job.started_at;
+  const earlier = [];
+  let current = null;
+  let lastProgress = -1;
   for (const entry of job.messages || []) {
-    const match = BOUNDARY.exec(entry.message || "");
-    if (match) {
-      list.push({ number: Number(match[1]), start: first, end: entry.time, outcome: entry.message });
-      first = null;
-    } else if (first === null) {
-      first = entry.time;
+    if (started && entry.time >= started) break;
+    const boundary = BOUNDARY.test(entry.message || "");
+    if (!current || (!boundary && (entry.progress ?? 0) < lastProgress)) {
+      current = { start: entry.time, end: entry.time, outcome: null };
+      earlier.push(current);
+    }
+    current.end = entry.time;
+    lastProgress = entry.progress ?? lastProgress;
+    if (boundary) {
+      current.outcome = entry.message;
+      current = null;
+      lastProgress = -1;
     }
   }
-  if (job.started_at) {
-    const last = list.at(-1);
-    if (last && last.end >= job.started_at) last.start = job.started_at; // the latest start ended with that message
-    else list.push({ number: (last?.number ?? 0) + 1, start: job.started_at, end: job.ended_at, outcome: job.status });
-  }
-  return list;
+  const runs = earlier.map((run, index) => ({ number: index + 1, ...run }));
+  if (started) runs.push({ number: runs.length + 1, start: started, end: job.ended_at, outcome: job.status });
+  const count = Number.isInteger(job.attempt) ? Math.max(job.attempt, runs.length) : runs.length;
+  for (const [index, run] of runs.entries()) run.number = count - runs.length + index + 1;
+  return { runs, count };
 }
 
 function points(job) {
   const out = [];
-  const queued = job.enqueued_at || job.created_at;
-  if (queued) out.push({ time: queued, kind: "queued", label: "queued" });
+  if (job.created_at) out.push({ time: job.created_at, kind: "queued", label: "submitted" });
+  const { runs } = attempts(job);
+  if (job.enqueued_at && job.created_at && Date.parse(job.enqueued_at) - Date.parse(job.created_at) > 1000) {
+    out.push({ time: job.enqueued_at, kind: "queued", label: runs.length > 1 ? "queued again" : "queued" });
+  }
   for (const entry of job.messages || []) {
     if (!entry.message) continue;
     const boundary = BOUNDARY.test(entry.message);
     out.push({ time: entry.time, kind: boundary ? "attempt" : "message", label: entry.message, progress: entry.progress });
   }
-  if (job.started_at) out.push({ time: job.started_at, kind: "started", label: "started" });
+  for (const run of runs.slice(0, -1)) {
+    if (!run.outcome) out.push({ time: run.end, kind: "attempt", label: `attempt ${run.number} ended` });
+  }
+  if (job.started_at) {
+    const label = runs.length > 1 ? `attempt ${runs.at(-1).number} started` : "started";
+    out.push({ time: job.started_at, kind: "started", label });
+  }
   if (job.ended_at) out.push({ time: job.ended_at, kind: `ended ended-${job.status}`, label: job.status });
   return out.filter((p) => p.time).sort((a, b) => a.time.localeCompare(b.time));
 }
@@ -63,7 +84,7 @@ export function timeline(job) {
   const at = (iso) => `${(100 * (Date.parse(iso) - first)) / span}%`;
 
   const axis = h("div", { class: "tl-axis", "aria-hidden": "true" });
-  const runs = attempts(job);
+  const { runs } = attempts(job);
   for (const run of runs) {
     if (!run.start) continue;
     const bar = h("span", { class: `tl-run ${run.end ? "" : "tl-run-open"}`, title: `attempt ${run.number}` });

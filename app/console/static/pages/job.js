@@ -16,7 +16,7 @@ function section(title, ...children) {
 }
 
 function details(job) {
-  const runs = attempts(job);
+  const { count } = attempts(job);
   const rows = [
     ["Queue", job.queue],
     ["Owner", job.owner],
@@ -25,7 +25,7 @@ function details(job) {
     ["Started", timeElement(job.started_at)],
     ["Ended", timeElement(job.ended_at)],
     ["Ran for", job.started_at ? duration(job.started_at, job.ended_at) : "—"],
-    ["Attempts", String(runs.length)],
+    ["Attempts", String(count)],
     ["Retries left", String(job.retries_left ?? 0)],
     ["Timeout", job.timeout ? `${job.timeout} s` : "—"],
     job.position !== null && job.position !== undefined ? ["Place in queue", String(job.position + 1)] : null,

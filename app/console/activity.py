@@ -1,11 +1,11 @@
-"""`GET /events/jobs`: one Server-Sent Events stream that says "jobs changed", for pages listing many jobs.
+"""`GET /console/changes`: one Server-Sent Events stream that says "jobs changed", for pages listing many jobs.
 
 Every change to a job (a progress report, a status change) is announced on one pub/sub channel
 (`core.events`). While at least one of these streams is open, the web process holds one extra
 subscription to that channel and wakes every open stream; each stream sends at most one `jobs`
 event per `INTERVAL` (changes in between are merged), and the page re-reads what it shows.
 The event carries no job ids, so a key sees no more of other keys' jobs than that something
-changed. No stream open: no subscription, no cost.
+changed. It asks for the API key like every API route. No stream open: no subscription, no cost.
 """
 
 from __future__ import annotations
@@ -105,4 +105,4 @@ async def _stream(activity: Activity, waiter: asyncio.Event) -> AsyncIterator[Se
         activity.leave(waiter)
 
 
-routes = [Route("/jobs", job_changes, methods=["GET"])]
+routes = [Route("/changes", job_changes, methods=["GET"])]

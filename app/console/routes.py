@@ -62,16 +62,15 @@ async def job_progress_module(request: Request) -> Response:
 
 console: list[BaseRoute] = [
     Route("/job-progress.js", job_progress_module, methods=["GET"]),
+    *activity.routes,
     Mount("/assets", ConsoleFiles(directory=STATIC), name="console-assets"),
     Route("/", shell, methods=["GET"]),
     Route("/{page:path}", shell, methods=["GET"]),
 ]
 
-#: `GET /` and two mounts: the console's pages and files are not API operations (the OpenAPI table
-#: lists operations only), and the changes stream stays out of the schema-driven fuzzing, which
-#: cannot end a stream.
+#: `GET /` and one mount: the console's pages, files and its changes stream are the console's, not
+#: operations of the API (the OpenAPI table lists those; its fuzzing could not end a stream).
 routes: list[BaseRoute] = [
     Route("/", redirect_home, methods=["GET"]),
     Mount("/console", routes=console),
-    Mount("/events", routes=activity.routes),
 ]

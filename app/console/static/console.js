@@ -120,7 +120,7 @@ function drawVitals(stats, ready) {
 
 function openActivity() {
   activityStream?.close();
-  activityStream = stream("/events/jobs", {
+  activityStream = stream("/console/changes", {
     reconnect: () => true,
     onEvent(event) {
       if (event.event !== "jobs") return;

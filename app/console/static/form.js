@@ -3,7 +3,7 @@
 // Fields carry ids derived from their `loc` (["args", "steps"] -> "f-args-steps") so a 422's
 // `errors[].loc` finds the field its message belongs next to.
 
-import { h } from "./ui.js";
+import { h, notice, replace } from "./ui.js";
 
 export function fieldId(loc) {
   return `f-${loc.map(String).join("-").replace(/[^A-Za-z0-9_-]/g, "_")}`;
@@ -103,10 +103,49 @@ export function readValue(input) {
   }
 }
 
-/** Resolve a local `$ref` (`#/$defs/Turn`) against the root schema. */
-export function resolve(schema, root) {
-  if (schema && schema.$ref && schema.$ref.startsWith("#/")) {
-    return schema.$ref.slice(2).split("/").reduce((node, part) => node?.[part], root) || schema;
+export function clearErrors(form, summary) {
+  for (const slot of form.querySelectorAll(".field-error")) {
+    slot.hidden = true;
+    slot.textContent = "";
   }
-  return schema;
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  replace(summary);
 }
+
+/** Put each error next to its field; the ones without a field go to the summary. Focus the first. */
+export function showErrors(form, summary, problem) {
+  const loose = [];
+  let first = null;
+  for (const error of problem.errors || []) {
+    const loc = error.loc || [];
+    let input = null;
+    for (let n = loc.length; n > 0 && !input; n -= 1) input = form.querySelector(`#${fieldId(loc.slice(0, n))}`);
+    if (!input) {
+      loose.push(`${loc.join(".") || "request"}: ${error.msg}`);
+      continue;
+    }
+    const slot = document.getElementById(`${input.id}-error`);
+    slot.textContent = slot.textContent ? `${slot.textContent} ${error.msg}` : error.msg;
+    slot.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    first ??= input;
+  }
+  replace(summary, notice("error", problem.title || "The job was not submitted",
+    problem.detail || "", loose.length ? h("ul", {}, loose.map((text) => h("li", {}, text))) : null));
+  (first || summary).focus?.();
+  if (!first) summary.scrollIntoView({ block: "nearest" });
+}
+
+/** The request body the form holds: top-level fields, and `args` from the fields under it. */
+export function collect(form) {
+  const body = { args: {} };
+  for (const input of form.querySelectorAll("[data-loc]")) {
+    const loc = JSON.parse(input.dataset.loc);
+    const value = readValue(input);
+    if (value === undefined || (value === null && loc[0] !== "args")) continue;
+    if (loc[0] === "args") body.args[loc[1]] = value;
+    else body[loc[0]] = value;
+  }
+  return body;
+}
+

@@ -41,8 +41,9 @@ export function openStream(url, options = {}) {
     const headers = { Accept: "text/event-stream", ...(typeof options.headers === "function" ? options.headers() : options.headers) };
     if (lastEventId !== null) headers["Last-Event-ID"] = lastEventId;
     const response = await fetch(url, { headers, signal: controller.signal, cache: "no-store", credentials: "omit" });
-    if (!response.ok || !response.body) {
-      const error = new Error(`event stream answered ${response.status}`);
+    const type = response.headers.get("content-type") || "";
+    if (!response.ok || !response.body || !type.startsWith("text/event-stream")) {
+      const error = new Error(`event stream answered ${response.status} ${type}`);
       error.status = response.status;
       error.response = response;
       throw error;

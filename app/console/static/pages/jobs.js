@@ -40,6 +40,9 @@ function row(job) {
 export function jobsPage(ctx) {
   ctx.title("Jobs");
   const filters = { status: ctx.query.get("status") || "", queue: ctx.query.get("queue") || "", type: ctx.query.get("type") || "" };
+  // the runs of one schedule or the members of one batch (links from those pages)
+  const scope = ["schedule", "batch"].map((name) => [name, ctx.query.get(name)]).find(([, value]) => value);
+  if (scope) filters[scope[0]] = scope[1];
   const typeSelect = select("type", "Type", filters.type ? [filters.type] : [], filters.type);
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter jobs" },
     select("status", "Status", STATUSES, filters.status),
@@ -124,6 +127,8 @@ export function jobsPage(ctx) {
       h("h1", { tabindex: -1 }, "Jobs"), live,
       h("a", { class: "button primary", href: "/console/new" }, "Submit a job")),
     form,
+    scope ? h("p", { class: "scope" }, scope[0] === "schedule" ? "Runs of schedule " : "Jobs of batch ",
+      h("code", {}, shortId(scope[1])), " · ", h("a", { href: "/console/" }, "Show all jobs")) : null,
     h("div", { class: "table-wrap" }, table),
     message,
     h("div", { class: "actions" }, more));

@@ -3,7 +3,7 @@
 // A 422 puts each `errors[].msg` next to the field its `loc` names; the rest go in a summary.
 
 import { api, ApiError } from "../api.js";
-import { FieldValueError, field, fieldId, readValue } from "../form.js";
+import { FieldValueError, clearErrors, collect, field, showErrors } from "../form.js";
 import { h, notice, replace, shortId } from "../ui.js";
 
 const ARGS_ITEM = "jobsvc.args.";
@@ -34,51 +34,6 @@ function optionFields(spec, from) {
     field(["retries"], { title: "Retries", anyOf: [{ type: "integer", minimum: 0 }, { type: "null" }], description: `Extra attempts after a failure; the type's default is ${spec.retries}` }),
     field(["delay"], { title: "Delay (s)", anyOf: [{ type: "number", minimum: 0 }, { type: "null" }], description: "Run no earlier than this many seconds from now" }),
   ];
-}
-
-function clearErrors(form, summary) {
-  for (const slot of form.querySelectorAll(".field-error")) {
-    slot.hidden = true;
-    slot.textContent = "";
-  }
-  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
-  replace(summary);
-}
-
-/** Put each error next to its field; the ones without a field go to the summary. Focus the first. */
-function showErrors(form, summary, problem) {
-  const loose = [];
-  let first = null;
-  for (const error of problem.errors || []) {
-    const loc = error.loc || [];
-    let input = null;
-    for (let n = loc.length; n > 0 && !input; n -= 1) input = form.querySelector(`#${fieldId(loc.slice(0, n))}`);
-    if (!input) {
-      loose.push(`${loc.join(".") || "request"}: ${error.msg}`);
-      continue;
-    }
-    const slot = document.getElementById(`${input.id}-error`);
-    slot.textContent = slot.textContent ? `${slot.textContent} ${error.msg}` : error.msg;
-    slot.hidden = false;
-    input.setAttribute("aria-invalid", "true");
-    first ??= input;
-  }
-  replace(summary, notice("error", problem.title || "The job was not submitted",
-    problem.detail || "", loose.length ? h("ul", {}, loose.map((text) => h("li", {}, text))) : null));
-  (first || summary).focus?.();
-  if (!first) summary.scrollIntoView({ block: "nearest" });
-}
-
-function collect(form) {
-  const body = { args: {} };
-  for (const input of form.querySelectorAll("[data-loc]")) {
-    const loc = JSON.parse(input.dataset.loc);
-    const value = readValue(input);
-    if (value === undefined || (value === null && loc[0] !== "args")) continue;
-    if (loc[0] === "args") body.args[loc[1]] = value;
-    else body[loc[0]] = value;
-  }
-  return body;
 }
 
 export function newJobPage(ctx) {

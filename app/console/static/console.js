@@ -89,9 +89,21 @@ window.addEventListener("popstate", () => render({ focus: true }));
 const vitals = document.getElementById("vitals");
 let vitalsTimer = null;
 
+let vitalsAgain = false;
+
+/** Re-read the header's counts: at once, then at most once a second (a call meanwhile runs after). */
 function refreshVitals() {
-  if (vitalsTimer) return;
-  vitalsTimer = setTimeout(() => (vitalsTimer = null), 1000);
+  if (vitalsTimer) {
+    vitalsAgain = true;
+    return;
+  }
+  vitalsTimer = setTimeout(() => {
+    vitalsTimer = null;
+    if (vitalsAgain) {
+      vitalsAgain = false;
+      refreshVitals();
+    }
+  }, 1000);
   Promise.allSettled([api("/stats"), api("/readyz")]).then(([stats, ready]) => drawVitals(stats, ready));
 }
 
@@ -169,6 +181,21 @@ keyButton.addEventListener("click", () => {
   render({ focus: true });
 });
 dialog.addEventListener("cancel", (event) => event.preventDefault()); // the page cannot work without a key
+
+// A page kept in the back/forward cache would keep its streams open, and a browser opens only six
+// connections per host over HTTP/1.1: close them when the page is hidden, reopen when it is back.
+window.addEventListener("pagehide", () => {
+  activityStream?.close();
+  activityStream = null;
+  cleanup?.();
+  cleanup = null;
+});
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  openActivity();
+  refreshVitals();
+  render();
+});
 
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) refreshVitals();

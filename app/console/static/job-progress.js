@@ -81,13 +81,26 @@ class JobProgress extends HTMLElement {
     return this.#job;
   }
 
+  // A page in the back/forward cache keeps no stream open (browsers allow six connections per host).
+  #onHide = () => {
+    this.#stream?.close();
+    this.#stream = null;
+  };
+
+  #onShow = (event) => {
+    if (event.persisted && !this.#ended) this.#follow();
+  };
+
   connectedCallback() {
+    window.addEventListener("pagehide", this.#onHide);
+    window.addEventListener("pageshow", this.#onShow);
     this.#follow();
   }
 
   disconnectedCallback() {
-    this.#stream?.close();
-    this.#stream = null;
+    window.removeEventListener("pagehide", this.#onHide);
+    window.removeEventListener("pageshow", this.#onShow);
+    this.#onHide();
   }
 
   attributeChangedCallback(name, before, after) {

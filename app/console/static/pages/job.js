@@ -65,7 +65,7 @@ export function jobPage(ctx) {
   const statusLine = h("p", { class: "status-line", role: "status", "aria-live": "polite" });
   const bar = progressBar("Job progress", 0);
   const percent = h("span", { class: "pct-big" }, "0%");
-  const latest = h("p", { class: "latest", "aria-live": "polite" });
+  const latest = h("p", { class: "latest" }); // not live: a chatty job would talk over everything
   const feedback = h("div", { class: "feedback", "aria-live": "assertive" });
   const cancel = h("button", { type: "button", class: "danger", hidden: true }, "Cancel");
   const retry = h("button", { type: "button", class: "secondary", hidden: true }, "Retry");
@@ -117,12 +117,31 @@ export function jobPage(ctx) {
     replace(messagesBox, messagesTable(job));
   }
 
+  let drawPending = false;
+  /** Progress events can come by the hundred (a replay): redraw once per frame. */
+  function drawSoon() {
+    if (drawPending) return;
+    drawPending = true;
+    requestAnimationFrame(() => {
+      drawPending = false;
+      drawProgress();
+      replace(timelineBox, timeline(job));
+      replace(messagesBox, messagesTable(job));
+    });
+  }
+
+  let outputPending = false;
   function appendOutput(text) {
     output += text;
-    outputSection.hidden = false;
-    const atBottom = outputBox.scrollTop + outputBox.clientHeight >= outputBox.scrollHeight - 8;
-    outputBox.textContent = output;
-    if (atBottom) outputBox.scrollTop = outputBox.scrollHeight;
+    if (outputPending) return;
+    outputPending = true;
+    requestAnimationFrame(() => {
+      outputPending = false;
+      outputSection.hidden = false;
+      const atBottom = outputBox.scrollTop + outputBox.clientHeight >= outputBox.scrollHeight - 8;
+      outputBox.textContent = output;
+      if (atBottom) outputBox.scrollTop = outputBox.scrollHeight;
+    });
   }
 
   function onEvent(event) {
@@ -135,26 +154,24 @@ export function jobPage(ctx) {
     if (event.event === "progress") {
       job.progress = data.progress ?? job.progress;
       if (data.message) job.messages = [...(job.messages || []), data];
-      drawProgress();
-      replace(timelineBox, timeline(job));
-      replace(messagesBox, messagesTable(job));
+      drawSoon();
     } else if (event.event === "output") {
       if (typeof data.seq === "number" && data.seq <= outputSeq) return;
       outputSeq = data.seq ?? outputSeq;
       outputSeen = true;
       appendOutput(data.text || "");
     } else if (event.event === "status") {
-      const before = job.status;
       job = data;
-      draw();
-      if (before !== job.status) announce(`Job ${job.status}`);
+      draw(); // the status line is a live region: a new status is announced
       if (ENDED.includes(job.status) && !outputSeen) loadOutput();
     }
   }
 
   function follow() {
     events?.close();
+    // From event 0: the output kept so far (and the progress events) are replayed, then live.
     events = stream(`/jobs/${encodeURIComponent(id)}/events`, {
+      lastEventId: "0",
       onEvent,
       reconnect: () => !ENDED.includes(job?.status),
     });
@@ -187,11 +204,11 @@ export function jobPage(ctx) {
   }
 
   cancel.addEventListener("click", () =>
-    act(cancel, () => api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }), () =>
-      announce(job.status === "started" ? "Stop requested" : `Job ${job.status}`)));
+    act(cancel, () => api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }), () => {
+      if (job.status === "started") announce("Stop requested");
+    }));
   retry.addEventListener("click", () =>
     act(retry, () => api(`/jobs/${encodeURIComponent(id)}/retry`, { method: "POST" }), () => {
-      announce("Job requeued");
       output = "";
       outputSeq = 0;
       outputSeen = false;

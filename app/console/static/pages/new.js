@@ -56,12 +56,14 @@ export function newJobPage(ctx) {
     typeHelp.textContent = spec.description || "";
     const schema = spec.args_schema || {};
     const required = new Set(schema.required || []);
-    const fromArgs = from ? from.args ?? recalledArgs(from.id) ?? {} : {};
+    const known = from ? from.args ?? recalledArgs(from.id) : null;
+    const fromArgs = known ?? {};
     const argFields = Object.entries(schema.properties || {}).map(([name, property]) =>
       field(["args", name], property, { required: required.has(name), value: fromArgs[name] }));
     const summary = h("div", { class: "summary", tabindex: -1 });
     const submit = h("button", { type: "submit", class: "primary" }, "Submit job");
     const form = h("form", { class: "job-form", novalidate: true, "aria-label": `Submit a ${spec.type} job` },
+      from && !known ? notice("info", "Arguments not known here", "The job view does not carry this job's arguments, and it was not submitted from this tab: the fields start from the type's defaults.") : null,
       h("fieldset", {}, h("legend", {}, "Arguments"),
         argFields.length ? argFields : h("p", { class: "muted" }, "This job type takes no arguments.")),
       h("details", { class: "options", open: from ? true : null },

@@ -4,6 +4,7 @@ and real `rq worker` processes.
 One browser and one stack (a web process with CORS for a second origin, two workers) serve the whole
 module; a second web process with API keys joins for the test that needs one. With
 `UPDATE_SCREENSHOTS=1` the tests save the PNGs in docs/images/ that README and docs/console.md show.
+One module above 300 lines on purpose: its module-scoped browser and stack are what keep these tests fast.
 """
 
 from __future__ import annotations
@@ -200,34 +201,44 @@ def _quietly(condition: Callable[[WebDriver], object], driver: WebDriver) -> obj
 
 
 def screenshot(driver: WebDriver, name: str, phone: bool = False) -> None:
-    """Save docs/images/<name>.png when UPDATE_SCREENSHOTS=1 (CI leaves the tree clean)."""
+    """Save docs/images/<name>.png when UPDATE_SCREENSHOTS=1 (CI leaves the tree clean): the whole page
+    at laptop width (up to 1,500 px tall), or the first screen of a phone."""
     if not SCREENSHOTS:
         return
     IMAGES.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0); document.activeElement?.blur()")
     if phone:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+        metrics = PHONE
+    else:
+        height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+        metrics = {"width": 1280, "height": min(max(height, 800), 1500), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     try:
-        driver.execute_script("window.scrollTo(0, 0); document.activeElement?.blur()")
+        driver.execute_script("return new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
         driver.save_screenshot(str(IMAGES / f"{name}.png"))
     finally:
-        if phone:
-            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def submit_through_form(driver: WebDriver, url: str, **args: str) -> str:
+def submit_through_form(driver: WebDriver, url: str, description: str = "", **args: str) -> str:
     driver.get(f"{url}/console/new?type=demo.steps")
     until(driver, lambda d: css(d, "#f-args-steps"))
     for name, value in args.items():
         fill(driver, f"f-args-{name}", value)
+    if description:
+        css(driver, "details.options summary").click()
+        fill(driver, "f-description", description)
     button(driver, "Submit job").click()
     until(driver, lambda d: "/console/jobs/" in d.current_url and job_status(d))
     return job_id_from_url(driver)
 
 
 def test_a_job_submitted_through_the_generated_form_runs_to_finished(page: WebDriver, stack: Stack) -> None:
-    job_id = submit_through_form(page, stack.url, steps="4", delay="0.4")
+    description = "Generate learning path for python"
+    job_id = submit_through_form(page, stack.url, description=description, steps="4", delay="0.4")
     until(page, lambda d: job_progress(d) == "100" and job_status(d) == "finished")
     assert stack.view(job_id)["result"] == {"steps": 4, "attempt": 1}
+    assert stack.view(job_id)["description"] == description
     assert '"steps": 4' in css(page, "pre.result").text
     assert [m.text for m in page.find_elements(By.CSS_SELECTOR, ".tl-item .tl-label")][-1] == "finished"
     assert "step 4/4" in css(page, "table.messages").text

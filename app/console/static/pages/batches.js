@@ -111,7 +111,7 @@ export function batchPage(ctx) {
 
   async function loadMembers() {
     try {
-      const page = await api(`/jobs?${new URLSearchParams({ batch: id, limit: "100" })}`);
+      const page = await api(`/batches/${encodeURIComponent(id)}/jobs?limit=100`);
       replace(membersBox, h("ul", { class: "members" }, page.jobs.map((job) => h("li", {},
         h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}` }, job.type, " ", h("code", {}, shortId(job.id))), " ",
         statusBadge(job.status), " ", h("span", { class: "muted" }, `${Math.round(job.progress || 0)}%`)))),

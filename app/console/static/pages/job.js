@@ -103,7 +103,7 @@ export function jobPage(ctx) {
   function draw() {
     heading.textContent = job.type || "Job";
     heading.append(" ", h("code", { class: "job-id", title: job.id }, job.id));
-    description.textContent = job.description || "";
+    description.textContent = job.description && job.description !== job.type ? job.description : "";
     replace(statusLine, "Status: ", statusBadge(job.status));
     setBarStatus(bar, job.status);
     drawProgress();

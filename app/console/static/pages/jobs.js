@@ -27,7 +27,7 @@ function row(job) {
     h("td", { class: "cell-job" },
       h("a", { href, class: "job-link" }, h("span", { class: "job-type" }, job.type || "?"), " ",
         h("code", { class: "job-id", title: job.id }, shortId(job.id))),
-      job.description ? h("div", { class: "muted desc" }, job.description) : null),
+      job.description && job.description !== job.type ? h("div", { class: "muted desc" }, job.description) : null),
     h("td", { "data-label": "Status" }, statusBadge(job.status), job.waiting ? h("div", { class: "muted small" }, job.waiting) : null),
     h("td", { "data-label": "Progress", class: "cell-progress" },
       coloured(progressBar(`Progress of ${job.type} ${shortId(job.id)}`, job.progress, { small: true }), job.status),
@@ -40,8 +40,8 @@ function row(job) {
 export function jobsPage(ctx) {
   ctx.title("Jobs");
   const filters = { status: ctx.query.get("status") || "", queue: ctx.query.get("queue") || "", type: ctx.query.get("type") || "" };
-  // the runs of one schedule or the members of one batch (links from those pages)
-  const scope = ["schedule", "batch"].map((name) => [name, ctx.query.get(name)]).find(([, value]) => value);
+  // the runs of one schedule (a link from the schedules page)
+  const scope = ["schedule"].map((name) => [name, ctx.query.get(name)]).find(([, value]) => value);
   if (scope) filters[scope[0]] = scope[1];
   const typeSelect = select("type", "Type", filters.type ? [filters.type] : [], filters.type);
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter jobs" },
@@ -80,7 +80,9 @@ export function jobsPage(ctx) {
       more.hidden = !nextCursor;
       replace(message, page.jobs.length ? "" : h("p", { class: "empty" }, "No jobs match these filters yet. ", h("a", { href: "/console/new" }, "Submit one")));
     } catch (error) {
-      replace(message, notice("error", "Could not load jobs", error instanceof ApiError ? error.message : String(error)));
+      replace(message, error instanceof ApiError && error.status === 401
+        ? notice("info", "An API key is needed", "Enter one to see the jobs.")
+        : notice("error", "Could not load jobs", error instanceof ApiError ? error.message : String(error)));
     } finally {
       loading = false;
       if (pending) {
@@ -127,7 +129,7 @@ export function jobsPage(ctx) {
       h("h1", { tabindex: -1 }, "Jobs"), live,
       h("a", { class: "button primary", href: "/console/new" }, "Submit a job")),
     form,
-    scope ? h("p", { class: "scope" }, scope[0] === "schedule" ? "Runs of schedule " : "Jobs of batch ",
+    scope ? h("p", { class: "scope" }, "Runs of schedule ",
       h("code", {}, shortId(scope[1])), " · ", h("a", { href: "/console/" }, "Show all jobs")) : null,
     h("div", { class: "table-wrap" }, table),
     message,

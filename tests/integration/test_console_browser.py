@@ -242,7 +242,6 @@ def test_a_job_submitted_through_the_generated_form_runs_to_finished(page: WebDr
     assert '"steps": 4' in css(page, "pre.result").text
     assert [m.text for m in page.find_elements(By.CSS_SELECTOR, ".tl-item .tl-label")][-1] == "finished"
     assert "step 4/4" in css(page, "table.messages").text
-    screenshot(page, "console-job")
     screenshot(page, "console-job-phone", phone=True)
 
 
@@ -273,19 +272,25 @@ def test_cancel_stops_a_running_job(page: WebDriver, stack: Stack) -> None:
 
 
 def test_retry_runs_a_failed_job_again(page: WebDriver, stack: Stack) -> None:
-    job_id = stack.submit(steps_job(steps=2, delay=0.1, args={"fail_at": 2, "fail_attempts": 1}))
+    description = "Recognise characters on page 7 (fails once)"
+    job_id = stack.submit(
+        steps_job(steps=3, delay=0.2, args={"fail_at": 2, "fail_attempts": 1}, description=description)
+    )
     page.get(f"{stack.url}/console/jobs/{job_id}")
     until(page, lambda d: job_status(d) == "failed")
     assert "failing at step 2" in css(page, ".outcome").text
     button(page, "Retry").click()
     until(page, lambda d: job_status(d) == "finished" and job_progress(d) == "100")
-    assert stack.view(job_id)["result"] == {"steps": 2, "attempt": 2}
+    assert stack.view(job_id)["result"] == {"steps": 3, "attempt": 2}
     attempts = page.find_element(By.XPATH, "//dt[.='Attempts']/following-sibling::dd[1]")
     assert attempts.text == "2"
+    labels = [m.text for m in page.find_elements(By.CSS_SELECTOR, ".tl-item .tl-label")]
+    assert any(label.startswith("attempt 1 ended") for label in labels) and "attempt 2 started" in labels, labels
+    screenshot(page, "console-job")
 
 
 def test_run_again_opens_the_form_with_the_jobs_arguments_to_edit(page: WebDriver, stack: Stack) -> None:
-    first = submit_through_form(page, stack.url, steps="2", delay="0.1")
+    first = submit_through_form(page, stack.url, description="Summarise chapter 3", steps="2", delay="0.1")
     until(page, lambda d: job_status(d) == "finished")
     button(page, "Run again").click()
     until(page, lambda d: "/console/new" in d.current_url and css(d, "#f-args-steps").get_attribute("value") == "2")
@@ -301,11 +306,19 @@ def test_streamed_output_appears_while_the_job_runs(page: WebDriver, stack: Stac
     types = {spec["type"] for spec in stack.api.get("/job-types").json()}
     if "demo.tokens" not in types:
         pytest.skip("this server has no demo.tokens job type (streamed output is not merged here)")
-    response = stack.api.post("/jobs", json={"type": "demo.tokens", "args": {"count": 40, "delay": 0.1}})
+    body = {
+        "type": "demo.tokens",
+        "args": {"count": 40, "delay": 0.1},
+        "description": "Answer the question, token by token",
+    }
+    response = stack.api.post("/jobs", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
     page.get(f"{stack.url}/console/jobs/{job_id}")
     until(page, lambda d: "tok3 " in css(d, "pre.output").text and job_status(d) == "started")
+    if SCREENSHOTS:
+        until(page, lambda d: "tok20 " in css(d, "pre.output").text)
+        screenshot(page, "console-output")
     until(page, lambda d: job_status(d) == "finished")
     assert css(page, "pre.output").text.split() == [f"tok{i}" for i in range(1, 41)]
 

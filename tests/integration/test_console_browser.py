@@ -200,7 +200,7 @@ def _quietly(condition: Callable[[WebDriver], object], driver: WebDriver) -> obj
         return False
 
 
-def screenshot(driver: WebDriver, name: str, phone: bool = False) -> None:
+def screenshot(driver: WebDriver, name: str, phone: bool = False, dark: bool = False) -> None:
     """Save docs/images/<name>.png when UPDATE_SCREENSHOTS=1 (CI leaves the tree clean): the whole page
     at laptop width (up to 1,500 px tall), or the first screen of a phone."""
     if not SCREENSHOTS:
@@ -213,11 +213,16 @@ def screenshot(driver: WebDriver, name: str, phone: bool = False) -> None:
         height = int(driver.execute_script("return document.documentElement.scrollHeight"))
         metrics = {"width": 1280, "height": min(max(height, 800), 1500), "deviceScaleFactor": 1, "mobile": False}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    if dark:
+        driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        )
     try:
         driver.execute_script("return new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
         driver.save_screenshot(str(IMAGES / f"{name}.png"))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
 
 def submit_through_form(driver: WebDriver, url: str, description: str = "", **args: str) -> str:
@@ -341,6 +346,7 @@ def test_jobs_list_follows_changes_live(page: WebDriver, stack: Stack) -> None:
         )
         screenshot(page, "console-jobs")
         screenshot(page, "console-jobs-phone", phone=True)
+        screenshot(page, "console-jobs-dark", dark=True)
     css(page, "#filter-status option[value=finished]").click()
     until(page, lambda d: "status=finished" in d.current_url)
     until(page, lambda d: all("finished" in row.text for row in d.find_elements(By.CSS_SELECTOR, "tbody tr")))

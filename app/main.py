@@ -60,8 +60,15 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes]
-        + console.routes,
+        routes=[
+            *jobs.routes,
+            *control.routes,
+            *events.routes,
+            *ops.routes,
+            *metrics.routes,
+            *docs.routes,
+            *console.routes,
+        ],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -3,7 +3,8 @@
 // the members themselves. A server without batches (404 on GET /batches) says so plainly.
 
 import { api, ApiError, stream } from "../api.js";
-import { STATUSES, announce, h, notice, progressBar, replace, setProgress, shortId, statusBadge, timeElement } from "../ui.js";
+import { jobRow, jobsTable } from "./jobs.js";
+import { STATUSES, announce, h, notice, progressBar, replace, setBarStatus, setProgress, shortId, statusBadge, timeElement } from "../ui.js";
 
 const FINAL = ["finished", "failed", "canceled"];
 
@@ -78,13 +79,14 @@ export function batchPage(ctx) {
     h("div", { class: "page-head" }, heading, statusLine),
     h("section", { class: "card progress-card", "aria-label": "Progress" }, h("div", { class: "progress-row" }, bar, percent), countsBox),
     infoBox,
-    h("section", { class: "card", "aria-labelledby": "members-title" }, h("h2", { id: "members-title" }, "Jobs in this batch"), membersBox));
+    h("section", { "aria-labelledby": "members-title" }, h("h2", { id: "members-title" }, "Jobs in this batch"), membersBox));
   let batch = null;
   let events = null;
 
   function draw() {
     replace(statusLine, "Status: ", statusBadge(batch.status));
     setProgress(bar, batch.progress);
+    setBarStatus(bar, batch.status);
     percent.textContent = `${Math.round(batch.progress || 0)}%`;
     replace(countsBox, countsBar(batch.counts, batch.total));
     const rows = [
@@ -112,9 +114,7 @@ export function batchPage(ctx) {
   async function loadMembers() {
     try {
       const page = await api(`/batches/${encodeURIComponent(id)}/jobs?limit=100`);
-      replace(membersBox, h("ul", { class: "members" }, page.jobs.map((job) => h("li", {},
-        h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}` }, job.type, " ", h("code", {}, shortId(job.id))), " ",
-        statusBadge(job.status), " ", h("span", { class: "muted" }, `${Math.round(job.progress || 0)}%`)))),
+      replace(membersBox, h("div", { class: "table-wrap" }, jobsTable("Jobs in this batch", h("tbody", {}, page.jobs.map(jobRow)))),
         page.next_cursor ? h("p", { class: "muted" }, "Showing the first 100.") : null);
     } catch (error) {
       replace(membersBox, notice("error", "Could not load the jobs", error.message));

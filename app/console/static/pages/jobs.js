@@ -21,7 +21,8 @@ function coloured(bar, status) {
   return bar;
 }
 
-function row(job) {
+/** One job as a row of the jobs table (also used for a batch's members). */
+export function jobRow(job) {
   const href = `/console/jobs/${encodeURIComponent(job.id)}`;
   return h("tr", {},
     h("td", { class: "cell-job" },
@@ -37,6 +38,14 @@ function row(job) {
     h("td", { "data-label": "Duration" }, duration(job.started_at, job.ended_at) || "—"));
 }
 
+/** The jobs table around `body` (its rows from jobRow). */
+export function jobsTable(caption, body) {
+  return h("table", { class: "jobs" },
+    h("caption", { class: "sr-only" }, caption),
+    h("thead", {}, h("tr", {}, ["Job", "Status", "Progress", "Queue", "Created", "Duration"].map((t) => h("th", { scope: "col" }, t)))),
+    body);
+}
+
 export function jobsPage(ctx) {
   ctx.title("Jobs");
   const filters = { status: ctx.query.get("status") || "", queue: ctx.query.get("queue") || "", type: ctx.query.get("type") || "" };
@@ -49,10 +58,7 @@ export function jobsPage(ctx) {
     select("queue", "Queue", QUEUES, filters.queue),
     typeSelect);
   const body = h("tbody");
-  const table = h("table", { class: "jobs" },
-    h("caption", { class: "sr-only" }, "Jobs, newest first"),
-    h("thead", {}, h("tr", {}, ["Job", "Status", "Progress", "Queue", "Created", "Duration"].map((t) => h("th", { scope: "col" }, t)))),
-    body);
+  const table = jobsTable("Jobs, newest first", body);
   const message = h("div", { class: "list-message", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
   const live = h("span", { class: "live-dot", title: "Live: updates as jobs change" }, "Live");
@@ -75,7 +81,7 @@ export function jobsPage(ctx) {
     loading = true;
     try {
       const page = await api(`/jobs?${query({ limit: String(Math.min(shown, 200)) })}`);
-      replace(body, page.jobs.map(row));
+      replace(body, page.jobs.map(jobRow));
       nextCursor = page.next_cursor;
       more.hidden = !nextCursor;
       replace(message, page.jobs.length ? "" : h("p", { class: "empty" }, "No jobs match these filters yet. ", h("a", { href: "/console/new" }, "Submit one")));
@@ -95,7 +101,7 @@ export function jobsPage(ctx) {
   more.addEventListener("click", async () => {
     try {
       const page = await api(`/jobs?${query({ limit: String(PAGE), cursor: nextCursor })}`);
-      body.append(...page.jobs.map(row));
+      body.append(...page.jobs.map(jobRow));
       shown += page.jobs.length;
       nextCursor = page.next_cursor;
       more.hidden = !nextCursor;

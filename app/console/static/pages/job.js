@@ -125,6 +125,7 @@ export function jobPage(ctx) {
     requestAnimationFrame(() => {
       drawPending = false;
       drawProgress();
+      replace(detailsBox, details(job)); // "ran for" grows while it runs
       replace(timelineBox, timeline(job));
       replace(messagesBox, messagesTable(job));
     });

@@ -267,7 +267,7 @@ def test_a_refused_argument_is_shown_next_to_its_field(page: WebDriver, stack: S
 
 
 def test_cancel_stops_a_running_job(page: WebDriver, stack: Stack) -> None:
-    job_id = stack.submit(steps_job(steps=200, delay=0.2, description="long run to cancel"))
+    job_id = stack.submit(steps_job(steps=200, delay=0.2, description="Transcribe a two-hour interview"))
     page.get(f"{stack.url}/console/jobs/{job_id}")
     until(page, lambda d: job_status(d) == "started" and float(job_progress(d)) > 0)
     button(page, "Cancel").click()

@@ -134,12 +134,16 @@ function openActivity() {
   activityStream?.close();
   activityStream = stream("/console/changes", {
     reconnect: () => true,
+    onOpen: () => (document.body.dataset.live = "on"),
     onEvent(event) {
       if (event.event !== "jobs") return;
       refreshVitals();
       activity.dispatchEvent(new Event("jobs"));
     },
-    onError: (error) => error.status !== 401 && error.status !== 404,
+    onError: (error) => {
+      document.body.dataset.live = "off";
+      return error.status !== 401 && error.status !== 404;
+    },
   });
 }
 

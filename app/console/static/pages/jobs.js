@@ -61,7 +61,7 @@ export function jobsPage(ctx) {
   const table = jobsTable("Jobs, newest first", body);
   const message = h("div", { class: "list-message", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
-  const live = h("span", { class: "live-dot", title: "Live: updates as jobs change" }, "Live");
+  const live = h("span", { class: "live-dot", title: "Updates as jobs change (hollow: reconnecting)" }, "Live");
   let shown = PAGE;
   let nextCursor = null;
   let loading = false;

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
+import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
 from app.auth import is_public
+from app.console.activity import Activity
 from app.console.routes import STATIC
+from core import keys
 from tests.unit.conftest import KEYS, bearer
 
 ORIGIN = "https://app.example.com"
@@ -88,3 +93,28 @@ def test_the_changes_stream_asks_for_a_key(keyed: TestClient) -> None:
     assert (
         keyed.get("/console/changes", headers={**bearer("alice"), "Authorization": "Bearer wrong"}).status_code == 401
     )
+
+
+def test_one_subscription_wakes_every_open_changes_stream(fake_server: fakeredis.FakeServer) -> None:
+    async def scenario() -> None:
+        aio = fakeredis.FakeAsyncRedis(server=fake_server)
+        activity = Activity(aio)
+        first, second = activity.join(), activity.join()
+        task = activity.task
+        assert task is not None
+        await asyncio.wait_for(first.wait(), 5)  # the subscription itself wakes them: catch up
+        first.clear()
+        second.clear()
+        await aio.publish(keys.EVENTS_CHANNEL, "some-job")
+        await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 5)
+        assert activity.task is task  # one subscription for both
+        activity.leave(first)
+        assert activity.task is task
+        activity.leave(second)  # the last stream gone: the subscription goes too
+        assert activity.task is None
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        await aio.aclose()
+
+    asyncio.run(scenario())

@@ -30,11 +30,17 @@ lint: $(VENV)/.dev
 system-deps: $(VENV)/.dev
 	$(BIN)/python -m tests.support.system
 
-# The suite runs under coverage (pyproject.toml, [tool.coverage.*]); the report is printed whether the
-# tests passed or not and ends with the TOTAL line. It fails if the tests do or the total is below the floor.
+# Test processes pytest-xdist runs the suite in (`make test PYTEST_WORKERS=0`: all in one process).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
+
+# The suite runs under coverage (pyproject.toml, [tool.coverage.*]), one data file per test process, combined;
+# the report is printed whether the tests passed or not and ends with the TOTAL line. It fails if the tests
+# do or the total is below the floor.
 test: lint system-deps browser  ## lint, type-check, then the whole suite (unit, integration, reliability) with coverage
 	mkdir -p .data && $(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); tests=$$?; \
+	$(BIN)/coverage run -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
+	  $(BIN)/coverage combine -q; \
 	  $(BIN)/coverage report; report=$$?; \
 	  [ $$tests -eq 0 ] && [ $$report -eq 0 ]
 
@@ -44,10 +50,10 @@ browser:  ## Debian's chromium + chromedriver for the dashboard browser test (sk
 	    || echo "make browser: could not install chromium + chromium-driver; the browser test will be skipped"; }
 
 unit: $(VENV)/.dev
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) tests/unit $(PYTEST_ARGS)
 
 integration: $(VENV)/.dev system-deps browser
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m integration $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

@@ -27,9 +27,14 @@ from core.settings import Settings
 logger = logging.getLogger("app.auth")
 
 #: Paths served without a key: probes, the API description (it holds no data), and /metrics and
-#: /dashboard, which have their own credentials (METRICS_TOKEN, DASHBOARD_USERNAME/PASSWORD).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard"})
-PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/")
+#: /dashboard, which have their own credentials (METRICS_TOKEN, DASHBOARD_USERNAME/PASSWORD); the console's
+#: pages and files (they hold no data: the page asks for a key and sends it with each API request).
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard", "/console"}
+)
+PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/", "/console/")
+#: Under a public prefix, but data: the console's stream of job changes asks for a key.
+KEYED_PATHS = frozenset({"/console/changes"})
 REALM = "jobs"
 OPEN_NAME = "anonymous"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -118,7 +123,7 @@ class AuthProblem(AuthenticationError):
 
 
 def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    return (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)) and path not in KEYED_PATHS
 
 
 class BearerKeyBackend(AuthenticationBackend):

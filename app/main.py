@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
-from app import metrics
+from app import console, metrics
 from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.live import EventHub
@@ -71,6 +71,7 @@ def create_app(
             *metrics.routes,
             *docs.routes,
             *schedules.routes,
+            *console.routes,
         ],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,

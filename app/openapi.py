@@ -147,6 +147,10 @@ OPERATIONS: list[Operation] = [
         replies={200: Reply("An HTML page", media_type="text/html", schema={"type": "string"})},
         public=True, tag="docs",
     ),
+    Operation(
+        "GET", "/", "home", "The console: a redirect to `/console/`, the browser UI built on this API",
+        replies={307: Reply("Redirect to the console", headers={"Location": "`/console/`"})}, tag="docs",
+    ),
 ]  # fmt: skip
 
 PROBLEM_HEADERS = {

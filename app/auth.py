@@ -28,9 +28,10 @@ logger = logging.getLogger("app.auth")
 
 #: Paths served without a key: probes, the API description (it holds no data), and /metrics and
 #: /dashboard, which have their own credentials (METRICS_TOKEN, DASHBOARD_USERNAME/PASSWORD); the console's
-#: pages and files (they hold no data: the page asks for a key and sends it with each API request).
+#: pages and files and `/`, its redirect (they hold no data: the page asks for a key and sends it with each
+#: API request).
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard", "/console"}
+    {"/", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/init.js", "/metrics", "/dashboard", "/console"}
 )
 PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/", "/console/")
 #: Under a public prefix, but data: the console's stream of job changes asks for a key.

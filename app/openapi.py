@@ -149,7 +149,8 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "GET", "/", "home", "The console: a redirect to `/console/`, the browser UI built on this API",
-        replies={307: Reply("Redirect to the console", headers={"Location": "`/console/`"})}, tag="docs",
+        replies={307: Reply("Redirect to the console", headers={"Location": "`/console/`"})}, public=True,
+        tag="docs",
     ),
 ]  # fmt: skip
 

@@ -8,7 +8,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from core.clock import iso_z
-from core.meta import CALLBACK, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
+from core.meta import ATTEMPT, CALLBACK, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
 from core.outcome import error_line, summarize_exception
 from core.rqadapter.jobdata import meta_is_unreadable, readable_meta
 from jobs.progress import shown_messages
@@ -44,6 +44,8 @@ def job_view(
     if details:
         view["messages"] = shown_messages(meta)
         view["result"] = result.return_value if status == JobStatus.FINISHED and result is not None else None
+        view["args"] = None if unreadable else _arguments(job)
+        view["attempt"] = int(meta.get(ATTEMPT, 0) or 0)
     view.update(
         error=UNREADABLE if unreadable else error_line(job, result) if status in ERROR_STATUSES else None,
         created_at=iso_z(job.created_at),
@@ -58,3 +60,13 @@ def job_view(
     if meta.get(SCHEDULE_ID):  # a schedule's run: which schedule, and the due time it was fired for
         view.update(schedule_id=meta[SCHEDULE_ID], scheduled_for=meta.get(SCHEDULED_FOR))
     return view
+
+
+def _arguments(job: Job) -> dict[str, Any] | None:
+    """The arguments the job was submitted with (what "Run again" starts from), or None when its data
+    cannot be read as JSON."""
+    try:
+        kwargs = job.kwargs
+    except Exception:  # data RQ cannot deserialize with the JSON serializer: shown as unknown, not a 500
+        return None
+    return dict(kwargs) if isinstance(kwargs, dict) else None

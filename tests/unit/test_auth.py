@@ -136,6 +136,7 @@ def test_unknown_routes_need_a_key_before_saying_404(keyed: TestClient) -> None:
 
 
 def test_public_paths_are_exact() -> None:
-    assert all(is_public(path) for path in ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/x.css"))
-    for path in ("/healthz/", "/healthzx", "/docs/", "/docs/x", "/docsx", "/openapi.json/x", "/jobs", "/stats", "/"):
+    public = ("/", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/static/x.css", "/console/jobs/x")
+    assert all(is_public(path) for path in public)
+    for path in ("/healthz/", "/healthzx", "/docs/", "/docs/x", "/docsx", "/openapi.json/x", "/jobs", "/stats", "//"):
         assert not is_public(path), path

@@ -17,7 +17,7 @@ from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.live import EventHub
 from app.middleware import middleware
-from app.routes import control, docs, events, jobs, ops
+from app.routes import batches, control, docs, events, jobs, ops
 from app.store import JobStore
 from core import durability
 from core.connection import async_redis, sync_redis
@@ -60,7 +60,15 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes],
+        routes=[
+            *jobs.routes,
+            *batches.routes,
+            *control.routes,
+            *events.routes,
+            *ops.routes,
+            *metrics.routes,
+            *docs.routes,
+        ],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

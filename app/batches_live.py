@@ -46,6 +46,8 @@ async def _events(store: JobStore, pubsub: Any, batch_id: str, raw: dict[Any, An
         # the snapshot is read after subscribing, so no change falls between it and the notices
         raw = dict(await store.aio.hgetall(keys.batch(batch_id))) or raw
         yield ServerSentEvent(json.dumps(batches.batch_view(raw)), event=events.STATUS, id=str(number))
+        if batches.is_ended(raw):
+            return
         sent, sent_at = _progress(raw), 0.0
         current = sent
         while not batches.is_ended(raw):

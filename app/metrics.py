@@ -198,6 +198,19 @@ def redis_families(stats: dict[str, Any], runs: dict[tuple[str, str], runtimes.R
     return [depth, jobs, workers, run_seconds]
 
 
+async def batch_family(store: JobStore) -> Metric:
+    """Batches running now, and those ended so far by final status: two O(1) reads."""
+    async with store.aio.pipeline(transaction=False) as pipe:
+        pipe.scard(keys.BATCHES_RUNNING)
+        pipe.hgetall(keys.BATCHES_ENDED)
+        running, ended = await pipe.execute()
+    family = GaugeMetricFamily(f"{PREFIX}_batches", "Batches running, and ended so far by status", labels=["status"])
+    family.add_metric(["running"], running)
+    for status in ("finished", "failed", "canceled"):
+        family.add_metric([status], int(ended.get(status.encode(), 0)))
+    return family
+
+
 def _check_token(request: Request, settings: Settings) -> None:
     expected = settings.metrics_token.get_secret_value()
     if not expected:
@@ -224,6 +237,7 @@ async def metrics_endpoint(request: Request) -> Response:
     else:
         up.add_metric([], 1)
         families = [up, *redis_families(stats, runs)]
+        families.append(await batch_family(store))
     body = generate_latest(_metrics(request).registry) + generate_latest(_Families(families))
     return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 

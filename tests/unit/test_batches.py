@@ -46,7 +46,8 @@ def submit(client: TestClient, jobs: list[dict[str, Any]], **options: Any) -> di
 
 
 def member_ids(connection: fakeredis.FakeRedis, batch_id: str) -> list[str]:
-    return [raw.decode() for raw in connection.zrange(keys.batch_jobs(batch_id), 0, -1)]
+    found: list[Any] = connection.zrange(keys.batch_jobs(batch_id), 0, -1)
+    return [raw.decode() for raw in found]
 
 
 def move(connection: fakeredis.FakeRedis, job_id: str, status: str, progress: float | None = None) -> None:
@@ -196,9 +197,12 @@ def test_the_callback_gets_the_signed_batch_view_once(
     make_client: Callable[..., TestClient], fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[tuple[str, bytes, dict[str, str]]] = []
-    monkeypatch.setattr(
-        callbacks, "post", lambda url, body, headers, settings: sent.append((url, body, headers)) or 200
-    )
+
+    def post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> int:
+        sent.append((url, body, headers))
+        return 200
+
+    monkeypatch.setattr(callbacks, "post", post)
     worker_settings = Settings(redis_url="redis://unused:6379/0", callback_secret="unit-secret")
     monkeypatch.setattr(callbacks, "get_settings", lambda: worker_settings)
     client = make_client(callback_secret="unit-secret", callback_allow_private=True)

@@ -10,10 +10,13 @@ in one round trip. Members may be delayed or scheduled, not dependent on other j
 
 from __future__ import annotations
 
+import json
 import math
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
@@ -129,6 +132,45 @@ async def check_callbacks(plan: Plan, settings: Settings) -> dict[str | None, di
 
 
 @dataclass
+class Building:
+    """What the chunks of one batch being built share."""
+
+    id: str
+    owner: str
+    created_us: int  # the batch's creation time, Unix microseconds
+    callbacks: dict[str | None, dict[str, Any]]
+    templates: dict[str, lua.Template] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """One script run's members, and the templates they use (numbered from 1 in this order)."""
+
+    members: list[Any] = field(default_factory=list)
+    templates: list[lua.Template] = field(default_factory=list)
+
+
+def _template_key(submission: Submission) -> str:
+    """Members with the same key differ only by id: they share a template."""
+    return json.dumps(
+        [submission.spec.name, submission.args, submission.queue, submission.timeout, submission.retries,
+         submission.description, submission.callback_url],
+        sort_keys=True, separators=(",", ":"),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def _rq_time(microseconds: int) -> str:
+    """A Unix time in microseconds as RQ writes times (`rq.utils.utcformat`)."""
+    seconds, fraction = divmod(microseconds, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}Z"
+
+
+@dataclass
 class Written:
     batch_id: str
     raw: dict[Any, Any]
@@ -142,8 +184,8 @@ class BatchWriter:
         self.settings = store.settings
         self._script = store.aio.register_script(lua.submit_many_source(ACTIVE_STATUSES))
 
-    def _member(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> list[Any]:
-        job = self.store.build_job(
+    def _job(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> Job:
+        return self.store.build_job(
             func_path=submission.spec.func_path,
             kwargs=submission.args,
             queue=submission.queue,
@@ -159,6 +201,10 @@ class BatchWriter:
                 **callback,
             },
         )
+
+    def _member(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> list[Any]:
+        """A member written by its own commands (a delayed or scheduled one)."""
+        job = self._job(submission, batch_id, owner, callback)
         commands = enqueue_writes(self.store.sync, self.store.queues[job.origin], job, submission.run_at)
         entry = self.store._listing_entry(job, submission.spec.name)
         return lua.member_args(job.id, entry.score, entry.indexes, commands)
@@ -194,12 +240,38 @@ class BatchWriter:
             meta={meta.TYPE: batch_report.DELIVER, meta.COMPLETES_BATCH: batch_id},
         )
 
+    def _template(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> lua.Template:
+        job = self._job(submission, batch_id, owner, callback)
+        entry = self.store._listing_entry(job, submission.spec.name)
+        return lua.Template.of(self.store.queues[job.origin], job, batch_id, entry.indexes)
+
+    def _chunk(self, plan: Plan, start: int, batch: Building) -> Chunk:
+        """The script arguments of members `start`.. `start + CHUNK`: queued members by their template,
+        scheduled ones by their own writes. Member i is created at the batch's time + i microseconds."""
+        chunk = Chunk()
+        used: dict[str, int] = {}
+        for position, submission in enumerate(plan.members[start : start + CHUNK], start=start):
+            callback = batch.callbacks[submission.callback_url]
+            if submission.run_at is not None:
+                chunk.members += self._member(submission, batch.id, batch.owner, callback)
+                continue
+            key = _template_key(submission)
+            if key not in used:
+                template = batch.templates.get(key) or self._template(submission, batch.id, batch.owner, callback)
+                batch.templates[key] = template
+                chunk.templates.append(template)
+                used[key] = len(chunk.templates)
+            created = batch.created_us + position
+            chunk.members += lua.templated_member_args(str(uuid.uuid4()), created, _rq_time(created), used[key])
+        return chunk
+
     def build(
         self, plan: Plan, owner: str, callbacks_meta: dict[str | None, dict[str, Any]]
-    ) -> tuple[str, list[tuple[Any, ...]], list[list[Any]]]:
+    ) -> tuple[str, list[tuple[Any, ...]], list[Chunk]]:
         """(batch id, the record's commands, the members' script arguments in chunks): CPU only."""
         batch_id = uuid.uuid4().hex
         now = utc_now()
+        building = Building(batch_id, owner, int(now.timestamp() * 1_000_000), callbacks_meta)
         staged: list[tuple[Any, ...]] = []
         indexes: dict[str, tuple[float, Sequence[str]]] = {}
         on_complete = callback_job = None
@@ -219,7 +291,7 @@ class BatchWriter:
             description=plan.description,
             total=len(plan.members),
             created_at=iso_z(now) or "",
-            score=now.timestamp() * 1_000_000,
+            score=float(building.created_us),
             ttl=max(self.settings.result_ttl, self.settings.failure_ttl),
             callback_url=plan.callback_url,
             on_complete=on_complete,
@@ -227,12 +299,7 @@ class BatchWriter:
             end_indexes=indexes,
         )
         head = [*batches.record_commands(record), *staged]
-        chunks: list[list[Any]] = []
-        for start in range(0, len(plan.members), CHUNK):
-            chunk: list[Any] = []
-            for submission in plan.members[start : start + CHUNK]:
-                chunk += self._member(submission, batch_id, owner, callbacks_meta[submission.callback_url])
-            chunks.append(chunk)
+        chunks = [self._chunk(plan, start, building) for start in range(0, len(plan.members), CHUNK)]
         return batch_id, head, chunks
 
     async def write(
@@ -243,16 +310,17 @@ class BatchWriter:
             await self.store.warm_up()
         batch_id, head, chunks = await run_in_threadpool(self.build, plan, owner, callbacks_meta)
         counted = (quota.key, quota.limit, len(plan.members)) if quota is not None else None
-        first = lua.submit_many_args(batch_id, head, chunks[0], counted)
+        first = lua.submit_many_args(batch_id, head, chunks[0].members, counted, chunks[0].templates)
         code, detail = lua.parse_submitted(await self._script(keys=[], args=first))
         if code != 0:
             assert quota is not None
             raise over_quota(detail["active"], quota.limit)
         if len(chunks) > 1:
-            quota_key = ((quota.key, quota.limit, 0),) if quota is not None else ()
+            rest = (quota.key, quota.limit, 0) if quota is not None else None
             async with self.store.aio.pipeline(transaction=False) as pipe:
                 for chunk in chunks[1:]:
-                    await self._script(keys=[], args=lua.submit_many_args(batch_id, [], chunk, *quota_key), client=pipe)
+                    args = lua.submit_many_args(batch_id, [], chunk.members, rest, chunk.templates)
+                    await self._script(keys=[], args=args, client=pipe)
                 await pipe.execute()
         raw = dict(await self.store.aio.hgetall(keys.batch(batch_id)))
         return Written(batch_id, raw)

@@ -14,19 +14,24 @@ keys get their retention TTL, and the end is published on the batch's channel. E
 PUBLISH runs under `pcall`, so a batch problem never makes the announcement (or the caller's
 transaction) fail.
 
-`SUBMIT_MANY` writes a chunk of members with the batch record (first chunk) in one script run.
+`SUBMIT_MANY` writes a chunk of members with the batch record (first chunk) in one script run. Members
+that differ only by id (the same type, arguments and options: the usual batch) share one `Template`:
+the job hash RQ writes for a queued job, sent once per chunk, each member adding its id and creation
+time; each list, index and set then gets the chunk's members in one command.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rq.job import Job
 from rq.queue import Queue
 
 from core import keys
+from core.rqadapter.enqueue import queued_job_writes
 
 #: Members' statuses after which they change no more (unless retried by hand).
 ENDED = ("finished", "failed", "stopped", "canceled")
@@ -141,9 +146,12 @@ return -1
 """
 
 # ARGV: active-jobs set ('' = none), quota limit, members this quota check counts (0 = no check), batch id,
-# number of head command arguments h; then h arguments (`count, *args` runs: the batch record, staged jobs,
-# indexes); then per member: job id, listing score, number of indexes n, n indexes, number of command
-# arguments c, c arguments (`count, *args` runs). Reply {0, counts by status...} or {2, active jobs}.
+# number of head command arguments h; then h arguments (`count, *args` runs: the batch record, staged jobs);
+# then the number of templates and each template: queue name, number of indexes n, n indexes, number of
+# hash arguments f, f arguments (field, value pairs); then the members, each either
+#   't', job id, listing score, created_at, template number: a queued job whose hash is the template's, or
+#   'c', job id, listing score, number of indexes n, n indexes, number of command arguments c, c arguments.
+# Reply {0, counts by status...} or {2, active jobs}.
 _SUBMIT_MANY = """
 local active_key, limit, counting = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local batch_id = ARGV[4]
@@ -166,21 +174,64 @@ local head = tonumber(ARGV[5])
 run(6, 5 + head)
 local bk = BATCH .. batch_id
 local mk, jobs = bk .. ':members', bk .. ':jobs'
-local counts = {}
-local i, last = 6 + head, #ARGV
+local i = 6 + head
+local templates = {}
+local count = tonumber(ARGV[i])
+i = i + 1
+for t = 1, count do
+  local tpl = {queue = ARGV[i], indexes = {}, fields = {}, ids = {}, scored = {}}
+  local n = tonumber(ARGV[i + 1])
+  for k = 1, n do tpl.indexes[k] = ARGV[i + 1 + k] end
+  i = i + 2 + n
+  local f = tonumber(ARGV[i])
+  for k = 1, f do
+    tpl.fields[k] = ARGV[i + k]
+    if k % 2 == 0 and ARGV[i + k - 1] == 'created_at' then tpl.created = k end
+    if k % 2 == 0 and ARGV[i + k - 1] == 'enqueued_at' then tpl.enqueued = k end
+  end
+  i = i + 1 + f
+  templates[t] = tpl
+end
+local counts, states, scored, ids = {}, {}, {}, {}
+local last = #ARGV
 while i <= last do
-  local job_id, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  for k = i + 3, i + 2 + n do redis.call('ZADD', ARGV[k], score, job_id) end
-  redis.call('ZADD', jobs, score, job_id)
-  local c = tonumber(ARGV[i + 3 + n])
-  run(i + 4 + n, i + 3 + n + c)
-  i = i + 4 + n + c
-  local job_key = JOB .. job_id
-  redis.call('HSET', job_key, BATCH_FIELD, batch_id)
-  if active_key ~= '' then redis.call('SADD', active_key, job_id) end
-  local status = redis.call('HGET', job_key, 'status')
-  redis.call('HSET', mk, job_id, status .. ' 0')
+  local job_id, score = ARGV[i + 1], ARGV[i + 2]
+  local status = 'queued'
+  if ARGV[i] == 't' then
+    local tpl = templates[tonumber(ARGV[i + 4])]
+    tpl.fields[tpl.created], tpl.fields[tpl.enqueued] = ARGV[i + 3], ARGV[i + 3]
+    redis.call('HSET', JOB .. job_id, unpack(tpl.fields))
+    tpl.ids[#tpl.ids + 1] = job_id
+    tpl.scored[#tpl.scored + 1] = score
+    tpl.scored[#tpl.scored + 1] = job_id
+    i = i + 5
+  else
+    local n = tonumber(ARGV[i + 3])
+    for k = i + 4, i + 3 + n do redis.call('ZADD', ARGV[k], score, job_id) end
+    local c = tonumber(ARGV[i + 4 + n])
+    run(i + 5 + n, i + 4 + n + c)
+    i = i + 5 + n + c
+    redis.call('HSET', JOB .. job_id, BATCH_FIELD, batch_id)
+    status = redis.call('HGET', JOB .. job_id, 'status')
+  end
+  states[#states + 1] = job_id
+  states[#states + 1] = status .. ' 0'
+  scored[#scored + 1] = score
+  scored[#scored + 1] = job_id
+  ids[#ids + 1] = job_id
   counts[status] = (counts[status] or 0) + 1
+end
+for _, tpl in ipairs(templates) do
+  if #tpl.ids > 0 then
+    redis.call('SADD', QUEUES, QUEUE .. tpl.queue)
+    redis.call('RPUSH', QUEUE .. tpl.queue, unpack(tpl.ids))
+    for _, index in ipairs(tpl.indexes) do redis.call('ZADD', index, unpack(tpl.scored)) end
+  end
+end
+if #ids > 0 then
+  redis.call('ZADD', jobs, unpack(scored))
+  redis.call('HSET', mk, unpack(states))
+  if active_key ~= '' then redis.call('SADD', active_key, unpack(ids)) end
 end
 local reply = {0}
 for status, n in pairs(counts) do
@@ -239,9 +290,33 @@ def flatten(commands: Sequence[Sequence[Any]]) -> list[Any]:
 
 
 def member_args(job_id: str, score: float, indexes: Sequence[str], commands: Sequence[Sequence[Any]]) -> list[Any]:
-    """One member's part of SUBMIT_MANY's ARGV."""
+    """One member written by its own commands, as SUBMIT_MANY's ARGV takes it."""
     flat = flatten(commands)
-    return [job_id, score, len(indexes), *indexes, len(flat), *flat]
+    return ["c", job_id, score, len(indexes), *indexes, len(flat), *flat]
+
+
+def templated_member_args(job_id: str, score: float, created_at: str, template: int) -> list[Any]:
+    """One queued member whose hash is template number `template` (1-based) with its own `created_at`."""
+    return ["t", job_id, score, created_at, template]
+
+
+@dataclass(frozen=True)
+class Template:
+    """The hash of a queued job (RQ's `Queue.enqueue_job` writes for a plain job) that members share, but for
+    their id and creation time; with the listing indexes they all enter."""
+
+    queue: str
+    indexes: tuple[str, ...]
+    fields: tuple[Any, ...]  # field, value, field, value...
+
+    @classmethod
+    def of(cls, queue: Queue, job: Job, batch_id: str, indexes: Sequence[str]) -> Template:
+        """The template from `job`, a plain job (`enqueue.is_plain`) built for `queue` and not enqueued."""
+        _sadd, (_hset, _key, *fields), _rpush = queued_job_writes(queue, job)
+        return cls(queue.name, tuple(indexes), (*fields, keys.BATCH_FIELD, batch_id))
+
+    def args(self) -> list[Any]:
+        return [self.queue, len(self.indexes), *self.indexes, len(self.fields), *self.fields]
 
 
 def submit_many_args(
@@ -249,12 +324,14 @@ def submit_many_args(
     head: Sequence[Sequence[Any]],
     members: Sequence[Any],
     quota: tuple[str, int, int] | None = None,
+    templates: Sequence[Template] = (),
 ) -> list[Any]:
-    """SUBMIT_MANY's ARGV: `head` commands, then `members` (concatenated `member_args`); `quota` is
-    (active set, limit, members to count against it)."""
+    """SUBMIT_MANY's ARGV: `head` commands, `templates`, then `members` (concatenated `member_args` and
+    `templated_member_args`); `quota` is (active set, limit, members to count against it)."""
     active_key, limit, counting = quota or ("", 0, 0)
     flat_head = flatten(head)
-    return [active_key, limit, counting, batch_id, len(flat_head), *flat_head, *members]
+    shared = [part for template in templates for part in template.args()]
+    return [active_key, limit, counting, batch_id, len(flat_head), *flat_head, len(templates), *shared, *members]
 
 
 def parse_submitted(reply: Sequence[Any]) -> tuple[int, dict[str, int]]:

@@ -283,3 +283,20 @@ def test_member_jobs_carry_their_batch(client: TestClient, fake_redis: fakeredis
     (job_id,) = member_ids(fake_redis, batch["id"])
     job = Job.fetch(job_id, connection=fake_redis, serializer=SERIALIZER)
     assert job.meta[BATCH_ID] == batch["id"] and fake_redis.hget(job.key, keys.BATCH_FIELD) == batch["id"].encode()
+
+
+def test_a_templated_member_is_the_job_post_jobs_writes(client: TestClient, fake_redis: fakeredis.FakeRedis) -> None:
+    """Members sharing a template get the hash RQ writes for the same job submitted alone, but for the batch."""
+    single = client.post("/jobs", json=steps_job(2)).json()["id"]
+    batch = submit(client, [steps_job(2), steps_job(2), noop_job()])
+    alone = fake_redis.hgetall(f"rq:job:{single}")
+    own = {b"created_at", b"enqueued_at", b"meta", keys.QUEUE_SEQ.encode(), keys.BATCH_FIELD.encode()}
+    for job_id in member_ids(fake_redis, batch["id"]):
+        member = fake_redis.hgetall(f"rq:job:{job_id}")
+        if member[b"description"] != b"demo.steps":
+            continue
+        assert {k: v for k, v in member.items() if k not in own} == {k: v for k, v in alone.items() if k not in own}
+        assert member[b"created_at"] == member[b"enqueued_at"]
+        assert SERIALIZER.loads(member[b"meta"])[BATCH_ID] == batch["id"]
+    assert fake_redis.lrange("rq:queue:default", 0, -1)[0] == single.encode()
+    assert fake_redis.llen("rq:queue:default") == 4

@@ -6,6 +6,7 @@ Then the jobs are built in memory as RQ builds them, and written by `core.rqadap
 member script, `CHUNK` members per run: the first run alone (it writes the batch record, the staged
 `on_complete` and callback jobs, and checks the owner's quota for every member), the rest pipelined
 in one round trip. Members may be delayed or scheduled, not dependent on other jobs.
+A little over 300 lines: validating and building a batch share its `Plan` and the job options.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ transaction) fail.
 that differ only by id (the same type, arguments and options: the usual batch) share one `Template`:
 the job hash RQ writes for a queued job, sent once per chunk, each member adding its id and creation
 time; each list, index and set then gets the chunk's members in one command.
+
+About 360 lines, most of them the two scripts' Lua: each script stays beside the Python that lays out
+its arguments.
 """
 
 from __future__ import annotations

@@ -184,6 +184,12 @@ EXPLANATIONS = [
     "  alike. The 50/50 split keeps every page that has jobs equally full (50) at both sizes, so a",
     "  ratio measures scale, not page size. Two queued jobs are read: the last in its queue (what an",
     "  LPOS scan would find slowest) and the one in the middle (the farthest from either end of the list).",
+    "- **batches** — one `POST /batches` of 10,000 `demo.noop` members to the Procfile's web line, timed",
+    "  by the client from sending the request to its `202` (validation of every member, the RQ job build,",
+    "  the writes, the batch view), against RQ's own `Queue.enqueue_many` of the same 10,000 jobs in the",
+    "  bench process (no HTTP), on a flushed server, alternately, 3 rounds each, medians. Then a batch",
+    "  of 10,000 is drained by one Procfile worker while a client follows `GET /batches/{id}/events`: the",
+    "  figure is the time from the last member's `ended_at` to the arrival of the final `status` event.",
 ]
 
 PROFILE_NOTES = [

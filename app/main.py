@@ -60,19 +60,12 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[
-            *jobs.routes,
-            *batches.routes,
-            *control.routes,
-            *events.routes,
-            *ops.routes,
-            *metrics.routes,
-            *docs.routes,
-        ],
+        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.router.routes.extend(batches.routes)
     app.state.settings = settings
     app.state.metrics = app_metrics
     mount_dashboard(app, settings)

@@ -1,7 +1,7 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
-Sections: web, progress, workers, io, memory, scale, profile, batches. `BENCH_SECONDS` (default 4) is
+Sections: web, progress, workers, io, memory, scale, profile, schedules, batches. `BENCH_SECONDS` (default 4) is
 the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import batches, data, load, web, workers
+from bench import batches, data, load, schedules, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -31,6 +31,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "memory": data.memory,
     "scale": data.scale,
     "profile": data.profile_submission,
+    "schedules": schedules.run,
     "batches": batches.run,
 }
 

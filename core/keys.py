@@ -54,6 +54,19 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
 EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 
 
+# -- streamed output --
+
+
+def output(job_id: str) -> str:
+    """List of a job's output chunks, oldest first, each `<progress seq>:<attempt>:<text>` (`core.output`)."""
+    return f"{PREFIX}:output:{job_id}"
+
+
+def output_info(job_id: str) -> str:
+    """Hash beside `output(job_id)`: chunk count, first kept chunk, bytes kept and dropped, last attempt."""
+    return f"{PREFIX}:output-info:{job_id}"
+
+
 # -- reliability --
 
 #: Hash job id -> name of the worker that took it off its queue and has not settled it yet.
@@ -134,3 +147,32 @@ def batch_channel(batch_id: str) -> str:
 def staged_job(job_id: str) -> str:
     """Hash: a job written when its batch ends (the `on_complete` job, the callback delivery), fields as RQ's."""
     return f"{PREFIX}:staged:{job_id}"
+
+
+# -- periodic schedules --
+
+#: Sorted set: id of every enabled schedule -> its next due time (Unix milliseconds). Workers read the
+#: due head of it (`ZRANGEBYSCORE -inf <now>`), never the whole set.
+SCHEDULES_DUE = f"{PREFIX}:schedules:due"
+
+#: Sorted set: id of every schedule -> its creation time (microseconds): the listing's order.
+SCHEDULES_ALL = f"{PREFIX}:schedules:all"
+
+
+def schedule(schedule_id: str) -> str:
+    """Hash: one schedule's definition (JSON, field `def`), its state and counters."""
+    return f"{PREFIX}:schedule:{schedule_id}"
+
+
+def schedules_of_owner(owner: str) -> str:
+    """Sorted set of the schedule ids one API key created (scored as `SCHEDULES_ALL`)."""
+    return f"{PREFIX}:schedules:owner:{owner}"
+
+
+def schedule_runs(schedule_id: str) -> str:
+    """Sorted set of one schedule's run job ids, scored like the job indexes (newest last), capped."""
+    return f"{PREFIX}:index:schedule:{schedule_id}"
+
+
+#: Hash: service-wide schedule counters the firing script keeps (`runs`, `skipped`), read by `/metrics`.
+SCHEDULE_METRICS = f"{PREFIX}:metrics:schedules"

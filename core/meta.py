@@ -31,6 +31,10 @@ CALLBACK_TARGET: Final = "url"
 BATCH_ID: Final = "batch_id"
 #: The batch whose end enqueued this job (its `on_complete` job): that batch's id.
 COMPLETES_BATCH: Final = "completes_batch"
+#: The schedule whose run this job is (absent for a job submitted directly).
+SCHEDULE_ID: Final = "schedule_id"
+#: The due time (ISO 8601 UTC) this schedule run was fired for.
+SCHEDULED_FOR: Final = "scheduled_for"
 
 
 class JobMeta(TypedDict, total=False):
@@ -48,3 +52,5 @@ class JobMeta(TypedDict, total=False):
     url: str
     batch_id: str
     completes_batch: str
+    schedule_id: str
+    scheduled_for: str

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         return value.strip()
 
     # -- live progress and callbacks --
+    output_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Newest bytes of a job's streamed output kept (UTF-8); older output is dropped",
+    )
     sse_keepalive: float = Field(
         15.0, gt=0, le=15, description="Seconds between keep-alive comments on a quiet event stream (at most 15)"
     )
@@ -146,6 +152,14 @@ class Settings(BaseSettings):
         description="Jobs one worker process runs at once (async jobs on its event loop, sync jobs in threads); "
         "1 = one forked work horse per job (needed for JOB_MAX_MEMORY and hard kills)",
     )
+
+    # -- periodic schedules --
+    schedule_misfire_grace: float = Field(
+        300,
+        ge=0,
+        description="Seconds a schedule's newest missed due time may be old and still give one catch-up run",
+    )
+    max_schedules: int = Field(10000, ge=1, description="Schedules one API key may keep")
 
 
 @lru_cache(maxsize=1)

@@ -35,6 +35,7 @@ from workers.job import RegisteredJob
 from workers.liveness import Timing
 from workers.observe import ObservedWorker
 from workers.outages import OutageTolerantMixin
+from workers.periodic import PeriodicScheduler
 from workers.recovery import Recovery
 from workers.scheduling import SchedulerWatch
 
@@ -62,6 +63,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
         #: `time.monotonic()` by which running jobs are interrupted and requeued (a stop signal came).
         self._shutdown_deadline: float | None = None
         self._scheduler_watch = SchedulerWatch()
+        self.periodic = PeriodicScheduler(self.connection)
         self.recovery = Recovery(
             self.connection, self.name, timing, job_class=self.job_class, serializer=self.serializer
         )
@@ -98,6 +100,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
         """While idle or supervising: liveness, abandoned-job sweep, a scheduler that died restarted
         (or the locks of another worker's scheduler taken over), at most every `SCHEDULER_RETRY_INTERVAL`."""
         self.recovery.tick()
+        self.periodic.maybe_tick()
         scheduler = self.scheduler
         if scheduler is None or worker_hooks.stop_requested(self) or not self._scheduler_watch.needs_start(scheduler):
             return

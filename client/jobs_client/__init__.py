@@ -24,6 +24,7 @@ from jobs_client._exceptions import (
     WaitTimeout,
 )
 from jobs_client._models import ENDED_STATUSES, Job, JobType, Page, ProgressEvent
+from jobs_client._schedules import Schedule
 
 __all__ = [
     "APIError",
@@ -42,6 +43,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimited",
     "SSEDecoder",
+    "Schedule",
     "SSEEvent",
     "ServerError",
     "ServiceUnavailable",

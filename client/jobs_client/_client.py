@@ -24,12 +24,13 @@ from jobs_client._core import (
 )
 from jobs_client._exceptions import TransportError, error_for
 from jobs_client._models import Job, JobType, Page
+from jobs_client._schedules import SchedulesMixin
 from jobs_client.batches import Batches
 
 JobTypes = list[JobType]
 
 
-class JobsClient:
+class JobsClient(SchedulesMixin):
     """Talks to the jobs service over HTTP. `transport=` swaps the network (tests, proxies)."""
 
     def __init__(

@@ -18,7 +18,7 @@ from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.live import EventHub
 from app.middleware import middleware
-from app.routes import control, docs, events, jobs, ops, schedules
+from app.routes import batches, control, docs, events, jobs, ops, schedules
 from app.schedules import declare_schedules
 from app.store import JobStore
 from core import durability
@@ -77,6 +77,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.router.routes.extend(batches.routes)
     app.state.settings = settings
     app.state.metrics = app_metrics
     mount_dashboard(app, settings)

@@ -11,6 +11,7 @@ Read from Redis at scrape time, the same from every instance (O(queues), never O
   jobsvc_job_run_seconds{type, status}                    run times recorded by workers (core/runtimes.py)
   jobsvc_schedule_runs_total / jobsvc_schedule_skipped_total   runs fired and due times skipped, all schedules
   jobsvc_schedules{state}                                 schedules, enabled / disabled
+  jobsvc_batches{status}                                  batches running now, and ended so far by status
 With `METRICS_TOKEN` set the endpoint wants `Authorization: Bearer <token>`.
 """
 
@@ -200,6 +201,19 @@ def redis_families(stats: dict[str, Any], runs: dict[tuple[str, str], runtimes.R
     return [depth, jobs, workers, run_seconds]
 
 
+async def batch_family(store: JobStore) -> Metric:
+    """Batches running now, and those ended so far by final status: two O(1) reads."""
+    async with store.aio.pipeline(transaction=False) as pipe:
+        pipe.scard(keys.BATCHES_RUNNING)
+        pipe.hgetall(keys.BATCHES_ENDED)
+        running, ended = await pipe.execute()
+    family = GaugeMetricFamily(f"{PREFIX}_batches", "Batches running, and ended so far by status", labels=["status"])
+    family.add_metric(["running"], running)
+    for status in ("finished", "failed", "canceled"):
+        family.add_metric([status], int(ended.get(status.encode(), 0)))
+    return family
+
+
 async def schedule_families(store: JobStore) -> list[Metric]:
     """Schedule counters kept by the firing script, and how many schedules exist: O(1) reads."""
     async with store.aio.pipeline(transaction=False) as pipe:
@@ -245,6 +259,7 @@ async def metrics_endpoint(request: Request) -> Response:
     else:
         up.add_metric([], 1)
         families = [up, *redis_families(stats, runs), *await schedule_families(store)]
+        families.append(await batch_family(store))
     body = generate_latest(_metrics(request).registry) + generate_latest(_Families(families))
     return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 

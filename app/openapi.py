@@ -154,6 +154,10 @@ OPERATIONS: list[Operation] = [
     ),
 ]  # fmt: skip
 
+from app.batches_openapi import BATCH_OPERATIONS  # noqa: E402  (its entries use the types above)
+
+OPERATIONS += BATCH_OPERATIONS
+
 PROBLEM_HEADERS = {
     401: {"WWW-Authenticate": 'Bearer challenge, e.g. `Bearer realm="jobs", error="invalid_token"`'},
     429: {"Retry-After": "Seconds to wait before trying again"},

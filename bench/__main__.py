@@ -1,8 +1,8 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
-Sections: web, progress, workers, io, memory, scale, profile, output. `BENCH_SECONDS` (default 4) is
-the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
+Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches. `BENCH_SECONDS`
+(default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import data, load, output, schedules, web, workers
+from bench import batches, data, load, output, schedules, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -33,6 +33,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "profile": data.profile_submission,
     "schedules": schedules.run,
     "output": output.run,
+    "batches": batches.run,
 }
 
 
@@ -192,6 +193,12 @@ EXPLANATIONS = [
     "  over the job's loop of 8 s at 1,000 chunks a second, per second, against the same job with the",
     "  `write_output()` call skipped (both report progress at each percent); runs alternate, medians of",
     "  2, without and then with an SSE client following the job.",
+    "- **batches** — one `POST /batches` of 10,000 `demo.noop` members to the Procfile's web line, timed",
+    "  by the client from sending the request to its `202` (validation of every member, the RQ job build,",
+    "  the writes, the batch view), against RQ's own `Queue.enqueue_many` of the same 10,000 jobs in the",
+    "  bench process (no HTTP), on a flushed server, alternately, 3 rounds each, medians. Then a batch",
+    "  of 10,000 is drained by one Procfile worker while a client follows `GET /batches/{id}/events`: the",
+    "  figure is the time from the last member's `ended_at` to the arrival of the final `status` event.",
 ]
 
 PROFILE_NOTES = [

@@ -27,8 +27,10 @@ import redis
 import redis.asyncio as aioredis
 from rq.job import Job, JobStatus
 
-from core import keys
+from core import keys, meta
 from core.output import Chunk, Output
+from core.rqadapter import batches
+from core.rqadapter.jobdata import meta_is_unreadable
 from core.settings import Settings
 
 PROGRESS = "progress"
@@ -68,17 +70,24 @@ def announce(pipe: Pipeline, job_id: str) -> None:
     pipe.execute_command(*announcement(job_id))
 
 
-def announcement(job_id: str) -> tuple[str, str, str]:
-    """The command that announces `job_id` changed."""
+def announcement(job_id: str, batch_id: str | None = None) -> tuple[Any, ...]:
+    """The command that announces `job_id` changed; for a member of batch `batch_id`, the script that also
+    keeps the batch current (`core.rqadapter.batches`)."""
+    if batch_id:
+        return batches.event_command(keys.EVENTS_CHANNEL, job_id)
     return ("PUBLISH", keys.EVENTS_CHANNEL, job_id)
 
 
 def add_status(pipe: Pipeline, job: Job, status: str | JobStatus, settings: Settings | None = None) -> None:
     """Announce that `job` moved to `status` (saved by the caller, or queued on `pipe` before this).
 
-    The status itself is not stored again: listeners read it from the job.
+    The status itself is not stored again: listeners read it from the job. A batch member's change also
+    moves its batch's counters, in the same command (`core.rqadapter.batches`).
     """
-    announce(pipe, job.id)
+    if meta.BATCH_ID in job.meta or meta_is_unreadable(job):  # unreadable: the script reads the hash itself
+        pipe.execute_command(*batches.event_command(keys.EVENTS_CHANNEL, job.id))
+    else:
+        announce(pipe, job.id)
 
 
 def status_value(status: str | JobStatus) -> str:

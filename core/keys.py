@@ -105,6 +105,50 @@ def queue_pushes(queue: str) -> str:
     return f"{QUEUE_PUSHES_PREFIX}{queue}"
 
 
+# -- batches --
+
+#: Field of a member's job hash (RQ's `rq:job:<id>`): its batch id, read by the event script (`core.rqadapter.batches`).
+BATCH_FIELD = f"{PREFIX}_batch"
+
+#: Sorted set of every batch id, scored by creation time (microseconds): newest last.
+BATCH_INDEX_ALL = f"{PREFIX}:index:batches"
+
+#: Set of the ids of batches that have not ended yet (`/metrics`).
+BATCHES_RUNNING = f"{PREFIX}:batches:running"
+
+#: Hash: final batch status -> how many batches ended with it (`/metrics`).
+BATCHES_ENDED = f"{PREFIX}:batches:ended"
+
+
+def batch(batch_id: str) -> str:
+    """Hash: the batch's record (owner, description, total...) and its counters, kept by the event script."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_members(batch_id: str) -> str:
+    """Hash: member job id -> "<status> <progress>" as last counted in the batch's counters."""
+    return f"{PREFIX}:batch:{batch_id}:members"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """Sorted set of the batch's member ids, scored as the job indexes (`GET /jobs?batch=`)."""
+    return f"{PREFIX}:batch:{batch_id}:jobs"
+
+
+def batch_index_for_owner(owner: str) -> str:
+    return f"{PREFIX}:index:batches:owner:{owner}"
+
+
+def batch_channel(batch_id: str) -> str:
+    """Pub/sub channel on which a batch's changes are announced (at most a few a second, and its end)."""
+    return f"{PREFIX}:channel:batch:{batch_id}"
+
+
+def staged_job(job_id: str) -> str:
+    """Hash: a job written when its batch ends (the `on_complete` job, the callback delivery), fields as RQ's."""
+    return f"{PREFIX}:staged:{job_id}"
+
+
 # -- periodic schedules --
 
 #: Sorted set: id of every enabled schedule -> its next due time (Unix milliseconds). Workers read the

@@ -27,6 +27,10 @@ CALLBACK: Final = "callback"
 #: Kept by a callback delivery job: the signed body and its target, fixed at its first attempt.
 CALLBACK_BODY: Final = "body"
 CALLBACK_TARGET: Final = "url"
+#: The batch a job is a member of (`POST /batches`).
+BATCH_ID: Final = "batch_id"
+#: The batch whose end enqueued this job (its `on_complete` job): that batch's id.
+COMPLETES_BATCH: Final = "completes_batch"
 #: The schedule whose run this job is (absent for a job submitted directly).
 SCHEDULE_ID: Final = "schedule_id"
 #: The due time (ISO 8601 UTC) this schedule run was fired for.
@@ -46,5 +50,7 @@ class JobMeta(TypedDict, total=False):
     callback: dict[str, Any]
     body: str
     url: str
+    batch_id: str
+    completes_batch: str
     schedule_id: str
     scheduled_for: str

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     # HTTP
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body accepted")
+    max_batch_jobs: int = Field(10_000, ge=1, description="Most members one POST /batches may submit")
 
     # Logging
     log_level: str = Field("INFO", description="Python logging level for web and workers")

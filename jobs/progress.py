@@ -20,7 +20,7 @@ from rq.job import Job
 
 from core import events
 from core.clock import iso_z, utc_now
-from core.meta import ATTEMPT, MESSAGES, PROGRESS, SEQ
+from core.meta import ATTEMPT, BATCH_ID, MESSAGES, PROGRESS, SEQ
 from core.rqadapter.jobdata import meta_write
 from core.rqadapter.redis_private import send_together
 from core.settings import get_settings
@@ -68,7 +68,7 @@ def report(progress: float | None = None, message: str | None = None) -> None:
     if job is None or (progress is None and message is None):
         return
     append_message(job.meta, message, progress)
-    send_together(job.connection, meta_write(job), events.announcement(job.id))
+    send_together(job.connection, meta_write(job), events.announcement(job.id, job.meta.get(BATCH_ID)))
 
 
 def newest_seq(meta: dict[str, Any]) -> int:

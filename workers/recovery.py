@@ -218,7 +218,7 @@ class Recovery:
             release_slot(job)
         if outcome == "failed":
             self._announce(self.on_failed, job)
-        elif outcome in ("retried", "requeued"):
+        elif outcome in ("retried", "requeued", "released"):  # released: an end its dead worker may not have announced
             self._announce(lambda ended: lifecycle.status_changed(ended, self.connection), job)
         return outcome
 

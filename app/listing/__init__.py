@@ -80,7 +80,10 @@ def plan(
     job_type: str | None,
     owner: str | None,
     schedule: str | None = None,
+    batch: str | None = None,
 ) -> Plan:
+    if batch is not None:
+        return _batch_plan(store, status, queue, job_type, owner, batch)
     aio = store.aio
     type_index = keys.index_for_type(job_type) if job_type else None
     schedule_index = keys.schedule_runs(schedule) if schedule else None
@@ -109,6 +112,20 @@ def plan(
     walked = schedule_index or owner_index or type_index or queue_index or keys.INDEX_ALL
     others = [index for index in (queue_index, type_index, owner_index) if index and index != walked]
     return Plan(ZsetSource(aio, [walked], order=NEWEST, descending=True, gated_by=walked), others, walked)
+
+
+def _batch_plan(
+    store: JobStore, status: str | None, queue: str | None, job_type: str | None, owner: str | None, batch: str
+) -> Plan:
+    """A batch's members: its member index gates the plan without it; without status, it is walked."""
+    members = keys.batch_jobs(batch)
+    if status is not None:
+        chosen = plan(store, status, queue, job_type, owner)
+        return Plan(chosen.source, [*chosen.gates, members], chosen.prune)
+    gates = [index for index in (keys.index_for_queue(queue) if queue else None,) if index]
+    gates += [keys.index_for_type(job_type)] if job_type else []
+    gates += [keys.index_for_owner(owner)] if owner is not None else []
+    return Plan(ZsetSource(store.aio, [members], order=NEWEST, descending=True, gated_by=members), gates, members)
 
 
 class Scan:
@@ -187,10 +204,11 @@ async def page(
     cursor: str | None,
     owner: str | None = None,
     schedule: str | None = None,
+    batch: str | None = None,
 ) -> Page:
     """One page of at most `limit` jobs matching every filter, in the order of the module docstring.
-    With `owner`, only that API key's jobs."""
-    chosen = plan(store, status, queue, job_type, owner, schedule)
+    With `owner`, only that API key's jobs; with `batch`, only that batch's members."""
+    chosen = plan(store, status, queue, job_type, owner, schedule, batch)
     source = chosen.source
     if cursor:
         source.resume_at(decode_cursor(cursor, source.order))

@@ -43,6 +43,7 @@ class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=400)
     schedule: str | None = Field(None, min_length=1, max_length=200, description="Only this schedule's runs")
+    batch: str | None = Field(None, min_length=1, max_length=200, description="Only this batch's members")
 
 
 def _store(request: Request) -> JobStore:
@@ -119,6 +120,7 @@ async def list_jobs(request: Request) -> Response:
             cursor=query.cursor,
             owner=listing_owner(request),
             schedule=query.schedule,
+            batch=query.batch,
         )
     except InvalidCursorError:
         raise ValidationFailedError.field(["cursor"], "not a cursor issued by this service") from None

@@ -25,6 +25,7 @@ from jobs_client._core import (
 from jobs_client._exceptions import TransportError, error_for
 from jobs_client._models import Job, JobType, Page
 from jobs_client._schedules import SchedulesMixin
+from jobs_client.batches import Batches
 
 JobTypes = list[JobType]
 
@@ -55,6 +56,11 @@ class JobsClient(SchedulesMixin):
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def batches(self) -> Batches:
+        """The `/batches` resource: create, get, list, cancel, wait (`jobs_client.batches`)."""
+        return Batches(self)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

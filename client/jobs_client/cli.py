@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from jobs_client import batches_cli
 from jobs_client._client import JobsClient
 from jobs_client._exceptions import Conflict, JobsError, ValidationError, WaitTimeout
 from jobs_client._models import Job, ProgressEvent
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("types", parents=[common], help="list the job types the service runs")
     p.set_defaults(handler=cmd_types)
+    batches_cli.add_commands(sub, common)
     add_schedule_commands(sub, common)
     return parser
 

@@ -7,7 +7,7 @@ run: the registry knows each function's former dotted path (`FORMER_PATHS`).
 from collections.abc import Callable
 from typing import Any
 
-from jobs.builtin import callbacks, characters, demo, summarize
+from jobs.builtin import batch_report, callbacks, characters, demo, summarize  # noqa: F401  (batch_report registers)
 from jobs.registry import registry
 
 #: Dotted paths the built-in functions were queued under before they moved here.

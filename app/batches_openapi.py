@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from app.batches import OnComplete
-from app.openapi import Operation, Reply
+from app.openapi import BODY_REFUSED, Operation, Reply
 from app.response_models import JobPage
 from app.routes.batches import ListQuery
 from app.schemas import SubmitRequest
@@ -61,8 +61,8 @@ BATCH_OPERATIONS: list[Operation] = [
         "POST", "/batches", "submitBatch", "Submit a batch of jobs, validated together, with one end",
         body=BatchSubmitRequest,
         replies={202: Reply("Accepted and queued", BatchView, headers={"Location": "`/batches/{id}`"})},
-        problems={400: "Malformed JSON or a body that is not an object", 413: "Body over MAX_BODY_BYTES",
-                  415: "Body is not JSON", 422: "An invalid member (`errors[].loc` names it) or over MAX_BATCH_JOBS",
+        problems={400: "Malformed JSON or a body that is not an object", **BODY_REFUSED,
+                  422: "An invalid member (`errors[].loc` names it) or over MAX_BATCH_JOBS",
                   429: "RATE_LIMIT or MAX_ACTIVE_JOBS (counting every member) reached", **_DOWN},
         tag="batches",
     ),

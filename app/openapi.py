@@ -55,6 +55,8 @@ class Operation:
 
 JOB_ID = {"job_id": "The job's id, as returned by `POST /jobs`"}
 REDIS_DOWN = {503: "Redis is unreachable, or full (its maxmemory reached); nothing was changed (see `Retry-After`)"}
+#: What any route taking a JSON body may answer before reading it.
+BODY_REFUSED = {413: "Body over MAX_BODY_BYTES", 415: "Body is not JSON"}
 
 OPERATIONS: list[Operation] = [
     Operation(
@@ -63,8 +65,7 @@ OPERATIONS: list[Operation] = [
         replies={202: Reply("Accepted and queued", JobView, headers={"Location": "`/jobs/{id}`"})},
         problems={
             400: "Malformed JSON or a body that is not an object",
-            413: "Body over MAX_BODY_BYTES",
-            415: "Body is not JSON",
+            **BODY_REFUSED,
             422: "Unknown type, invalid args or options, nesting or strings beyond the limits",
             429: "RATE_LIMIT or MAX_ACTIVE_JOBS reached for this API key (see `Retry-After`)",
             **REDIS_DOWN,

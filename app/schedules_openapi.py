@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, UrlConstraints
 
-from app.openapi import OPERATIONS, REDIS_DOWN, Operation, Reply
+from app.openapi import BODY_REFUSED, OPERATIONS, REDIS_DOWN, Operation, Reply
 from app.schedules import ScheduleFields
 from core.queues import QueueName
 
@@ -79,7 +79,8 @@ SCHEDULE_OPERATIONS = [
         "POST", "/schedules", "createSchedule", "Create a periodic schedule (cron in a time zone, or every n seconds)",
         body=ScheduleRequest,
         replies={201: Reply("Created", ScheduleView, headers={"Location": "`/schedules/{id}`"})},
-        problems={400: "Malformed JSON", 409: "MAX_SCHEDULES reached for this key", 422: INVALID, **REDIS_DOWN},
+        problems={400: "Malformed JSON", 409: "MAX_SCHEDULES reached for this key", 422: INVALID, **BODY_REFUSED,
+                  **REDIS_DOWN},
         tag="schedules",
     ),
     Operation(
@@ -95,8 +96,8 @@ SCHEDULE_OPERATIONS = [
     Operation(
         "PATCH", "/schedules/{schedule_id}", "updateSchedule", "Change any fields; `enabled: false` pauses it",
         path_params=SCHEDULE_ID, body=ScheduleChange, replies={200: Reply("The changed schedule", ScheduleView)},
-        problems={404: "No such schedule (or another key's)", 409: "A service schedule and not an admin key",
-                  422: INVALID, **REDIS_DOWN},
+        problems={400: "Malformed JSON", 404: "No such schedule (or another key's)",
+                  409: "A service schedule and not an admin key", 422: INVALID, **BODY_REFUSED, **REDIS_DOWN},
         tag="schedules",
     ),
     Operation(

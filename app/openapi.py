@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from app.examples import submit_examples
+from app.listing.statuses import LISTED_STATUSES
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
 from app.schemas import SubmitRequest
@@ -209,9 +211,11 @@ def build_openapi(
 def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
     """What the pydantic models leave to run-time checks: registered type names and configured maxima."""
     names = [spec.name for spec in registry]
-    submit = document["components"]["schemas"].get("SubmitRequest", {}).get("properties", {})
+    submit_schema = document["components"]["schemas"].get("SubmitRequest", {})
+    submit = submit_schema.get("properties", {})
     if "type" in submit:
         submit["type"]["enum"] = names
+    _submit_examples(document, submit_schema)
     for field_name, keyword, value in (
         ("timeout", "maximum", settings.job_max_timeout),
         ("retries", "maximum", settings.job_max_retries),
@@ -227,6 +231,21 @@ def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
                     param["schema"]["enum"] = names
 
 
+def _submit_examples(document: dict[str, Any], submit_schema: dict[str, Any]) -> None:
+    """One example body per job type: Swagger UI offers them instead of a generic `additionalProp1`."""
+    examples = submit_examples(registry)
+    if not examples or "properties" not in submit_schema:
+        return
+    bodies = [example["value"] for example in examples.values()]
+    submit_schema["examples"] = bodies
+    submit_schema["properties"]["args"]["examples"] = [body["args"] for body in bodies]
+    for methods in document["paths"].values():
+        for entry in methods.values():
+            content = entry.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if content.get("schema") == {"$ref": REF.format(model="SubmitRequest")}:
+                content["examples"] = examples
+
+
 def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "description": text, "schema": {"type": "string"}}
@@ -237,6 +256,8 @@ def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             prop = _without_null(prop)
+            if name == "status" and op.path == "/jobs":  # RQ's enum holds words the API never reports
+                prop = {**{k: v for k, v in prop.items() if k != "$ref"}, "type": "string", "enum": [*LISTED_STATUSES]}
             param = {"name": name, "in": "query", "required": name in required, "schema": prop}
             if "description" in prop:
                 param["description"] = prop["description"]

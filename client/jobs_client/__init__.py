@@ -1,12 +1,13 @@
 """Client for the jobs service: `JobsClient` (blocking) and `AsyncJobsClient` (asyncio).
 
-Depends on httpx only. The `jobs` command (`jobs_client.cli`) adds rich.
+Depends on httpx only. The `jobsvc` command (`jobs_client.cli`) adds rich.
 """
 
 from jobs_client._async_client import AsyncJobsClient
 from jobs_client._client import JobsClient
 from jobs_client._core import SSEDecoder, SSEEvent, __version__
 from jobs_client._exceptions import (
+    AmbiguousJobId,
     APIError,
     BadRequest,
     Conflict,
@@ -19,14 +20,16 @@ from jobs_client._exceptions import (
     ServiceUnavailable,
     TransportError,
     Unauthorized,
+    UnknownJobId,
     UnsupportedMediaType,
     ValidationError,
     WaitTimeout,
 )
-from jobs_client._models import ENDED_STATUSES, Job, JobType, Page, ProgressEvent
+from jobs_client._models import ENDED_STATUSES, Job, JobType, OutputChunk, Page, ProgressEvent
 
 __all__ = [
     "APIError",
+    "AmbiguousJobId",
     "AsyncJobsClient",
     "BadRequest",
     "Conflict",
@@ -37,6 +40,7 @@ __all__ = [
     "JobsClient",
     "JobsError",
     "NotFound",
+    "OutputChunk",
     "Page",
     "PayloadTooLarge",
     "ProgressEvent",
@@ -47,6 +51,7 @@ __all__ = [
     "ServiceUnavailable",
     "TransportError",
     "Unauthorized",
+    "UnknownJobId",
     "UnsupportedMediaType",
     "ValidationError",
     "WaitTimeout",

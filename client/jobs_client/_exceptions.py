@@ -4,6 +4,8 @@ JobsError
   TransportError                 the service could not be reached (connection refused, DNS, timeout)
   WaitTimeout                    wait() gave up before the job ended (also a TimeoutError)
   JobEndedBadly                  Job.raise_for_status() on a failed, stopped or canceled job
+  UnknownJobId                   resolve(): no job id starts with that prefix (among the newest jobs)
+  AmbiguousJobId                 resolve(): several job ids start with that prefix; .candidates
   APIError                       any problem document (RFC 9457) answer: .status, .problem, .title, .detail
     BadRequest                   400  malformed JSON, body not an object
     Unauthorized                 401  missing or invalid API key
@@ -49,6 +51,20 @@ class JobEndedBadly(JobsError):
     def __init__(self, job: Job) -> None:
         super().__init__(f"job {job.id} {job.status}: {job.error or 'no error recorded'}")
         self.job = job
+
+
+class UnknownJobId(JobsError):
+    def __init__(self, prefix: str, scanned: int) -> None:
+        super().__init__(f"no job id starts with {prefix!r} (among the newest {scanned} jobs listed)")
+        self.prefix = prefix
+
+
+class AmbiguousJobId(JobsError):
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        shown = ", ".join(candidates)
+        super().__init__(f"{len(candidates)} job ids start with {prefix!r}: {shown}; give more characters")
+        self.prefix = prefix
+        self.candidates = candidates
 
 
 class APIError(JobsError):

@@ -87,8 +87,11 @@ def message(error: ErrorDetails, model: type[BaseModel] | None = None, hint: Hin
         return f"unknown field; accepted: {', '.join(known)}" if known else "unknown field"
     if kind in EXPECTED:
         return f"expected {EXPECTED[kind]}, got {shown(error['input'])}"
-    text = error["msg"]
-    text = text[len("Input should ") :] if text.startswith("Input should ") else text[:1].lower() + text[1:]
+    text = error["msg"].removeprefix("Value error, ")
+    if text.startswith("Input should "):
+        text = text[len("Input should ") :]
+    elif text[1:2].islower():  # `String should…` reads on after the field name; `URL scheme…` keeps its case
+        text = text[:1].lower() + text[1:]
     if text.startswith("be "):
         text = "must " + text
     return f"{text}, got {shown(error['input'])}"

@@ -158,6 +158,7 @@ class JobsClient:
         reconnects with backoff and `Last-Event-ID`, so no report is lost or repeated, until the deadline or
         `Waiter.OUTAGE_TOLERANCE`. 429/503 answers are retried after their `Retry-After`."""
         decoder = SSEDecoder()
+        decoder.last_id = waiter.resume_from
         path = f"{job_path(waiter.job_id)}/events"
         while True:
             waiter.check_deadline()

@@ -200,6 +200,9 @@ class Waiter:
         self.job_id = job_id
         self.on_output = on_output
         self._output_seq = 0
+        #: `Last-Event-ID` of the first connection: "0" replays the job's events from its start, so whoever
+        #: follows the output sees all of it that is kept, also when joining a job that already wrote some.
+        self.resume_from = "0" if on_output is not None else None
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.on_progress = on_progress

@@ -38,8 +38,10 @@ STREAM = sse(
 )
 
 
-def handler(ids: list[str]) -> Any:
+def handler(ids: list[str], seen: list[httpx.Request] | None = None) -> Any:
     def handle(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
         path = request.url.path
         if path.endswith("/events"):
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=STREAM)
@@ -58,10 +60,13 @@ def handler(ids: list[str]) -> Any:
 
 def test_wait_hands_each_output_chunk_once_in_order() -> None:
     chunks: list[OutputChunk] = []
-    with JobsClient("http://svc", transport=httpx.MockTransport(handler([JOB_ID]))) as client:
+    seen: list[httpx.Request] = []
+    with JobsClient("http://svc", transport=httpx.MockTransport(handler([JOB_ID], seen))) as client:
         done = client.wait(JOB_ID, timeout=5, on_output=chunks.append)
         assert client.output(JOB_ID) == "tok1 tok2 tok3\n"
     assert done.ok and done.result == {"tokens": 3}
+    assert seen[0].headers["last-event-id"] == "0", "output from the job's start, also for a late follower"
+    assert seen[-1].headers["accept"] == "text/plain"
     assert [(c.seq, c.text) for c in chunks] == [(1, "tok1 "), (2, "tok2 "), (3, "tok3\n")]
 
 

@@ -233,6 +233,13 @@ def test_the_command_is_found_by_its_name_in_bash_and_dash(web_url: str, redis_u
     assert builtin.stdout.strip() == "builtin", "why the command is not called `jobs`"
     absent = subprocess.run(["bash", "-lc", "command -v jobsvc"], env=env(), capture_output=True, text=True, timeout=30)
     assert absent.returncode != 0, "without the README's PATH step there is no jobsvc: the test proves that step"
+    readme = (ROOT / "README.md").read_text()
+    assert "\n" + ACTIVATE.removesuffix(" && ") + " " in readme and "\njobsvc submit " in readme, "the README's steps"
+    module = subprocess.run(
+        ["bash", "-lc", ACTIVATE + "python -m jobs_client --help"], env=env(), cwd=str(ROOT),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert module.returncode == 0 and module.stdout.startswith("usage: jobsvc "), module
     procs.worker()
     for shell in ("bash", "dash"):
         found = subprocess.run(

@@ -2,9 +2,10 @@
 
 Whoever changes a job publishes its id on one channel (`core.events`). Each web process holds a
 single pub/sub connection (redis.asyncio, no thread) on that channel. A notice for a job that has
-listeners here triggers one read of the job, shared by all of that job's listeners; each listener
-gets what is new to it (progress entries numbered above the last it got, and the status if it
-changed) on its own asyncio queue. Nothing polls: an idle stream costs a queue and a few objects.
+listeners here triggers one read of the job and of its output, shared by all of that job's
+listeners; each listener gets what is new to it (progress entries and output chunks numbered
+above the last it got, in one order with their event ids: `core.events.interleave`, and the
+status if it changed) on its own asyncio queue. Nothing polls: an idle stream costs a queue and a few objects.
 
 A listener joins before it reads its snapshot and becomes `ready` (has a state) after; a read
 that began before it was ready is never delivered to it, and `ready` starts a fresh read, so no
@@ -23,8 +24,11 @@ from rq.job import Job, JobStatus
 
 from app.store import JobRecord, JobStore
 from core import events, keys
+from core import output as job_output
 from core.clock import iso_z
 from core.events import Event
+from core.meta import ATTEMPT
+from core.output import NO_OUTPUT, Output
 from core.rqadapter.jobdata import readable_meta
 from core.settings import Settings
 from jobs.progress import newest_seq, progress_events
@@ -37,10 +41,16 @@ StatusKey = tuple[str | None, str | None, str | None, str | None]
 
 @dataclass(frozen=True)
 class State:
-    """What a listener has been sent: the newest progress event id, and the job's status as of then."""
+    """What a listener has been sent: how many progress events and output chunks (the newest of each), and
+    the job's status as of then. Their sum is the id of the newest event sent."""
 
-    seq: int
+    progress: int
     status: StatusKey
+    output: int = 0
+
+    @property
+    def seq(self) -> int:
+        return self.progress + self.output
 
 
 @dataclass(frozen=True)
@@ -54,17 +64,29 @@ class Batch:
 @dataclass(frozen=True)
 class Snapshot:
     record: JobRecord
-    #: Progress events after the client's Last-Event-ID (none without one).
+    #: Progress and output events after the client's Last-Event-ID (none without one).
     replay: list[Event]
+    #: Everything the snapshot covers (its view, its replay).
+    state: State
 
     @property
     def seq(self) -> int:
-        """The newest progress event id the snapshot covers (its view lists them): the status event's id."""
-        return newest_seq(readable_meta(self.record.job))
+        """The newest event id the snapshot covers: the status event's id."""
+        return self.state.seq
 
-    @property
-    def state(self) -> State:
-        return State(self.seq, status_key(self.record.job))
+
+def snapshot_of(record: JobRecord, output: Output, after: int | None) -> Snapshot:
+    """The job as read, and with `after` (a Last-Event-ID) the kept events since, from `output` read whole."""
+    meta = readable_meta(record.job)
+    newest = newest_seq(meta)
+    chunks = events.deliverable(output, newest)
+    outputs = chunks[-1].seq if chunks else max(0, output.first - 1) if output.total else 0
+    state = State(newest, status_key(record.job), outputs)
+    if after is None:
+        return Snapshot(record, [], state)
+    progress, seen = events.resume_point(after, newest, chunks, output)
+    replay = events.interleave(progress_events(meta, progress), [c for c in chunks if c.seq > seen], seen)
+    return Snapshot(record, replay, state)
 
 
 @dataclass(eq=False)
@@ -92,22 +114,51 @@ def status_key(job: Job) -> StatusKey:
     )
 
 
-def changes(record: JobRecord, state: State) -> tuple[Batch, State] | None:
-    """What `record` holds that a listener at `state` has not been sent; None if nothing."""
+def changes(record: JobRecord, state: State, output: Output = NO_OUTPUT) -> tuple[Batch, State] | None:
+    """What `record` and `output` (read after it) hold that a listener at `state` has not been sent; None if
+    nothing."""
     job = record.job
-    fresh = progress_events(readable_meta(job), state.seq)
-    seq = fresh[-1].id if fresh else state.seq
+    meta = readable_meta(job)
+    progress = progress_events(meta, state.progress)
+    chunks = [chunk for chunk in events.deliverable(output, newest_seq(meta)) if chunk.seq > state.output]
+    fresh = events.interleave(progress, chunks, state.output)
+    sent_progress = progress[-1].id if progress else state.progress
+    sent_output = chunks[-1].seq if chunks else state.output
     key = status_key(job)
     if key == state.status:
-        return (Batch(fresh, record), State(seq, key)) if fresh else None
-    # The status changed: place its event among the new progress events. A final status comes
-    # last; a (re)start comes before what this attempt reported; anything else after what led to it.
+        return (Batch(fresh, record), State(sent_progress, key, sent_output)) if fresh else None
+    # The status changed: place its event among the new events. A final status comes last; a
+    # (re)start comes before what this attempt reported or wrote; anything else after what led to it.
     split = len(fresh)
     if key[0] == JobStatus.STARTED.value and key[2] is not None:
-        split = sum(1 for event in fresh if str(event.data.get("time") or "") < key[2])
+        split = _first_of_attempt(fresh, key[2], int(meta.get(ATTEMPT, 1) or 1))
     before = fresh[:split]
     status = Event(before[-1].id if before else state.seq, events.STATUS, {"status": key[0]})
-    return Batch([*before, status, *fresh[split:]], record), State(seq, key)
+    return Batch([*before, status, *fresh[split:]], record), State(sent_progress, key, sent_output)
+
+
+def _first_of_attempt(fresh: list[Event], started_at: str, attempt: int) -> int:
+    """Where the running attempt's events begin: reported at or after its start, or written by it."""
+    for index, event in enumerate(fresh):
+        if event.kind == events.OUTPUT and event.attempt >= attempt:
+            return index
+        if event.kind == events.PROGRESS and str(event.data.get("time") or "") >= started_at:
+            return index
+    return len(fresh)
+
+
+def _may_have_output(record: JobRecord, sent: int) -> bool:
+    """False for a job that has not started (nothing can have written output), so queued jobs cost no read."""
+    return (
+        sent > 0
+        or record.job.started_at is not None
+        or record.job.get_status(refresh=False)
+        not in (
+            JobStatus.QUEUED,
+            JobStatus.DEFERRED,
+            JobStatus.SCHEDULED,
+        )
+    )
 
 
 class EventHub:
@@ -172,16 +223,24 @@ class EventHub:
     # -- reads ----------------------------------------------------------------------------
 
     async def snapshot(self, job_id: str, after: int | None) -> Snapshot | None:
-        """The job and, with `after`, its kept progress events since. None: no such job."""
+        """The job and, with `after`, its kept progress and output events since. None: no such job."""
         record = await self.read(job_id)
         if record is None:
             return None
-        return Snapshot(record, progress_events(readable_meta(record.job), after) if after is not None else [])
+        output = await self.read_output(job_id, 0 if after is not None else -job_output.TAIL)
+        if not output.complete and not events.deliverable(output, newest_seq(readable_meta(record.job))):
+            output = await self.read_output(job_id, 0)  # every chunk of the tail awaits its report: look further
+        return snapshot_of(record, output, after)
 
     async def read(self, job_id: str) -> JobRecord | None:
         """The job as `GET /jobs/{id}` reads it (with its latest result, and its place while queued)."""
         async with self._reads:
             return await self.store.fetch(job_id)
+
+    async def read_output(self, job_id: str, after: int) -> Output:
+        """The job's output chunks numbered above `after` (the last `-after` when negative); read after the job."""
+        async with self._reads:
+            return await job_output.fetch(self.store.aio, job_id, after)
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -222,8 +281,10 @@ class EventHub:
         record = await self.read(job_id)
         if record is None:  # deleted meanwhile: nothing to tell (an ended job's stream has closed already)
             return
+        sent = min(listener.state.output for listener in ready if listener.state is not None)
+        output = await self.read_output(job_id, sent) if _may_have_output(record, sent) else NO_OUTPUT
         for listener in ready:
-            found = changes(record, listener.state) if listener.state is not None else None
+            found = changes(record, listener.state, output) if listener.state is not None else None
             if found is not None:
                 batch, listener.state = found
                 listener.queue.put_nowait(batch)

@@ -94,6 +94,14 @@ OPERATIONS: list[Operation] = [
                   422: "Last-Event-ID is not an event id of this stream", **REDIS_DOWN},
     ),
     Operation(
+        "GET", "/jobs/{job_id}/output", "getJobOutput",
+        "The job's streamed output so far (whole once it ended): its newest OUTPUT_MAX_BYTES, as plain text",
+        path_params=JOB_ID,
+        replies={200: Reply("The output (`text/plain; charset=utf-8`)", media_type="text/plain",
+                            schema={"type": "string"})},
+        problems={404: "No such job, it expired, or another API key's job", **REDIS_DOWN},
+    ),
+    Operation(
         "DELETE", "/jobs/{job_id}", "cancelJob",
         "Cancel a waiting job (200) or stop a running one (202; its status becomes `stopped`)",
         path_params=JOB_ID,

@@ -54,6 +54,19 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
 EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 
 
+# -- streamed output --
+
+
+def output(job_id: str) -> str:
+    """List of a job's output chunks, oldest first, each `<progress seq>:<attempt>:<text>` (`core.output`)."""
+    return f"{PREFIX}:output:{job_id}"
+
+
+def output_info(job_id: str) -> str:
+    """Hash beside `output(job_id)`: chunk count, first kept chunk, bytes kept and dropped, last attempt."""
+    return f"{PREFIX}:output-info:{job_id}"
+
+
 # -- reliability --
 
 #: Hash job id -> name of the worker that took it off its queue and has not settled it yet.

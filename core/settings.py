@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         return value.strip()
 
     # -- live progress and callbacks --
+    output_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Newest bytes of a job's streamed output kept (UTF-8); older output is dropped",
+    )
     sse_keepalive: float = Field(
         15.0, gt=0, le=15, description="Seconds between keep-alive comments on a quiet event stream (at most 15)"
     )

@@ -18,6 +18,7 @@ from core.queues import JsonJob
 from core.rqadapter import bookkeeping
 from core.settings import get_settings
 from jobs.catalog import registry
+from jobs.output import OutputSession
 from jobs.registry import JobSpec, UnknownJobTypeError
 
 
@@ -80,10 +81,11 @@ class RegisteredJob(JsonJob):
     def _execute(self) -> Any:
         call = self.bound_call()
         try:
-            result = call()
-            if asyncio.iscoroutine(result):
-                return asyncio.run(result)
-            return result
+            with OutputSession(self):  # its end sends the job's last output before RQ records the job's end
+                result = call()
+                if asyncio.iscoroutine(result):
+                    return asyncio.run(result)
+                return result
         except MemoryError as exc:
             limit = get_settings().job_max_memory
             if limit is None or isinstance(exc, JobMemoryLimitError):

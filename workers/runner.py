@@ -21,6 +21,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
 from core.rqadapter.worker_hooks import bind_current_job, unbind_current_job
+from jobs.output import OutputSession
 from workers.running import ConcurrentState, ExcInfo, JobInterruptedError, JobStoppedError, Running, RunOutcome
 from workers.threads import raise_in_thread
 
@@ -33,7 +34,8 @@ class JobRunnerMixin(ConcurrentState):
         outcome = RunOutcome(running)
         try:
             async with asyncio.timeout(None if timeout == -1 else timeout) as scope:
-                outcome.value = await self._call(running)
+                with OutputSession(job):  # its end sends the job's last output before the job's end is recorded
+                    outcome.value = await self._call(running)
         except asyncio.CancelledError:
             if running.cancelled_for is None:
                 raise

@@ -1,11 +1,13 @@
-"""Live progress: `GET /jobs/{id}/events`, Server-Sent Events (API.md section 8).
+"""Live progress and output: `GET /jobs/{id}/events`, Server-Sent Events (API.md sections 8 and 14),
+and `GET /jobs/{id}/output`, the output so far as plain text.
 
-First a `status` event with the current job view (after the progress events missed since
-`Last-Event-ID`, when the client resumes), then a `progress` event for every report and a
-`status` event for every status change; the stream ends after the final status. Progress
-events carry their number (`core.events`) as id, and a status event the id of the progress
-event before it, so `Last-Event-ID` resumes without repeats or gaps, also after the job ended.
-A comment line goes out every `SSE_KEEPALIVE` seconds on a quiet stream.
+First a `status` event with the current job view (after the progress and output events missed
+since `Last-Event-ID`, when the client resumes), then a `progress` event for every report, an
+`output` event for every output chunk and a `status` event for every status change; the stream
+ends after the final status. Progress and output events carry their number (`core.events`) as
+id, and a status event the id of the event before it, so `Last-Event-ID` resumes without repeats
+or gaps, also after the job ended. A comment line goes out every `SSE_KEEPALIVE` seconds on a
+quiet stream.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.auth import principal
 from app.errors import NotFoundError, ValidationFailedError
 from app.live import EventHub, Listener, Snapshot
-from app.ownership import can_see
-from app.store import JobRecord
+from app.ownership import can_see, owned_job
+from app.store import JobRecord, JobStore
 from app.views import job_view
 from core import events
+from core import output as job_output
 from core.events import Event
 from core.settings import Settings
 
@@ -76,7 +79,7 @@ async def job_events(request: Request) -> Response:
 async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> AsyncIterator[ServerSentEvent]:
     try:
         for event in snapshot.replay:
-            yield _progress(event)
+            yield _event(event)
         status = _view(snapshot.record)
         yield ServerSentEvent(json.dumps(status), event=events.STATUS, id=str(snapshot.seq))
         if status["status"] in events.FINAL_STATUSES:
@@ -84,8 +87,8 @@ async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> Asyn
         while True:
             batch = await listener.queue.get()
             for event in batch.events:
-                if event.kind == events.PROGRESS:
-                    yield _progress(event)
+                if event.kind != events.STATUS:
+                    yield _event(event)
                     continue
                 view = _view(batch.record)
                 yield ServerSentEvent(json.dumps(view), event=events.STATUS, id=str(event.id))
@@ -95,12 +98,27 @@ async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> Asyn
         hub.leave(listener)
 
 
-def _progress(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(event.data), event=events.PROGRESS, id=str(event.id))
+def _event(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps(event.data), event=event.kind, id=str(event.id))
 
 
 def _view(record: JobRecord) -> dict[str, Any]:
     return job_view(record.job, result=record.result, position=record.position)
 
 
-routes = [Route("/jobs/{job_id}/events", job_events, methods=["GET"])]
+async def job_output_text(request: Request) -> Response:
+    """The job's output so far (whole once it ended), the newest `OUTPUT_MAX_BYTES`; 404 as `GET /jobs/{id}`."""
+    job_id: str = request.path_params["job_id"]
+    await owned_job(request, job_id)  # read first: a job that has ended wrote all of its output before
+    store: JobStore = request.app.state.store
+    settings: Settings = request.app.state.settings
+    output = await job_output.fetch(store.aio, job_id)
+    return PlainTextResponse(
+        job_output.rendered(output, settings.output_max_bytes), headers={"Cache-Control": "no-store"}
+    )
+
+
+routes = [
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{job_id}/output", job_output_text, methods=["GET"]),
+]

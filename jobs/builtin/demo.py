@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobs import progress
+from jobs.output import write_output
 from jobs.registry import job_type
 
 
@@ -92,3 +93,32 @@ async def _sleep_async(seconds: float, steps: int) -> dict[str, Any]:
         await asyncio.sleep(seconds / steps)
         progress.report(step * 100 / steps, f"slept {step}/{steps}")
     return {"slept": seconds, "mode": "async"}
+
+
+class TokensArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(50, ge=1, le=100_000, description="How many chunks to stream")
+    delay: float = Field(0.05, ge=0, le=10, description="Seconds between two chunks")
+
+
+@job_type(
+    "demo.tokens",
+    args=TokensArgs,
+    description="Stream `count` chunks 'tok1 ', 'tok2 ' ... one every `delay` s, as an LLM streams tokens",
+    timeout=600,
+)
+def tokens(count: int = 50, delay: float = 0.05) -> dict[str, Any]:
+    """Reports progress at each whole percent (at most 100 reports, however many chunks)."""
+    reported = 0
+    for i in range(1, count + 1):
+        if progress.cancel_requested():
+            raise progress.StopRequested(f"stopped by request after {i - 1}/{count} tokens")
+        if delay:
+            time.sleep(delay)
+        write_output(f"tok{i} ")
+        percent = i * 100 // count
+        if percent > reported or i == count:
+            reported = percent
+            progress.report(i * 100 / count, f"{i}/{count} tokens")
+    return {"tokens": count}

@@ -1,7 +1,8 @@
 """`text.summarize`: consolidate a conversation into its key sentences and keywords (LLM memory).
 
 Pure Python and deterministic: the same input always gives the same output. It walks the
-turns in chunks and reports progress after each one.
+turns in chunks and reports progress after each one, then streams the summary (its job output)
+sentence by sentence as it builds it: the output ends up equal to the result's `summary`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import progress
 from jobs.builtin.vocabulary import STOPWORDS, WORD
+from jobs.output import write_output
 from jobs.registry import job_type
 
 
@@ -117,9 +119,13 @@ def summarize(turns: list[dict[str, Any]], max_sentences: int = 5, max_keywords:
     keywords = [{"keyword": surface[term].most_common(1)[0][0], "score": round(score, 3)} for term, score in ranked]
     total_chars = sum(len(turn["content"]) for turn in turns)
     summary_chars = sum(len(s.text) for s in chosen)
+    parts = []
+    for sentence in chosen:
+        parts.append(f"{sentence.role.capitalize()}: {sentence.text}")
+        write_output(f" {parts[-1]}" if len(parts) > 1 else parts[-1])
     progress.report(100, f"kept {len(chosen)} of {len(sentences)} sentences")
     return {
-        "summary": " ".join(f"{s.role.capitalize()}: {s.text}" for s in chosen),
+        "summary": " ".join(parts),
         "sentences": [{"turn": s.turn, "role": s.role, "text": s.text} for s in chosen],
         "keywords": keywords,
         "stats": {

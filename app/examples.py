@@ -88,3 +88,19 @@ def submit_examples(specs: Iterable[JobSpec]) -> dict[str, dict[str, Any]]:
                 "value": {"type": spec.name, "args": args},
             }
     return examples
+
+
+def add_submit_examples(document: dict[str, Any], submit_schema: dict[str, Any], specs: Iterable[JobSpec]) -> None:
+    """Put the examples in the OpenAPI `document`: on `POST /jobs`' media type (Swagger UI's "Try it out"
+    offers them instead of a generic `additionalProp1`), on the `SubmitRequest` schema and on its `args`."""
+    examples = submit_examples(specs)
+    if not examples or "properties" not in submit_schema:
+        return
+    bodies = [example["value"] for example in examples.values()]
+    submit_schema["examples"] = bodies
+    submit_schema["properties"]["args"]["examples"] = [body["args"] for body in bodies]
+    for methods in document["paths"].values():
+        for entry in methods.values():
+            content = entry.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if content.get("schema") == {"$ref": "#/components/schemas/SubmitRequest"}:
+                content["examples"] = examples

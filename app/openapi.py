@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from app.examples import submit_examples
+from app.examples import add_submit_examples
 from app.listing.statuses import LISTED_STATUSES
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
@@ -223,7 +223,7 @@ def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
     submit = submit_schema.get("properties", {})
     if "type" in submit:
         submit["type"]["enum"] = names
-    _submit_examples(document, submit_schema)
+    add_submit_examples(document, submit_schema, registry)
     for field_name, keyword, value in (
         ("timeout", "maximum", settings.job_max_timeout),
         ("retries", "maximum", settings.job_max_retries),
@@ -237,21 +237,6 @@ def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
             for param in entry.get("parameters", []):
                 if param["in"] == "query" and param["name"] == "type":
                     param["schema"]["enum"] = names
-
-
-def _submit_examples(document: dict[str, Any], submit_schema: dict[str, Any]) -> None:
-    """One example body per job type: Swagger UI offers them instead of a generic `additionalProp1`."""
-    examples = submit_examples(registry)
-    if not examples or "properties" not in submit_schema:
-        return
-    bodies = [example["value"] for example in examples.values()]
-    submit_schema["examples"] = bodies
-    submit_schema["properties"]["args"]["examples"] = [body["args"] for body in bodies]
-    for methods in document["paths"].values():
-        for entry in methods.values():
-            content = entry.get("requestBody", {}).get("content", {}).get("application/json", {})
-            if content.get("schema") == {"$ref": REF.format(model="SubmitRequest")}:
-                content["examples"] = examples
 
 
 def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint system-deps browser unit integration bench clean
+.PHONY: run test lint system-deps browser unit integration conformance bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,20 @@ lint: $(VENV)/.dev
 system-deps: $(VENV)/.dev
 	$(BIN)/python -m tests.support.system
 
-# The suite runs under coverage (pyproject.toml, [tool.coverage.*]); the report is printed whether the
-# tests passed or not and ends with the TOTAL line. It fails if the tests do or the total is below the floor.
+# Test processes pytest-xdist runs the suite in (`make test PYTEST_WORKERS=0`: all in one process).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
+
+# The suite runs under coverage (pyproject.toml, [tool.coverage.*]), one data file per test process, combined;
+# the report is printed whether the tests passed or not and ends with the TOTAL line. It fails if the tests
+# do or the total is below the floor.
 test: lint system-deps browser  ## lint, type-check, then the whole suite (unit, integration, reliability) with coverage
 	mkdir -p .data && $(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); tests=$$?; \
+	$(BIN)/coverage run -m pytest $(XDIST) $(PYTEST_ARGS); tests=$$?; \
+	  $(BIN)/coverage combine -q; \
 	  $(BIN)/coverage report; report=$$?; \
-	  [ $$tests -eq 0 ] && [ $$report -eq 0 ]
+	  $(MAKE) --no-print-directory conformance; conformance=$$?; \
+	  [ $$tests -eq 0 ] && [ $$report -eq 0 ] && [ $$conformance -eq 0 ]
 
 browser:  ## Debian's chromium + chromedriver for the dashboard browser test (skipped where apt-get cannot install them)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -44,10 +51,15 @@ browser:  ## Debian's chromium + chromedriver for the dashboard browser test (sk
 	    || echo "make browser: could not install chromium + chromium-driver; the browser test will be skipped"; }
 
 unit: $(VENV)/.dev
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) tests/unit $(PYTEST_ARGS)
 
 integration: $(VENV)/.dev system-deps browser
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m integration $(PYTEST_ARGS)
+
+# RQ's own worker tests (from RQ's sdist, fetched into .data/conformance/) against RQ's worker and the
+# service's, each variant in its own pytest session; fails on any difference not in tests/conformance/expected.toml.
+conformance: $(VENV)/.dev  ## RQ's test suite against the service's workers (docs/workers.md)
+	$(BIN)/python -m tests.conformance $(CONFORMANCE_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
 from app import metrics
@@ -17,7 +18,8 @@ from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
 from app.live import EventHub
 from app.middleware import middleware
-from app.routes import control, docs, events, jobs, ops
+from app.routes import control, docs, events, jobs, ops, schedules
+from app.schedules import declare_schedules
 from app.store import JobStore
 from core import durability
 from core.connection import async_redis, sync_redis
@@ -44,6 +46,7 @@ def create_app(
         app.state.events = EventHub(store, settings)
         try:
             await store.warm_up()
+            await run_in_threadpool(declare_schedules, sync)
             for warning in await durability.check_async(aio):
                 logger.warning(warning)
         except Exception as exc:  # Redis may come up later; routes answer 503 until then.
@@ -60,7 +63,15 @@ def create_app(
 
     app_metrics = metrics.Metrics()
     app = Starlette(
-        routes=[*jobs.routes, *control.routes, *events.routes, *ops.routes, *metrics.routes, *docs.routes],
+        routes=[
+            *jobs.routes,
+            *control.routes,
+            *events.routes,
+            *ops.routes,
+            *metrics.routes,
+            *docs.routes,
+            *schedules.routes,
+        ],
         middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

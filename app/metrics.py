@@ -9,6 +9,8 @@ Read from Redis at scrape time, the same from every instance (O(queues), never O
   jobsvc_jobs{queue, status}                              jobs per RQ status per queue
   jobsvc_workers{state}                                   live workers, busy / idle
   jobsvc_job_run_seconds{type, status}                    run times recorded by workers (core/runtimes.py)
+  jobsvc_schedule_runs_total / jobsvc_schedule_skipped_total   runs fired and due times skipped, all schedules
+  jobsvc_schedules{state}                                 schedules, enabled / disabled
 With `METRICS_TOKEN` set the endpoint wants `Authorization: Bearer <token>`.
 """
 
@@ -30,7 +32,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -198,6 +200,25 @@ def redis_families(stats: dict[str, Any], runs: dict[tuple[str, str], runtimes.R
     return [depth, jobs, workers, run_seconds]
 
 
+async def schedule_families(store: JobStore) -> list[Metric]:
+    """Schedule counters kept by the firing script, and how many schedules exist: O(1) reads."""
+    async with store.aio.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.SCHEDULE_METRICS, "runs", "skipped")
+        pipe.zcard(keys.SCHEDULES_ALL)
+        pipe.zcard(keys.SCHEDULES_DUE)
+        (runs, skipped), total, enabled = await pipe.execute()
+    fired = CounterMetricFamily(f"{PREFIX}_schedule_runs", "Runs fired by all schedules (one job each)")
+    fired.add_metric([], int(runs or 0))
+    missed = CounterMetricFamily(
+        f"{PREFIX}_schedule_skipped", "Due times of all schedules that fired no run (overlap, misfire, quota)"
+    )
+    missed.add_metric([], int(skipped or 0))
+    count = GaugeMetricFamily(f"{PREFIX}_schedules", "Schedules by state", labels=["state"])
+    count.add_metric(["enabled"], enabled)
+    count.add_metric(["disabled"], total - enabled)
+    return [fired, missed, count]
+
+
 def _check_token(request: Request, settings: Settings) -> None:
     expected = settings.metrics_token.get_secret_value()
     if not expected:
@@ -223,7 +244,7 @@ async def metrics_endpoint(request: Request) -> Response:
         families: list[Metric] = [up]
     else:
         up.add_metric([], 1)
-        families = [up, *redis_families(stats, runs)]
+        families = [up, *redis_families(stats, runs), *await schedule_families(store)]
     body = generate_latest(_metrics(request).registry) + generate_latest(_Families(families))
     return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 

@@ -8,7 +8,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from core.clock import iso_z
-from core.meta import CALLBACK, OWNER, PROGRESS, TYPE
+from core.meta import CALLBACK, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
 from core.outcome import error_line, summarize_exception
 from core.rqadapter.jobdata import meta_is_unreadable, readable_meta
 from jobs.progress import shown_messages
@@ -55,4 +55,6 @@ def job_view(
         position=position if status == JobStatus.QUEUED else None,
         callback=meta.get(CALLBACK),
     )
+    if meta.get(SCHEDULE_ID):  # a schedule's run: which schedule, and the due time it was fired for
+        view.update(schedule_id=meta[SCHEDULE_ID], scheduled_for=meta.get(SCHEDULED_FOR))
     return view

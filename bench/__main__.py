@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import data, load, web, workers
+from bench import data, load, schedules, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -31,6 +31,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "memory": data.memory,
     "scale": data.scale,
     "profile": data.profile_submission,
+    "schedules": schedules.run,
 }
 
 

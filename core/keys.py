@@ -103,3 +103,32 @@ QUEUE_SEQ = f"{PREFIX}_seq"
 
 def queue_pushes(queue: str) -> str:
     return f"{QUEUE_PUSHES_PREFIX}{queue}"
+
+
+# -- periodic schedules --
+
+#: Sorted set: id of every enabled schedule -> its next due time (Unix milliseconds). Workers read the
+#: due head of it (`ZRANGEBYSCORE -inf <now>`), never the whole set.
+SCHEDULES_DUE = f"{PREFIX}:schedules:due"
+
+#: Sorted set: id of every schedule -> its creation time (microseconds): the listing's order.
+SCHEDULES_ALL = f"{PREFIX}:schedules:all"
+
+
+def schedule(schedule_id: str) -> str:
+    """Hash: one schedule's definition (JSON, field `def`), its state and counters."""
+    return f"{PREFIX}:schedule:{schedule_id}"
+
+
+def schedules_of_owner(owner: str) -> str:
+    """Sorted set of the schedule ids one API key created (scored as `SCHEDULES_ALL`)."""
+    return f"{PREFIX}:schedules:owner:{owner}"
+
+
+def schedule_runs(schedule_id: str) -> str:
+    """Sorted set of one schedule's run job ids, scored like the job indexes (newest last), capped."""
+    return f"{PREFIX}:index:schedule:{schedule_id}"
+
+
+#: Hash: service-wide schedule counters the firing script keeps (`runs`, `skipped`), read by `/metrics`.
+SCHEDULE_METRICS = f"{PREFIX}:metrics:schedules"

@@ -27,6 +27,10 @@ CALLBACK: Final = "callback"
 #: Kept by a callback delivery job: the signed body and its target, fixed at its first attempt.
 CALLBACK_BODY: Final = "body"
 CALLBACK_TARGET: Final = "url"
+#: The schedule whose run this job is (absent for a job submitted directly).
+SCHEDULE_ID: Final = "schedule_id"
+#: The due time (ISO 8601 UTC) this schedule run was fired for.
+SCHEDULED_FOR: Final = "scheduled_for"
 
 
 class JobMeta(TypedDict, total=False):
@@ -42,3 +46,5 @@ class JobMeta(TypedDict, total=False):
     callback: dict[str, Any]
     body: str
     url: str
+    schedule_id: str
+    scheduled_for: str

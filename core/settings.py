@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         "1 = one forked work horse per job (needed for JOB_MAX_MEMORY and hard kills)",
     )
 
+    # -- periodic schedules --
+    schedule_misfire_grace: float = Field(
+        300,
+        ge=0,
+        description="Seconds a schedule's newest missed due time may be old and still give one catch-up run",
+    )
+    max_schedules: int = Field(10000, ge=1, description="Schedules one API key may keep")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

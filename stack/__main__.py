@@ -1,9 +1,10 @@
 """`python -m stack`: the whole stack on one machine, as `make run` starts it.
 
-With `REDIS_URL` unset, an embedded server (append-only, data under `.data/redis`) is
-started first and its URL exported. Then the Procfile's `web` and `worker` processes run
-under honcho, `PORT` (default 8000) and `WORKERS` (default 2) respected. Ctrl-C or SIGTERM
-stops every process started here, the embedded server last.
+With `REDIS_URL` unset, an embedded server (append-only, data under `EMBEDDED_REDIS_DIR`,
+default `.data/redis`) is started first and its URL exported. Then every Procfile process runs
+under `stack.supervisor`, `PORT` (default 8000) and `WORKERS` (default 2 worker processes)
+respected. Ctrl-C or SIGTERM stops them the way `stack.supervisor` describes (running jobs finish
+within `WORKER_SHUTDOWN_GRACE` or are requeued, never failed), the embedded server last.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
 
-from stack.procfile import PROCFILE
+from core.settings import get_settings
+from stack.output import STACK, Output
+from stack.procfile import procfile_processes
 from stack.redis_server import EmbeddedRedis, free_port
+from stack.supervisor import StopSignals, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The Procfile's default for `WEB_SHUTDOWN_GRACE` (`--timeout-graceful-shutdown ${WEB_SHUTDOWN_GRACE:-20}`).
+WEB_SHUTDOWN_GRACE = 20.0
 
 
 def _embedded_port() -> int:
@@ -32,39 +36,61 @@ def _embedded_port() -> int:
         return free_port()
 
 
+def _processes(workers: int) -> dict[str, str]:
+    """Every Procfile line once, `worker` `workers` times, named as honcho and foreman name them."""
+    processes: dict[str, str] = {}
+    for kind, line in procfile_processes().items():
+        for number in range(1, (workers if kind == "worker" else 1) + 1):
+            processes[f"{kind}.{number}"] = line
+    return processes
+
+
+def _grace(env: dict[str, str]) -> float:
+    """The longest shutdown grace of the processes: the workers' or uvicorn's."""
+    web = float(env.get("WEB_SHUTDOWN_GRACE") or WEB_SHUTDOWN_GRACE)
+    return max(get_settings().worker_shutdown_grace, web)
+
+
 def main() -> int:
+    signals = StopSignals().install()
     env = dict(os.environ)
+    port = env.setdefault("PORT", "8000")
+    workers = int(env.get("WORKERS", "2"))
+    processes = _processes(workers)
+    output = Output(list(processes))
     server: EmbeddedRedis | None = None
     if not env.get("REDIS_URL"):
-        server = EmbeddedRedis(ROOT / ".data" / "redis", port=_embedded_port()).start()
+        data_dir = Path(env.get("EMBEDDED_REDIS_DIR") or ROOT / ".data" / "redis")
+        server = EmbeddedRedis(data_dir, port=_embedded_port()).start()
         env["REDIS_URL"] = server.url
-        print(f"stack: embedded valkey-server on {server.url} (data in {server.data_dir})", flush=True)
+        output.write(STACK, f"embedded {server.name} on {server.url} (pid={server.pid}, data in {server.data_dir})")
     else:
-        print("stack: using REDIS_URL from the environment", flush=True)
-    port = env.setdefault("PORT", "8000")
-    workers = env.get("WORKERS", "2")
+        output.write(STACK, "using REDIS_URL from the environment")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "-e", os.devnull,
-               "start", "-p", port, "-c", f"web=1,worker={workers}"]  # fmt: skip
-    print(f"stack: web on http://127.0.0.1:{port}  ({workers} workers)", flush=True)
-    honcho = subprocess.Popen(command, env=env, cwd=ROOT)
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if honcho.poll() is None:
-            honcho.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    env["PYTHONUNBUFFERED"] = "1"  # lines reach the console as they are written, not when a buffer fills
     try:
-        code = honcho.wait()
+        if signals.received:  # stopped while the server was starting
+            return 128 + signals.received[0]
+        output.write(STACK, f"web on http://127.0.0.1:{port}  ({workers} workers)")
+        supervisor = Supervisor(processes, env=env, cwd=ROOT, output=output, signals=signals, grace=_grace(env))
+        return supervisor.run()
     finally:
-        if honcho.poll() is None:
-            honcho.kill()
         if server is not None:
             server.stop()
-            print("stack: embedded server stopped", flush=True)
-    return code
+            output.write(STACK, "embedded server stopped")
+
+
+def exit_as(code: int) -> None:
+    """Exit with `code`; stopped by Ctrl-C, die of SIGINT, so a calling shell script stops too."""
+    if code == 128 + signal.SIGINT:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_as(main())

@@ -7,10 +7,16 @@ from pathlib import Path
 PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
 
 
+def procfile_processes(path: Path = PROCFILE) -> dict[str, str]:
+    """Every process type of the Procfile and its command line, in the file's order."""
+    processes: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            processes[name.strip()] = command.strip()
+    return processes
+
+
 def procfile_command(process: str) -> str:
     """The command line of `process` in the Procfile, exactly as Heroku/Render would run it."""
-    for line in PROCFILE.read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise KeyError(process)
+    return procfile_processes()[process]

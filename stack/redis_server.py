@@ -91,6 +91,10 @@ class EmbeddedRedis:
         return Path(self.command()[0]).name
 
     @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 

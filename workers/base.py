@@ -35,6 +35,7 @@ from workers.job import RegisteredJob
 from workers.liveness import Timing
 from workers.observe import ObservedWorker
 from workers.outages import OutageTolerantMixin
+from workers.periodic import PeriodicScheduler
 from workers.recovery import Recovery
 from workers.scheduling import SchedulerWatch
 
@@ -48,12 +49,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
     def __init__(self, queues: Sequence[str | Queue] | str | Queue, *args: Any, **kwargs: Any) -> None:
         names = [queues] if isinstance(queues, str | Queue) else list(queues)
         queue_names = [q.name if isinstance(q, Queue) else q for q in names]
-        kwargs.update(
-            connection=sync_redis(get_settings()),
-            job_class=RegisteredJob,
-            queue_class=lifecycle.AnnouncingQueue,
-            serializer=SERIALIZER,
-        )
+        kwargs.update(self.conventions())
         super().__init__(queue_names, *args, **kwargs)
         settings = get_settings()
         timing = Timing(settings.abandoned_job_timeout)
@@ -62,11 +58,30 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
         #: `time.monotonic()` by which running jobs are interrupted and requeued (a stop signal came).
         self._shutdown_deadline: float | None = None
         self._scheduler_watch = SchedulerWatch()
+        self.periodic = PeriodicScheduler(self.connection)
+        #: Whether `work()` runs in burst mode: its scheduler (if any) made its one pass at the start.
+        self.in_burst = False
+        #: Whether a warm shutdown request is written to the worker's hash (`shutdown_requested_date`).
+        self._shutdown_request_saved = False
         self.recovery = Recovery(
             self.connection, self.name, timing, job_class=self.job_class, serializer=self.serializer
         )
 
+    def conventions(self) -> dict[str, Any]:
+        """The worker's arguments the service fixes whatever the command line says: its Redis client (built
+        from settings), `RegisteredJob`, `AnnouncingQueue`, the JSON serializer."""
+        return {
+            "connection": sync_redis(get_settings()),
+            "job_class": RegisteredJob,
+            "queue_class": lifecycle.AnnouncingQueue,
+            "serializer": SERIALIZER,
+        }
+
     # -- start and stop -----------------------------------------------------------------
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self.in_burst = burst
+        return bool(super().work(burst, *args, **kwargs))
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         check_rq_version(get_settings())
@@ -80,6 +95,7 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
 
     def teardown(self) -> None:
         if not self.is_horse:
+            self.save_shutdown_request()
             try:
                 returned = self.recovery.release_unstarted()
                 if returned:
@@ -98,11 +114,32 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
         """While idle or supervising: liveness, abandoned-job sweep, a scheduler that died restarted
         (or the locks of another worker's scheduler taken over), at most every `SCHEDULER_RETRY_INTERVAL`."""
         self.recovery.tick()
+        self.periodic.maybe_tick()
+        self.save_shutdown_request()
         scheduler = self.scheduler
-        if scheduler is None or worker_hooks.stop_requested(self) or not self._scheduler_watch.needs_start(scheduler):
+        if (
+            scheduler is None
+            or self.in_burst  # RQ's burst: one scheduler pass at the start, no scheduler process
+            or worker_hooks.stop_requested(self)
+            or not self._scheduler_watch.needs_start(scheduler)
+        ):
             return
         try:
             scheduler.acquire_locks(auto_start=True)
+        except REDIS_DOWN:
+            self.recovery.note_redis_error()
+
+    def save_shutdown_request(self) -> None:
+        """Once a warm shutdown lets running work finish: its date in the worker's hash, as RQ writes it
+        (`shutdown_requested_date`), written here rather than in the signal handler, where a down Redis
+        would raise."""
+        if self._shutdown_request_saved or not worker_hooks.stop_requested(self):
+            return
+        if worker_hooks.shutdown_requested_at(self) is None:
+            return
+        try:
+            self.set_shutdown_requested_date()  # type: ignore[no-untyped-call]
+            self._shutdown_request_saved = True
         except REDIS_DOWN:
             self.recovery.note_redis_error()
 

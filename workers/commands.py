@@ -1,9 +1,10 @@
 """The concurrent worker's commands and stop signals.
 
-`stop-job` / `stop-execution` stop any running job (RQ's handler knows one job only), after
-`JOB_STOP_GRACE`. SIGTERM: no new jobs; running ones may finish within `WORKER_SHUTDOWN_GRACE`,
-then are interrupted and requeued at the front without spending a retry; a second signal
-requeues at once; exit code 0.
+`stop-job` / `stop-execution` stop the running job (or execution) they name (RQ's handler knows one
+job only), after `JOB_STOP_GRACE`; `kill-horse` fails every running job at once, as RQ's worker
+fails the job of a killed horse. SIGTERM: no new jobs; running ones may finish within
+`WORKER_SHUTDOWN_GRACE`, then are interrupted and requeued at the front without spending a retry;
+a second signal requeues at once; exit code 0.
 """
 
 from __future__ import annotations
@@ -24,17 +25,39 @@ from workers.running import Running
 class ConcurrentCommandsMixin(RunningHeartbeatMixin):
     def handle_payload(self, message: dict[str, Any]) -> None:
         payload = parse_payload(message)
-        if payload.get("command") in ("stop-job", "stop-execution") and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stop_job, payload.get("job_id"), payload.get("execution_id"))
+        command = payload.get("command")
+        if self._loop is None or command not in ("stop-job", "stop-execution", "kill-horse"):
+            super().handle_payload(message)  # type: ignore[no-untyped-call]
+        elif command == "kill-horse":
+            self._loop.call_soon_threadsafe(self._kill_running)
+        elif command == "stop-job":
+            self._loop.call_soon_threadsafe(self._stop_job, payload.get("job_id"), None)
+        else:
+            self._loop.call_soon_threadsafe(self._stop_job, None, payload.get("execution_id"))
+
+    def _kill_running(self) -> None:
+        """`kill-horse`: every running job fails at once, as the job of a killed horse does (retried if it has
+        retries left, else `failed`); a thread's job is interrupted at its next Python instruction."""
+        if not self.running:
+            self.log.info("Worker %s: not working, kill-horse command ignored", self.name)
             return
-        super().handle_payload(message)  # type: ignore[no-untyped-call]
+        for running in list(self.running.values()):
+            self.log.warning("Worker %s: kill-horse: killing job %s", self.name, running.job.id)
+            self._cancel(running, "kill")
 
     def _stop_job(self, job_id: str | None, execution_id: str | None) -> None:
-        running = self.running.get(job_id or "")
-        if running is None and execution_id:
+        """`stop-job` names a job, `stop-execution` one execution of it: a command naming neither a running
+        job nor a running execution is ignored."""
+        if job_id is not None:
+            running = self.running.get(job_id)
+        else:
             running = next((r for r in self.running.values() if r.execution.id == execution_id), None)
         if running is None:
-            self.log.warning("Worker %s: not running job %s, stop command ignored", self.name, job_id)
+            self.log.warning(
+                "Worker %s: not running %s, stop command ignored",
+                self.name,
+                f"job {job_id}" if job_id is not None else f"execution {execution_id}",
+            )
             return
         grace = get_settings().job_stop_grace
         if grace <= 0 or self._loop is None:

@@ -57,7 +57,9 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
         with_scheduler: bool = False,
         dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT,
     ) -> bool:
+        self.in_burst = burst
         self.bootstrap(logging_level, date_format, log_format)
+        worker_hooks.set_dequeue_strategy(self, dequeue_strategy)
         self.log.info("Worker %s: running up to %d jobs at once", self.name, self.concurrency)
         if get_settings().job_max_memory:
             self.log.warning(
@@ -133,8 +135,9 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
             if batch:
                 self._start(batch)
                 state.started += popped
-        if not (self.running or popped) and self.get_state() == WorkerStatus.BUSY:
-            self.set_state(WorkerStatus.IDLE)  # only once the work ran out, not between batches
+        # `idle` once started with nothing to do, or once the work ran out (not between batches)
+        if not (self.running or popped) and self.get_state() in (WorkerStatus.STARTED, WorkerStatus.BUSY):
+            self.set_state(WorkerStatus.IDLE)
         return popped, accepting
 
     def _give_up_on_redis(self, clock: float, exc: Exception) -> bool:
@@ -165,11 +168,12 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
     def _done_working(
         self, clock: float, state: LoopState, popped: int, accepting: bool, burst: bool, max_idle_time: int | None
     ) -> bool:
-        """Whether the loop ends: nothing running or to record, and stopping, in burst mode, or idle too long."""
+        """Whether the loop ends: nothing running or to record, and stopping (not merely suspended), in burst
+        mode, or idle too long."""
         if self.running or self._done or self._unsettled or popped:
             state.idle_since = clock
             return False
-        if not accepting or burst:
+        if burst or not (accepting or state.suspended):  # suspended: wait for `rq resume`
             return True
         if max_idle_time is not None and clock - state.idle_since >= max_idle_time:
             self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
@@ -214,9 +218,8 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
             if self.get_state() == WorkerStatus.SUSPENDED:
                 self.set_state(WorkerStatus.BUSY if self.running else WorkerStatus.IDLE)
             return False
-        if burst:
+        if burst:  # the loop ends with nothing running; a later `work()` of this worker may work again
             self.log.info("Worker %s: suspended in burst mode, exiting", self.name)
-            worker_hooks.request_stop(self)
         elif self.get_state() != WorkerStatus.SUSPENDED:
             self.log.info("Worker %s: suspended, run `rq resume` to resume", self.name)
             self.set_state(WorkerStatus.SUSPENDED)

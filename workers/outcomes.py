@@ -35,6 +35,9 @@ from workers.observe import logger as job_log
 from workers.running import Running, RunOutcome
 from workers.starts import BatchStartMixin
 
+#: The failure recorded for a job the `kill-horse` command killed (RQ's reads "Work-horse terminated unexpectedly").
+KILLED_REASON = "Work-horse terminated unexpectedly: the job was killed by the kill-horse command"
+
 
 class OutcomeRecorderMixin(BatchStartMixin):
     def _finish(self, outcomes: list[RunOutcome]) -> None:
@@ -165,6 +168,10 @@ class OutcomeRecorderMixin(BatchStartMixin):
                     self.log.exception("Worker %s: stopped callback for job %s raised", self.name, job.id)
                 worker_hooks.mark_stopped(self, job.id)
                 self.handle_job_failure(job, queue_, exc_string="Job stopped by request.", execution=execution)
+            elif outcome.killed:  # as RQ's worker records a horse `kill-horse` killed: no callback, no handlers
+                self.log.warning("Worker %s: job %s killed by the kill-horse command", self.name, job.id)
+                self.handle_work_horse_killed(job, None, None, None)  # type: ignore[no-untyped-call]
+                self.handle_job_failure(job, queue_, exc_string=KILLED_REASON, execution=execution)
             else:
                 worker_hooks.finalize_failure(self, job, queue_, execution, outcome.exc_info)
         except REDIS_DOWN as exc:

@@ -17,12 +17,22 @@ from typing import Any
 
 from rq import Queue
 from rq.exceptions import ShutDownImminentException
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
 from core.rqadapter.worker_hooks import bind_current_job, unbind_current_job
 from jobs.output import OutputSession
-from workers.running import ConcurrentState, ExcInfo, JobInterruptedError, JobStoppedError, Running, RunOutcome
+from workers.job import RegisteredJob
+from workers.running import (
+    ConcurrentState,
+    ExcInfo,
+    JobInterruptedError,
+    JobKilledError,
+    JobStoppedError,
+    Running,
+    RunOutcome,
+)
 from workers.threads import raise_in_thread
 
 
@@ -39,12 +49,9 @@ class JobRunnerMixin(ConcurrentState):
         except asyncio.CancelledError:
             if running.cancelled_for is None:
                 raise
+            outcome.exc_info = _exc_info(_cancellation(running.cancelled_for))
             outcome.stopped = running.cancelled_for == "stop"
-            outcome.exc_info = _exc_info(
-                JobStoppedError("stopped by request")
-                if outcome.stopped
-                else ShutDownImminentException("shut down imminent: the worker is stopping", {})
-            )
+            outcome.killed = running.cancelled_for == "kill"
         except TimeoutError as exc:
             outcome.exc_info = (
                 _exc_info(JobTimeoutException(f"Task exceeded maximum timeout value ({timeout} seconds)"))
@@ -60,7 +67,7 @@ class JobRunnerMixin(ConcurrentState):
         self._wake.set()
 
     async def _call(self, running: Running) -> Any:
-        call = running.job.bound_call()
+        call = _bound_call(running.job)
         if inspect.iscoroutinefunction(call.func):
             return await call()
         future = asyncio.wrap_future(self._threads.submit(functools.partial(self._in_thread, running, call)))
@@ -93,6 +100,23 @@ class JobRunnerMixin(ConcurrentState):
         with running.lock:
             if running.thread_id is not None:
                 raise_in_thread(running.thread_id, exc_type)
+
+
+def _bound_call(job: Job) -> functools.partial[Any]:
+    """The job's function with its arguments, not yet called: `RegisteredJob`'s checked call, or (RQ's
+    `Job` and other job classes) what `Job.perform` would call."""
+    if isinstance(job, RegisteredJob):
+        return job.bound_call()
+    return functools.partial(job.func, *job.args, **job.kwargs)
+
+
+def _cancellation(reason: str) -> BaseException:
+    """What a job the worker cancelled for `reason` is recorded as having raised."""
+    if reason == "stop":
+        return JobStoppedError("stopped by request")
+    if reason == "kill":
+        return JobKilledError("killed by the kill-horse command")
+    return ShutDownImminentException("shut down imminent: the worker is stopping", {})
 
 
 def _discard(future: asyncio.Future[Any]) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 from rq import Queue
 from rq.executions import Execution
+from rq.job import Job
 
 from core.settings import get_settings
 from workers.base import ServiceBase
-from workers.job import RegisteredJob
 from workers.threads import JobThreads
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -33,11 +33,15 @@ class JobStoppedError(Exception):
     """The job was stopped on request (`DELETE /jobs/{id}`, `send_stop_job_command`)."""
 
 
+class JobKilledError(Exception):
+    """The job was killed by RQ's `kill-horse` command (`rq` CLI, rq-dashboard): it fails as a killed horse's."""
+
+
 @dataclass(eq=False)
 class Running:
     """One job this worker runs."""
 
-    job: RegisteredJob
+    job: Job
     queue: Queue
     execution: Execution
     #: `time.monotonic()` when it started.
@@ -48,20 +52,22 @@ class Running:
     record_sent: bool = False
     task: asyncio.Task[None] | None = None
     thread_id: int | None = None
-    #: Why the worker cancelled the job: "stop" (on request), "shutdown" (requeue it) or "claim lost"
-    #: (another worker recovered it: record nothing).
+    #: Why the worker cancelled the job: "stop" (on request), "kill" (`kill-horse`: it fails), "shutdown"
+    #: (requeue it) or "claim lost" (another worker recovered it: record nothing).
     cancelled_for: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(eq=False)
 class RunOutcome:
-    """How one run ended: the value it returned, or what it raised (`stopped`: on request)."""
+    """How one run ended: the value it returned, or what it raised (`stopped`: on request; `killed`: by
+    `kill-horse`)."""
 
     running: Running
     value: Any = None
     exc_info: ExcInfo | None = None
     stopped: bool = False
+    killed: bool = False
 
 
 class ConcurrentState(ServiceBase):

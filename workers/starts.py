@@ -19,15 +19,15 @@ import time
 from typing import Any
 
 from rq import Queue
+from rq.job import Job
 from rq.utils import current_timestamp
-from rq.worker import WorkerStatus
+from rq.worker import DequeueStrategy, WorkerStatus
 
 from core.connection import REDIS_DOWN
 from core.rqadapter import bookkeeping, executions
-from core.rqadapter.worker_hooks import bind_current_job, ordered_queues
+from core.rqadapter.worker_hooks import bind_current_job, dequeue_strategy, ordered_queues
 from workers.base import LOST_OUTCOME_REASON
 from workers.claimed import load_claimed
-from workers.job import RegisteredJob
 from workers.observe import job_fields
 from workers.observe import logger as job_log
 from workers.runner import JobRunnerMixin
@@ -40,9 +40,13 @@ EXECUTION_RECORD_DELAY = 0.1
 
 
 class BatchStartMixin(JobRunnerMixin):
-    def _dequeue(self, count: int) -> list[tuple[RegisteredJob, Queue]]:
-        """Up to `count` jobs, highest-priority queue first, each claimed for this worker."""
-        claimed = self.recovery.claims.claim_many([q.key for q in ordered_queues(self)], self.name, count)
+    def _dequeue(self, count: int) -> list[tuple[Job, Queue]]:
+        """Up to `count` jobs, each claimed for this worker: in one step, highest-priority queue first, or,
+        with `--dequeue-strategy round_robin` or `random`, one at a time, the queues reordered after each."""
+        if dequeue_strategy(self) == DequeueStrategy.DEFAULT:
+            claimed = self.recovery.claims.claim_many([q.key for q in ordered_queues(self)], self.name, count)
+        else:
+            claimed = self._claim_reordering(count)
         if not claimed:
             return []
         try:
@@ -53,10 +57,27 @@ class BatchStartMixin(JobRunnerMixin):
                 self._unsettled.append(functools.partial(self._hand_back, job_id))
             raise
 
+    def _claim_reordering(self, count: int) -> list[tuple[str, str]]:
+        """Up to `count` claims, one at a time, reordering the queues after each as RQ's worker does."""
+        by_key = {queue.key: queue for queue in self.queues}
+        claimed: list[tuple[str, str]] = []
+        while len(claimed) < count:
+            try:
+                one = self.recovery.claims.claim([q.key for q in ordered_queues(self)], self.name)
+            except REDIS_DOWN:
+                if not claimed:
+                    raise
+                break  # start what is claimed; the next turn waits out the outage
+            if one is None:
+                break
+            claimed.append(one)
+            self.reorder_queues(reference_queue=by_key[one[0]])
+        return claimed
+
     def _hand_back(self, job_id: str) -> object:
         return self.recovery.recover(job_id, self.name, "the worker lost Redis before starting it")
 
-    def _start(self, batch: list[tuple[RegisteredJob, Queue]]) -> None:
+    def _start(self, batch: list[tuple[Job, Queue]]) -> None:
         """RQ's `prepare_job_execution` for every job of `batch`, in one round trip (the worker's own
         heartbeat is `_heartbeat_running`'s, on its schedule), each in RQ's started registry. The rest of
         their executions is written later, for those still running (`_record_executions`)."""

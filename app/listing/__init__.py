@@ -41,7 +41,7 @@ from app.listing.sources import DEFERRED, DUE, ENDED, NEWEST, Entry, RunningSour
 from app.listing.statuses import LISTED_STATUSES, ListedStatus, check_status
 from app.store import JobRecord, JobStore
 from core import keys
-from core.meta import OWNER, TYPE
+from core.meta import OWNER, SCHEDULE_ID, TYPE
 from core.queues import QUEUE_NAMES
 from core.rqadapter.jobdata import is_stored
 
@@ -86,14 +86,24 @@ class Plan:
     prune: str | None  # the index the source walks: entries whose job expired are removed from it
 
 
-def plan(store: JobStore, status: str | None, queue: str | None, job_type: str | None, owner: str | None) -> Plan:
+def plan(
+    store: JobStore,
+    status: str | None,
+    queue: str | None,
+    job_type: str | None,
+    owner: str | None,
+    schedule: str | None = None,
+) -> Plan:
     aio = store.aio
     type_index = keys.index_for_type(job_type) if job_type else None
+    schedule_index = keys.schedule_runs(schedule) if schedule else None
     queue_index = keys.index_for_queue(queue) if queue else None
     owner_index = keys.index_for_owner(owner) if owner is not None else None
     queues = [store.queues[queue]] if queue else [store.queues[name] for name in QUEUE_NAMES]
     gate = owner_index or type_index or keys.INDEX_ALL
     extra = [type_index] if owner_index and type_index else []
+    if schedule_index:  # a schedule's runs: its own index gates every source, and is walked without status
+        extra.append(schedule_index)
     if status in ENDED_STATUSES:
         registries = [getattr(q, ENDED_STATUSES[status]).key for q in queues]
         source: Source = ZsetSource(aio, registries, order=ENDED, descending=True, floor=time.time())
@@ -109,8 +119,8 @@ def plan(store: JobStore, status: str | None, queue: str | None, job_type: str |
     if status == JobStatus.STARTED:
         return Plan(RunningSource(aio, [q.started_job_registry.key for q in queues], gate), extra, None)
     # no status: the narrowest index, newest first
-    walked = owner_index or type_index or queue_index or keys.INDEX_ALL
-    others = [index for index in (queue_index, type_index) if index and index != walked]
+    walked = schedule_index or owner_index or type_index or queue_index or keys.INDEX_ALL
+    others = [index for index in (queue_index, type_index, owner_index) if index and index != walked]
     return Plan(ZsetSource(aio, [walked], order=NEWEST, descending=True, gated_by=walked), others, walked)
 
 
@@ -163,7 +173,9 @@ class Scan:
         return bool(self.candidates()) or not self.exhausted
 
 
-def _accepts(status: str | None, queue: str | None, job_type: str | None, owner: str | None) -> Callable[[Job], bool]:
+def _accepts(
+    status: str | None, queue: str | None, job_type: str | None, owner: str | None, schedule: str | None = None
+) -> Callable[[Job], bool]:
     """Whether a job read matches every filter (the indexes may hold entries that no longer do)."""
 
     def accept(job: Job) -> bool:
@@ -172,6 +184,7 @@ def _accepts(status: str | None, queue: str | None, job_type: str | None, owner:
             and (not queue or job.origin == queue)
             and (not job_type or job.meta.get(TYPE) == job_type)
             and (owner is None or job.meta.get(OWNER) == owner)
+            and (not schedule or job.meta.get(SCHEDULE_ID) == schedule)
         )
 
     return accept
@@ -186,18 +199,19 @@ async def page(
     limit: int,
     cursor: str | None,
     owner: str | None = None,
+    schedule: str | None = None,
 ) -> Page:
     """One page of at most `limit` jobs matching every filter, in the order of the module docstring.
     With `owner`, only that API key's jobs. A `status` the API does not document is a 422 (`statuses`)."""
     check_status(status)
-    chosen = plan(store, status, queue, job_type, owner)
+    chosen = plan(store, status, queue, job_type, owner, schedule)
     source = chosen.source
     if cursor:
         source.resume_at(decode_cursor(cursor, source.order))
     gates = [gate for gate in chosen.gates if gate != source.gated_by]
     budget = max(SCAN_BUDGET_MIN, limit * SCAN_BUDGET_PER_JOB)
     scan = Scan(store.aio, source, gates, budget, chunk=limit + 1)
-    accept = _accepts(status, queue, job_type, owner)
+    accept = _accepts(status, queue, job_type, owner, schedule)
     settled: list[Entry] = []
     records: list[JobRecord] = []
     while len(records) < limit:

@@ -42,6 +42,7 @@ class ListQuery(BaseModel):
     type: str | None = Field(None, min_length=1, max_length=200)
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=400)
+    schedule: str | None = Field(None, min_length=1, max_length=200, description="Only this schedule's runs")
 
 
 def _store(request: Request) -> JobStore:
@@ -117,6 +118,7 @@ async def list_jobs(request: Request) -> Response:
             limit=query.limit,
             cursor=query.cursor,
             owner=listing_owner(request),
+            schedule=query.schedule,
         )
     except InvalidCursorError:
         raise ValidationFailedError.field(["cursor"], "not a cursor issued by this service") from None

@@ -26,6 +26,7 @@ from jobs_client._exceptions import (
     WaitTimeout,
 )
 from jobs_client._models import ENDED_STATUSES, Job, JobType, OutputChunk, Page, ProgressEvent
+from jobs_client._schedules import Schedule
 
 __all__ = [
     "APIError",
@@ -46,6 +47,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimited",
     "SSEDecoder",
+    "Schedule",
     "SSEEvent",
     "ServerError",
     "ServiceUnavailable",

@@ -28,11 +28,12 @@ from jobs_client._core import (
 )
 from jobs_client._exceptions import NotFound, TransportError, error_for
 from jobs_client._models import Job, JobType, Page
+from jobs_client._schedules import AsyncSchedulesMixin
 
 JobTypes = list[JobType]
 
 
-class AsyncJobsClient:
+class AsyncJobsClient(AsyncSchedulesMixin):
     """Talks to the jobs service over HTTP with asyncio; run many jobs at once with `asyncio.gather`."""
 
     def __init__(

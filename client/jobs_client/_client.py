@@ -28,11 +28,12 @@ from jobs_client._core import (
 )
 from jobs_client._exceptions import NotFound, TransportError, error_for
 from jobs_client._models import Job, JobType, Page
+from jobs_client._schedules import SchedulesMixin
 
 JobTypes = list[JobType]
 
 
-class JobsClient:
+class JobsClient(SchedulesMixin):
     """Talks to the jobs service over HTTP. `transport=` swaps the network (tests, proxies)."""
 
     def __init__(

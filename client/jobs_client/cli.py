@@ -23,6 +23,7 @@ from typing import Any
 from jobs_client._client import JobsClient
 from jobs_client._exceptions import Conflict, JobsError, NotFound, ValidationError, WaitTimeout
 from jobs_client._models import Job
+from jobs_client.schedules_cli import add_schedule_commands
 
 try:
     from rich.console import Console
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("types", parents=[common], help="list the job types the service runs")
     p.set_defaults(handler=cmd_types)
+    add_schedule_commands(sub, common)
     return parser
 
 

@@ -15,7 +15,7 @@ from rq.executions import Execution
 from rq.job import Job, _current_job
 from rq.queue import Queue
 from rq.scheduler import RQScheduler
-from rq.worker import BaseWorker
+from rq.worker import BaseWorker, DequeueStrategy
 
 
 class RQWorkerHooks(BaseWorker):
@@ -65,6 +65,16 @@ def ordered_queues(worker: BaseWorker) -> list[Queue]:
     """The worker's queues in the order of its dequeue strategy (RQ's `_ordered_queues`)."""
     queues: list[Queue] = worker._ordered_queues
     return queues
+
+
+def set_dequeue_strategy(worker: BaseWorker, strategy: DequeueStrategy) -> None:
+    """Use `strategy` (`rq worker --dequeue-strategy`) from now on, as RQ's `work()` does."""
+    worker._dequeue_strategy = strategy
+
+
+def dequeue_strategy(worker: BaseWorker) -> DequeueStrategy:
+    """The worker's dequeue strategy (RQ's `_dequeue_strategy`)."""
+    return DequeueStrategy(worker._dequeue_strategy or DequeueStrategy.DEFAULT)
 
 
 def stop_requested(worker: BaseWorker) -> bool:

@@ -20,6 +20,7 @@ from rq.job import Job
 
 from core import signature
 from core.queues import SERIALIZER, make_queue
+from tests.conftest import REPORT, RecordProperty
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.integration.test_spine import submit, view, wait_status
@@ -168,7 +169,7 @@ def test_a_finished_job_calls_back_signed_from_a_job_on_the_low_queue(
 
 
 def test_a_receiver_failing_twice_gets_the_third_attempt_with_backoff(
-    api: httpx.Client, procs: ProcessFactory, receiver: Receiver, capsys: Any, rclient: redis.Redis
+    api: httpx.Client, procs: ProcessFactory, receiver: Receiver, record_property: RecordProperty, rclient: redis.Redis
 ) -> None:
     receiver.answers = [500, 503]
     procs.worker(**WORKER_ENV)  # default backoff: first retry after 2 s, then 4 s
@@ -176,8 +177,7 @@ def test_a_receiver_failing_twice_gets_the_third_attempt_with_backoff(
     deliveries = receiver.wait(3)
     assert callback_state(api, job["id"], 3) == {"attempts": 3, "delivered": True, "last_error": None}
     first, second, third = deliveries
-    with capsys.disabled():
-        print(f"\ncallback attempts at +0, +{second.at - first.at:.2f} s, +{third.at - first.at:.2f} s")
+    record_property(REPORT, f"callback attempts at +0, +{second.at - first.at:.2f} s, +{third.at - first.at:.2f} s")
     assert second.at - first.at <= 5, "first retry within 5 s"
     assert third.at - first.at <= 60, "first three attempts within a minute"
     assert third.at - second.at > second.at - first.at, "backoff grows"

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import redis
 
+from tests.conftest import REPORT, RecordProperty
 from tests.factories import steps_job
 from tests.integration.test_spine import submit, view, wait_status
 from tests.support.procs import ProcessFactory, wait_for
@@ -179,7 +180,9 @@ def _threads(pid: int) -> int:
 STREAMS = 500
 
 
-def test_one_web_process_holds_500_streams_without_a_thread_each(procs: ProcessFactory, capsys: Any) -> None:
+def test_one_web_process_holds_500_streams_without_a_thread_each(
+    procs: ProcessFactory, record_property: RecordProperty
+) -> None:
     web, url = procs.web()
 
     async def scenario() -> dict[str, float]:
@@ -229,8 +232,7 @@ def test_one_web_process_holds_500_streams_without_a_thread_each(procs: ProcessF
         }
 
     numbers = asyncio.run(scenario())
-    with capsys.disabled():
-        print(f"\n{STREAMS} SSE streams on one web process: {numbers}")
+    record_property(REPORT, f"{STREAMS} SSE streams on one web process: {numbers}")
     # no thread per stream: the count stays where one stream left it (a few for anyio's pool at most)
     assert numbers["threads_with_500_open"] - numbers["baseline_threads"] <= 4, numbers
 

@@ -7,9 +7,9 @@ import time
 from collections import Counter
 
 import httpx
-import pytest
 import redis
 
+from tests.conftest import REPORT, RecordProperty
 from tests.factories import steps_job
 from tests.integration.test_spine import submit
 from tests.reliability.support import wait_claims_settled
@@ -33,7 +33,7 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
     api: httpx.Client,
     procs: ProcessFactory,
     rclient: redis.Redis,
-    capsys: pytest.CaptureFixture[str],
+    record_property: RecordProperty,
     worker_mode: str,
 ) -> None:
     ids = [submit(api, steps_job(steps=2, delay=0.06, retries=3))["id"] for _ in range(JOBS)]
@@ -59,13 +59,13 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
             assert error, f"job {job_id} failed without a reason"
             failed_reasons[error] += 1
     recovered = sum(1 for job_id in ids if b"lost" in (rclient.hget(f"rq:job:{job_id}", "meta") or b""))
-    with capsys.disabled():
-        print(
-            f"\nchaos soak ({worker_mode} workers): {JOBS} jobs, {kills} worker SIGKILLs; "
-            f"after the chaos {dict(during)}; "
-            f"end: {counts['finished']} finished, {counts['failed']} failed {dict(failed_reasons)}, "
-            f"{recovered} with a lost attempt recovered, 0 lost, 0 stuck"
-        )
+    record_property(
+        REPORT,
+        f"chaos soak ({worker_mode} workers): {JOBS} jobs, {kills} worker SIGKILLs; "
+        f"after the chaos {dict(during)}; "
+        f"end: {counts['finished']} finished, {counts['failed']} failed {dict(failed_reasons)}, "
+        f"{recovered} with a lost attempt recovered, 0 lost, 0 stuck",
+    )
     assert counts["finished"] + counts["failed"] == JOBS  # zero lost (no '<missing>'), zero stuck
     wait_claims_settled(rclient)
     for queue in ("high", "default", "low"):

@@ -44,15 +44,26 @@ def bearer(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[name]}"}
 
 
+def app_client(fake_server: fakeredis.FakeServer, **overrides: Any) -> TestClient:
+    """A client (not yet entered) for an app built with these settings overrides on this FakeRedis server."""
+    values: dict[str, Any] = {"redis_url": "redis://unused:6379/0", "job_max_timeout": 600, **overrides}
+    connections = (fakeredis.FakeRedis(server=fake_server), fakeredis.FakeAsyncRedis(server=fake_server))
+    return TestClient(create_app(Settings(**values), connections), raise_server_exceptions=False)
+
+
+def keyed_overrides() -> dict[str, str]:
+    """Keys alice, bob (plain) and ops (admin, configured as sha256:<hex>)."""
+    ops_digest = hashlib.sha256(KEYS["ops"].encode()).hexdigest()
+    return {"api_keys": f"alice={KEYS['alice']}, bob={KEYS['bob']}, ops=sha256:{ops_digest}", "admin_keys": "ops"}
+
+
 @pytest.fixture
 def make_client(fake_server: fakeredis.FakeServer) -> Iterator[Callable[..., TestClient]]:
     """A client for an app built with these settings overrides (API_KEYS etc.) on the test's FakeRedis."""
     opened: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
-        values: dict[str, Any] = {"redis_url": "redis://unused:6379/0", "job_max_timeout": 600, **overrides}
-        connections = (fakeredis.FakeRedis(server=fake_server), fakeredis.FakeAsyncRedis(server=fake_server))
-        test_client = TestClient(create_app(Settings(**values), connections), raise_server_exceptions=False)
+        test_client = app_client(fake_server, **overrides)
         opened.append(test_client.__enter__())
         return test_client
 
@@ -64,5 +75,4 @@ def make_client(fake_server: fakeredis.FakeServer) -> Iterator[Callable[..., Tes
 @pytest.fixture
 def keyed(make_client: Callable[..., TestClient]) -> TestClient:
     """Keys alice, bob (plain) and ops (admin, configured as sha256:<hex>)."""
-    ops_digest = hashlib.sha256(KEYS["ops"].encode()).hexdigest()
-    return make_client(api_keys=f"alice={KEYS['alice']}, bob={KEYS['bob']}, ops=sha256:{ops_digest}", admin_keys="ops")
+    return make_client(**keyed_overrides())

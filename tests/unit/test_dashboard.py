@@ -8,6 +8,7 @@ connection of its own built from the URL.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import zlib
@@ -75,13 +76,19 @@ def every_dashboard_request(job_id: str) -> list[tuple[str, str]]:
         "job_id": job_id,
         "filename": "js/jquery-3.5.1.min.js",
     }
-    flask_app = build_flask_app(lambda: fakeredis.FakeRedis(), settings_with())
     requests = []
-    for rule in flask_app.url_map.iter_rules():
-        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda match: values[match.group(1)], rule.rule)
-        for method in sorted(rule.methods or ()):
+    for rule, methods in dashboard_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda match: values[match.group(1)], rule)
+        for method in methods:
             requests.append((method, "/dashboard" + path))
     return requests
+
+
+@functools.cache
+def dashboard_rules() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every URL rule of rq-dashboard's Flask app with its methods, sorted (the app is built once)."""
+    flask_app = build_flask_app(lambda: fakeredis.FakeRedis(), settings_with())
+    return tuple((rule.rule, tuple(sorted(rule.methods or ()))) for rule in flask_app.url_map.iter_rules())
 
 
 def snapshot(connection: fakeredis.FakeRedis) -> dict[bytes | str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from core import keys
 from core.queues import QUEUE_NAMES, SERIALIZER
 from tests.factories import noop_job, steps_job
 from tests.support.replies import text
-from tests.unit.conftest import bearer
+from tests.unit.conftest import app_client, bearer, keyed_overrides
 from workers.job import RegisteredJob
 
 REGISTRY = {
@@ -71,9 +72,49 @@ def listed(client: TestClient, who: str, limit: int, **params: Any) -> list[str]
     return ids
 
 
+#: Every key of a Redis database, each with the moment it expires (None: never) and its DUMP.
+Snapshot = list[tuple[bytes, float | None, bytes]]
+
+
+@pytest.fixture(scope="module")
+def built_world() -> tuple[dict[str, dict[str, Any]], Snapshot]:
+    """The world, built once per module through a keyed app on a server of its own, and a snapshot of it.
+
+    Building it takes about 300 submissions through the app; restoring the snapshot costs a few milliseconds.
+    """
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeRedis(server=server)
+    with app_client(server, **keyed_overrides()) as keyed:
+        facts = build_world(keyed, redis)
+    now = time.time()
+    snapshot: Snapshot = []
+    for key in redis.keys():
+        ttl_ms = redis.pttl(key)
+        dumped = redis.dump(key)
+        assert isinstance(key, bytes) and isinstance(dumped, bytes)
+        snapshot.append((key, now + ttl_ms / 1000 if ttl_ms > 0 else None, dumped))
+    return facts, snapshot
+
+
 @pytest.fixture
-def world(keyed: TestClient, fake_redis: fakeredis.FakeRedis) -> dict[str, dict[str, Any]]:
-    """Jobs of both owners, both types, all three queues, in every status; job id -> its facts."""
+def world(
+    keyed: TestClient, fake_redis: fakeredis.FakeRedis, built_world: tuple[dict[str, dict[str, Any]], Snapshot]
+) -> dict[str, dict[str, Any]]:
+    """Jobs of both owners, both types, all three queues, in every status; job id -> its facts.
+
+    Each test gets its own copy on its own server (the module's world restored key by key, each key
+    keeping the moment it expires), as if it had been submitted through `keyed` in this test."""
+    facts, snapshot = built_world
+    now = time.time()
+    with fake_redis.pipeline(transaction=False) as pipe:
+        for key, expires_at, dumped in snapshot:
+            ttl_ms = 0 if expires_at is None else max(1, int((expires_at - now) * 1000))
+            pipe.restore(key, ttl_ms, dumped, replace=True)
+        pipe.execute()
+    return copy.deepcopy(facts)
+
+
+def build_world(keyed: TestClient, fake_redis: fakeredis.FakeRedis) -> dict[str, dict[str, Any]]:
     facts: dict[str, dict[str, Any]] = {}
     combos = list(itertools.product(("alice", "bob"), ("demo.noop", "demo.steps"), QUEUE_NAMES))
     parent = submit(keyed, "alice", noop_job())  # stays queued: the deferred jobs wait on it

@@ -1,0 +1,111 @@
+"""`/schedules` in the OpenAPI document: its request and response models and its operations.
+
+Importing this module adds the operations to `app.openapi.OPERATIONS` (the routes module imports
+it), so the schedules resource is described wherever it is served.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, UrlConstraints
+
+from app.openapi import OPERATIONS, REDIS_DOWN, Operation, Reply
+from app.schedules import ScheduleFields
+from core.queues import QueueName
+
+
+class ScheduleRequest(ScheduleFields):
+    """Body of `POST /schedules`: what each run submits (as `POST /jobs`) and when runs are due."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[StrictStr, Field(min_length=1, max_length=200, description="A registered job type")]
+    args: dict[str, Any] = Field(default_factory=dict, description="Validated against the type's argument schema")
+    queue: QueueName | None = Field(None, description="Defaults to the job type's queue")
+    timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Each run's time limit (s)")
+    retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
+    description: StrictStr | None = Field(None, description="Shown on each run")
+    callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
+        None, description="Receives a signed POST when each run ends"
+    )
+
+
+class ScheduleChange(ScheduleRequest):
+    """Body of `PATCH /schedules/{id}`: any subset of the fields; the result is validated whole."""
+
+    type: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None  # type: ignore[assignment]
+
+
+class ScheduleView(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
+    args: dict[str, Any]
+    queue: str
+    description: str
+    cron: str | None
+    every: int | None
+    timezone: str
+    enabled: bool
+    overlap: bool
+    next_run_at: AwareDatetime | None = Field(description="Null while disabled")
+    last_run_at: AwareDatetime | None = Field(description="The due time of the newest run")
+    last_job_id: str | None
+    runs: int = Field(ge=0)
+    skipped: int = Field(ge=0, description="Due times that fired no run: overlap, misfires, quota")
+    owner: str = Field(description="The API key that created it; `service` for schedules declared in code")
+    created_at: AwareDatetime
+
+
+class SchedulePage(BaseModel):
+    schedules: list[ScheduleView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class ScheduleListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=400)
+
+
+SCHEDULE_ID = {"schedule_id": "The schedule's id, as returned by `POST /schedules`"}
+INVALID = "Invalid job fields (as POST /jobs), cron string (the field of the expression named), time zone or interval"
+
+SCHEDULE_OPERATIONS = [
+    Operation(
+        "POST", "/schedules", "createSchedule", "Create a periodic schedule (cron in a time zone, or every n seconds)",
+        body=ScheduleRequest,
+        replies={201: Reply("Created", ScheduleView, headers={"Location": "`/schedules/{id}`"})},
+        problems={400: "Malformed JSON", 409: "MAX_SCHEDULES reached for this key", 422: INVALID, **REDIS_DOWN},
+        tag="schedules",
+    ),
+    Operation(
+        "GET", "/schedules", "listSchedules", "List schedules, oldest first (a key sees its own and the service's)",
+        query=ScheduleListQuery, replies={200: Reply("One page of schedules", SchedulePage)},
+        problems={422: "limit or cursor invalid", **REDIS_DOWN}, tag="schedules",
+    ),
+    Operation(
+        "GET", "/schedules/{schedule_id}", "getSchedule", "One schedule, with its next due time and counters",
+        path_params=SCHEDULE_ID, replies={200: Reply("The schedule", ScheduleView)},
+        problems={404: "No such schedule (or another key's)", **REDIS_DOWN}, tag="schedules",
+    ),
+    Operation(
+        "PATCH", "/schedules/{schedule_id}", "updateSchedule", "Change any fields; `enabled: false` pauses it",
+        path_params=SCHEDULE_ID, body=ScheduleChange, replies={200: Reply("The changed schedule", ScheduleView)},
+        problems={404: "No such schedule (or another key's)", 409: "A service schedule and not an admin key",
+                  422: INVALID, **REDIS_DOWN},
+        tag="schedules",
+    ),
+    Operation(
+        "DELETE", "/schedules/{schedule_id}", "deleteSchedule", "Delete a schedule (its runs are kept)",
+        path_params=SCHEDULE_ID, replies={204: Reply("Deleted")},
+        problems={404: "No such schedule (or another key's)", 409: "A service schedule and not an admin key",
+                  **REDIS_DOWN},
+        tag="schedules",
+    ),
+]  # fmt: skip
+
+OPERATIONS.extend(op for op in SCHEDULE_OPERATIONS if op not in OPERATIONS)

@@ -27,8 +27,8 @@ EXPECTED = {
     "float_parsing": "a number",
     "finite_number": "a finite number",
     "string_type": "a string",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
+    "bool_type": "a boolean (true or false)",
+    "bool_parsing": "a boolean (true or false)",
     "dict_type": "a JSON object",
     "model_type": "a JSON object",
     "model_attributes_type": "a JSON object",
@@ -37,6 +37,7 @@ EXPECTED = {
     "url_type": "a URL string",
 }
 SHOWN_CHARS = 60
+UNKNOWN = "unknown field, not permitted here"
 
 
 def shown(value: Any) -> str:
@@ -82,9 +83,9 @@ def message(error: ErrorDetails, model: type[BaseModel] | None = None, hint: Hin
     if kind == "extra_forbidden":
         extra = hint(loc) if hint is not None else None
         if extra:
-            return f"unknown field; {extra}"
+            return f"{UNKNOWN}; {extra}"
         known = _fields_of(model, loc)
-        return f"unknown field; accepted: {', '.join(known)}" if known else "unknown field"
+        return f"{UNKNOWN}; accepted: {', '.join(known)}" if known else UNKNOWN
     if kind in EXPECTED:
         return f"expected {EXPECTED[kind]}, got {shown(error['input'])}"
     text = error["msg"].removeprefix("Value error, ")

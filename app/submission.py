@@ -34,7 +34,8 @@ def validate_model(model: type[BaseModel], data: Any, prefix: Loc = (), hint: Hi
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc, prefix, model, hint)
+        # the accepted fields are listed for an argument model; a request model's callers know its siblings
+        errors = field_errors(exc, prefix, model if prefix else None, hint)
         raise ValidationFailedError(summary(errors), errors=errors) from None
 
 

@@ -39,7 +39,10 @@ def test_a_wrong_argument_type_names_the_field_the_type_and_the_value(client: Te
         ({"type": "demo.steps", "timeout": "60"}, 'timeout: expected an integer, got "60"'),
         ({"type": 5}, "type: expected a string, got 5"),
         ({}, "type: required field is missing"),
-        (steps_job(args={"stepz": 3}), "args.stepz: unknown field; accepted: steps, delay, fail_at, fail_attempts"),
+        (
+            steps_job(args={"stepz": 3}),
+            "args.stepz: unknown field, not permitted here; accepted: steps, delay, fail_at, fail_attempts",
+        ),
     ],
 )
 def test_details_say_what_was_expected(client: TestClient, payload: dict[str, Any], detail: str) -> None:
@@ -49,7 +52,7 @@ def test_details_say_what_was_expected(client: TestClient, payload: dict[str, An
 def test_a_nested_unknown_field_lists_the_nested_models_fields(client: TestClient) -> None:
     payload = {"type": "text.summarize", "args": {"turns": [{"role": "user", "content": "hi", "name": "x"}]}}
     body = problem(client.post("/jobs", json=payload), 422, ["args", "turns", 0, "name"])
-    assert body["detail"] == "args.turns.0.name: unknown field; accepted: role, content"
+    assert body["detail"] == "args.turns.0.name: unknown field, not permitted here; accepted: role, content"
 
 
 def test_an_argument_sent_beside_args_gets_a_hint(client: TestClient) -> None:

@@ -32,6 +32,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def malformed(exc: ValueError) -> str:
+    """Why the body is not JSON, and where: line, column and character position (or byte, for bad UTF-8)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON at line {exc.lineno}, column {exc.colno} (character {exc.pos}): {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"malformed JSON: not valid UTF-8 at byte {exc.start} ({exc.reason})"
+    return "malformed JSON: not valid UTF-8 JSON"
+
+
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not is_json_media_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaTypeError("send the body as JSON with Content-Type: application/json")
@@ -40,10 +49,11 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except RecursionError:
-        raise ValidationFailedError.field([], f"body nested deeper than {settings.max_json_depth} levels") from None
+        raise ValidationFailedError.field(
+            [], f"body nested deeper than {settings.max_json_depth} levels (MAX_JSON_DEPTH)"
+        ) from None
     except ValueError as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8 JSON"
-        raise BadRequestError(f"malformed JSON: {reason}") from None
+        raise BadRequestError(malformed(exc)) from None
     if not isinstance(body, dict):
         raise BadRequestError(f"the body must be a JSON object, not {type(body).__name__}")
     check_json_limits(body, settings.max_json_depth, settings.max_string_chars)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from app.examples import add_submit_examples
+from app.listing.statuses import LISTED_STATUSES
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
 from app.schemas import SubmitRequest
@@ -227,9 +229,11 @@ def build_openapi(
 def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
     """What the pydantic models leave to run-time checks: registered type names and configured maxima."""
     names = [spec.name for spec in registry]
-    submit = document["components"]["schemas"].get("SubmitRequest", {}).get("properties", {})
+    submit_schema = document["components"]["schemas"].get("SubmitRequest", {})
+    submit = submit_schema.get("properties", {})
     if "type" in submit:
         submit["type"]["enum"] = names
+    add_submit_examples(document, submit_schema, registry)
     for field_name, keyword, value in (
         ("timeout", "maximum", settings.job_max_timeout),
         ("retries", "maximum", settings.job_max_retries),
@@ -255,6 +259,8 @@ def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             prop = _without_null(prop)
+            if name == "status" and op.path == "/jobs":  # RQ's enum holds words the API never reports
+                prop = {**{k: v for k, v in prop.items() if k != "$ref"}, "type": "string", "enum": [*LISTED_STATUSES]}
             param = {"name": name, "in": "query", "required": name in required, "schema": prop}
             if "description" in prop:
                 param["description"] = prop["description"]

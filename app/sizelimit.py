@@ -59,7 +59,7 @@ def check_json_limits(value: Any, max_depth: int, max_string_chars: int) -> None
     while stack:
         node, depth, loc = stack.pop()
         if isinstance(node, dict | list) and depth > max_depth:
-            raise ValidationFailedError.field(list(loc), f"nested deeper than {max_depth} levels")
+            raise ValidationFailedError.field(list(loc), f"nested deeper than {max_depth} levels (MAX_JSON_DEPTH)")
         if isinstance(node, dict):
             for key, item in node.items():
                 _check_string(key, loc, max_string_chars, "a key")
@@ -72,7 +72,9 @@ def check_json_limits(value: Any, max_depth: int, max_string_chars: int) -> None
 
 def _check_string(text: str, loc: tuple[str | int, ...], max_chars: int, what: str) -> None:
     if len(text) > max_chars:
-        raise ValidationFailedError.field(list(loc), f"{what} longer than {max_chars} characters")
+        raise ValidationFailedError.field(
+            list(loc), f"{what} longer than {max_chars} characters (MAX_STRING_CHARS): got {len(text)}"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from app.errors import ValidationFailedError
+from app.field_errors import Hint, Loc, field_errors, summary
 from app.scheduling import due_time
 from app.schemas import SubmitRequest
 from core.settings import Settings
@@ -28,22 +29,36 @@ class Submission:
     callback_url: str | None = None
 
 
-def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
-    """Pydantic errors as API.md's `{"loc": [...], "msg": "..."}` items."""
-    return [{"loc": [*prefix, *error["loc"]], "msg": error["msg"]} for error in exc.errors(include_url=False)]
-
-
-def validate_model(model: type[BaseModel], data: Any, prefix: tuple[str | int, ...] = ()) -> Any:
+def validate_model(model: type[BaseModel], data: Any, prefix: Loc = (), hint: Hint | None = None) -> Any:
+    """`model` validated from `data`; a 422 whose every field problem says what to fix otherwise."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc, prefix)
-        where = ", ".join(".".join(str(part) for part in error["loc"]) or "body" for error in errors)
-        raise ValidationFailedError(f"invalid {where}", errors=errors) from None
+        # the accepted fields are listed for an argument model; a request model's callers know its siblings
+        errors = field_errors(exc, prefix, model if prefix else None, hint)
+        raise ValidationFailedError(summary(errors), errors=errors) from None
+
+
+def misplaced_args(body: dict[str, Any], registry: Registry) -> Hint:
+    """A hint for a request field that is an argument of the body's job type: `did you mean args.steps?`"""
+    job_type = body.get("type")
+    arg_names = (
+        registry.get(job_type).args_model.model_fields if isinstance(job_type, str) and job_type in registry else {}
+    )
+
+    def hint(loc: Loc) -> str | None:
+        if len(loc) == 1 and loc[0] in arg_names:
+            return f'did you mean args.{loc[0]}? A job\'s arguments go inside "args"'
+        if len(loc) == 1:
+            fields = ", ".join(SubmitRequest.model_fields)
+            return f"the request's fields are {fields}; a job's arguments go inside \"args\""
+        return None
+
+    return hint
 
 
 def parse_submission(body: dict[str, Any], registry: Registry, settings: Settings) -> Submission:
-    request: SubmitRequest = validate_model(SubmitRequest, body)
+    request: SubmitRequest = validate_model(SubmitRequest, body, hint=misplaced_args(body, registry))
     if request.type not in registry:
         known = ", ".join(spec.name for spec in registry)
         raise ValidationFailedError.field(["type"], f"unknown job type {request.type!r}; registered: {known}")

@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     max_description_chars: int = Field(500, ge=1, description="Longest job description accepted")
 
     # HTTP
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body accepted")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body accepted (room for MAX_STRING_CHARS of UTF-8)"
+    )
     max_batch_jobs: int = Field(10_000, ge=1, description="Most members one POST /batches may submit")
 
     # Logging
@@ -77,7 +79,9 @@ class Settings(BaseSettings):
     rate_limit: str = Field("", description="Submissions per key and window, e.g. '60/minute'; empty = unlimited")
     max_active_jobs: int = Field(0, ge=0, description="Queued+scheduled+deferred+started jobs per key; 0 = unlimited")
     max_json_depth: int = Field(32, ge=2, le=500, description="Deepest JSON nesting accepted in a request body")
-    max_string_chars: int = Field(65536, ge=16, description="Longest JSON string (key or value) accepted in a body")
+    max_string_chars: int = Field(
+        4_000_000, ge=16, description="Longest JSON string (key or value) accepted in a body: a whole book"
+    )
     cors_origins: str = Field("", description="Comma-separated browser origins allowed by CORS; empty = none")
 
     @field_validator("job_max_memory", mode="before")

@@ -21,7 +21,8 @@ it may come back short, with a `next_cursor` to continue.
 
 Cursors are opaque (`app.listing.cursors`): the order they belong to and the position of the last
 entry the page settled, so a page resumes strictly after it however many jobs were added meanwhile.
-The sources live in `app.listing.sources` (sorted sets, running jobs) and `app.listing.queue_source`.
+The sources live in `app.listing.sources` (sorted sets, running jobs) and `app.listing.queue_source`;
+the statuses a filter may name in `app.listing.statuses`.
 """
 
 from __future__ import annotations
@@ -37,13 +38,25 @@ from rq.job import Job, JobStatus
 from app.listing.cursors import InvalidCursorError, Position, decode_cursor, encode_cursor
 from app.listing.queue_source import QueueSource
 from app.listing.sources import DEFERRED, DUE, ENDED, NEWEST, Entry, RunningSource, Source, ZsetSource
+from app.listing.statuses import LISTED_STATUSES, ListedStatus, check_status
 from app.store import JobRecord, JobStore
 from core import keys
 from core.meta import OWNER, SCHEDULE_ID, TYPE
 from core.queues import QUEUE_NAMES
 from core.rqadapter.jobdata import is_stored
 
-__all__ = ["InvalidCursorError", "Page", "Position", "decode_cursor", "encode_cursor", "page", "plan"]
+__all__ = [
+    "LISTED_STATUSES",
+    "InvalidCursorError",
+    "ListedStatus",
+    "Page",
+    "Position",
+    "check_status",
+    "decode_cursor",
+    "encode_cursor",
+    "page",
+    "plan",
+]
 
 #: A page examines at most this many entries per listed job (and at least SCAN_BUDGET_MIN in all).
 SCAN_BUDGET_PER_JOB = 20
@@ -108,7 +121,7 @@ def plan(
         return Plan(source, [gate, *extra], None)
     if status == JobStatus.STARTED:
         return Plan(RunningSource(aio, [q.started_job_registry.key for q in queues], gate), extra, None)
-    # no status (or one RQ keeps no record of, e.g. `created`): the narrowest index, newest first
+    # no status: the narrowest index, newest first
     walked = schedule_index or owner_index or type_index or queue_index or keys.INDEX_ALL
     others = [index for index in (queue_index, type_index, owner_index) if index and index != walked]
     return Plan(ZsetSource(aio, [walked], order=NEWEST, descending=True, gated_by=walked), others, walked)
@@ -207,7 +220,9 @@ async def page(
     batch: str | None = None,
 ) -> Page:
     """One page of at most `limit` jobs matching every filter, in the order of the module docstring.
-    With `owner`, only that API key's jobs; with `batch`, only that batch's members."""
+    With `owner`, only that API key's jobs; with `batch`, only that batch's members. A `status` the API does
+    not document is a 422 (`statuses`)."""
+    check_status(status)
     chosen = plan(store, status, queue, job_type, owner, schedule, batch)
     source = chosen.source
     if cursor:

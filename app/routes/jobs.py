@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from rq.job import Job, JobStatus
+from rq.job import Job
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,7 +15,7 @@ from app.body import read_json_object
 from app.callback_url import callback_meta
 from app.errors import ConflictError, ValidationFailedError
 from app.idempotency import claim_for
-from app.listing import InvalidCursorError, page
+from app.listing import InvalidCursorError, ListedStatus, page
 from app.metrics import track_submission
 from app.ownership import listing_owner, owned_job
 from app.quota import Quota
@@ -32,7 +32,7 @@ from jobs.catalog import registry
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    status: JobStatus | None = Field(
+    status: ListedStatus | None = Field(
         None,
         description="Only jobs in this status, in its own order: finished, failed, stopped, canceled latest "
         "ended first; queued next to run first (high, default, low, each in queue order); scheduled soonest due "

@@ -1,12 +1,13 @@
 """Client for the jobs service: `JobsClient` (blocking) and `AsyncJobsClient` (asyncio).
 
-Depends on httpx only. The `jobs` command (`jobs_client.cli`) adds rich.
+Depends on httpx only. The `jobsvc` command (`jobs_client.cli`) adds rich.
 """
 
 from jobs_client._async_client import AsyncJobsClient
 from jobs_client._client import JobsClient
 from jobs_client._core import SSEDecoder, SSEEvent, __version__
 from jobs_client._exceptions import (
+    AmbiguousJobId,
     APIError,
     BadRequest,
     Conflict,
@@ -19,15 +20,17 @@ from jobs_client._exceptions import (
     ServiceUnavailable,
     TransportError,
     Unauthorized,
+    UnknownJobId,
     UnsupportedMediaType,
     ValidationError,
     WaitTimeout,
 )
-from jobs_client._models import ENDED_STATUSES, Job, JobType, Page, ProgressEvent
+from jobs_client._models import ENDED_STATUSES, Job, JobType, OutputChunk, Page, ProgressEvent
 from jobs_client._schedules import Schedule
 
 __all__ = [
     "APIError",
+    "AmbiguousJobId",
     "AsyncJobsClient",
     "BadRequest",
     "Conflict",
@@ -38,6 +41,7 @@ __all__ = [
     "JobsClient",
     "JobsError",
     "NotFound",
+    "OutputChunk",
     "Page",
     "PayloadTooLarge",
     "ProgressEvent",
@@ -49,6 +53,7 @@ __all__ = [
     "ServiceUnavailable",
     "TransportError",
     "Unauthorized",
+    "UnknownJobId",
     "UnsupportedMediaType",
     "ValidationError",
     "WaitTimeout",

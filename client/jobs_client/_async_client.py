@@ -11,10 +11,14 @@ import httpx
 from jobs_client._core import (
     DEFAULT_TIMEOUT,
     EVENT_STREAM,
+    RESOLVE_SCAN,
+    OutputCallback,
+    PrefixMatch,
     ProgressCallback,
     SSEDecoder,
     Waiter,
     checked,
+    checked_text,
     client_headers,
     job_path,
     list_params,
@@ -22,7 +26,7 @@ from jobs_client._core import (
     stream_unavailable,
     submit_request,
 )
-from jobs_client._exceptions import TransportError, error_for
+from jobs_client._exceptions import NotFound, TransportError, error_for
 from jobs_client._models import Job, JobType, Page
 from jobs_client._schedules import AsyncSchedulesMixin
 
@@ -56,12 +60,14 @@ class AsyncJobsClient(AsyncSchedulesMixin):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, **kwargs)
+            return await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise TransportError(f"{method} {self.base_url}{path}: {exc}") from exc
-        return checked(response)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return checked(await self._send(method, path, **kwargs))
 
     async def submit(self, type: str, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Enqueue a job: `options` are the API's fields (queue, timeout, retries, description, delay,
@@ -71,6 +77,28 @@ class AsyncJobsClient(AsyncSchedulesMixin):
 
     async def get(self, id: str) -> Job:
         return Job.from_json(await self._request("GET", job_path(id)))
+
+    async def output(self, id: str) -> str:
+        """The text the job streamed so far (all of it once the job ended): `GET /jobs/{id}/output`.
+
+        When the service kept only the newest `OUTPUT_MAX_BYTES`, the first line says what was dropped."""
+        return checked_text(await self._send("GET", f"{job_path(id)}/output", headers={"Accept": "text/plain"}))
+
+    async def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the one job whose id is, or starts with, `id_or_prefix`.
+
+        A full id is checked with `GET /jobs/{id}`; a prefix is looked up among the newest
+        `RESOLVE_SCAN` jobs listed. `UnknownJobId` when none matches, `AmbiguousJobId` (with
+        `.candidates`) when several do."""
+        try:
+            return (await self.get(id_or_prefix)).id
+        except NotFound:
+            pass
+        match = PrefixMatch(id_or_prefix)
+        async for page in self.list(limit=200):
+            if match.feed([job.id for job in page]) or match.scanned >= RESOLVE_SCAN:
+                break
+        return match.result()
 
     async def cancel(self, id: str) -> Job:
         """Cancel a waiting job or stop a running one; `Conflict` if it already ended."""
@@ -106,15 +134,18 @@ class AsyncJobsClient(AsyncSchedulesMixin):
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         *,
+        on_output: OutputCallback | None = None,
         stream: bool = True,
         poll_interval: float = 0.25,
         max_poll_interval: float = 2.0,
     ) -> Job:
-        """Block until the job ends and return it; `on_progress(event)` sees each report once, in order.
+        """Block until the job ends and return it; `on_progress(event)` sees each report once, in order,
+        and `on_output(chunk)` each chunk of the text the job streams (`chunk.text`), once, in order.
 
         Follows `GET /jobs/{id}/events` (SSE) when the server offers it, else polls with backoff,
-        honoring `Retry-After`. Raises `WaitTimeout` after `timeout` seconds."""
-        waiter = Waiter(id, timeout, on_progress, poll_interval, max_poll_interval)
+        honoring `Retry-After` (polling sees progress, not streamed output: read it with `output()`).
+        Raises `WaitTimeout` after `timeout` seconds."""
+        waiter = Waiter(id, timeout, on_progress, poll_interval, max_poll_interval, on_output)
         if stream:
             job = await self._follow_stream(waiter)
             if job is not None:
@@ -128,6 +159,7 @@ class AsyncJobsClient(AsyncSchedulesMixin):
         reconnects with backoff and `Last-Event-ID`, so no report is lost or repeated, until the deadline or
         `Waiter.OUTAGE_TOLERANCE`. 429/503 answers are retried after their `Retry-After`."""
         decoder = SSEDecoder()
+        decoder.last_id = waiter.resume_from
         path = f"{job_path(waiter.job_id)}/events"
         while True:
             waiter.check_deadline()

@@ -13,21 +13,28 @@ from typing import Any
 import httpx
 
 from jobs_client._exceptions import (
+    AmbiguousJobId,
     APIError,
     RateLimited,
     ServiceUnavailable,
     TransportError,
+    UnknownJobId,
     WaitTimeout,
     error_for,
     parse_retry_after,
 )
-from jobs_client._models import Job, ProgressEvent, parse_time
+from jobs_client._models import Job, OutputChunk, ProgressEvent, parse_time
 
 __version__ = "0.1.0"
 DEFAULT_TIMEOUT = 10.0
 EVENT_STREAM = "text/event-stream"
 
 ProgressCallback = Callable[[ProgressEvent], Any]
+OutputCallback = Callable[[OutputChunk], Any]
+#: How many of the newest jobs `resolve()` looks through for ids starting with a prefix.
+RESOLVE_SCAN = 1000
+#: Most candidates an ambiguous prefix names.
+RESOLVE_CANDIDATES = 10
 
 
 def client_headers(api_key: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -76,6 +83,13 @@ def checked(response: httpx.Response) -> Any:
     raise error_for(response)
 
 
+def checked_text(response: httpx.Response) -> str:
+    """The text body of a successful answer; the typed exception otherwise."""
+    if response.is_success:
+        return response.text
+    raise error_for(response)
+
+
 def retry_after_header(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("retry-after"))
 
@@ -84,6 +98,29 @@ def job_path(job_id: str) -> str:
     if not job_id or "/" in job_id:
         raise ValueError(f"not a job id: {job_id!r}")
     return f"/jobs/{job_id}"
+
+
+class PrefixMatch:
+    """The ids starting with `prefix` among those seen so far (`resolve()` feeds it page by page)."""
+
+    def __init__(self, prefix: str) -> None:
+        job_path(prefix)  # ValueError for what can never be an id
+        self.prefix = prefix
+        self.found: list[str] = []
+        self.scanned = 0
+
+    def feed(self, ids: list[str]) -> bool:
+        """True once enough is known: more candidates than are shown."""
+        self.scanned += len(ids)
+        self.found.extend(job_id for job_id in ids if job_id.startswith(self.prefix) and job_id not in self.found)
+        return len(self.found) > RESOLVE_CANDIDATES
+
+    def result(self) -> str:
+        if len(self.found) == 1:
+            return self.found[0]
+        if not self.found:
+            raise UnknownJobId(self.prefix, self.scanned)
+        raise AmbiguousJobId(self.prefix, self.found[:RESOLVE_CANDIDATES])
 
 
 # -- Server-Sent Events (https://html.spec.whatwg.org/multipage/server-sent-events.html) --
@@ -158,8 +195,14 @@ class Waiter:
         on_progress: ProgressCallback | None,
         poll_interval: float,
         max_poll_interval: float,
+        on_output: OutputCallback | None = None,
     ) -> None:
         self.job_id = job_id
+        self.on_output = on_output
+        self._output_seq = 0
+        #: `Last-Event-ID` of the first connection: "0" replays the job's events from its start, so whoever
+        #: follows the output sees all of it that is kept, also when joining a job that already wrote some.
+        self.resume_from = "0" if on_output is not None else None
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.on_progress = on_progress
@@ -228,10 +271,22 @@ class Waiter:
         self.last = job
         return job, changed
 
+    def saw_output(self, data: Mapping[str, Any]) -> bool:
+        """A chunk of streamed output (SSE `output` event); True if it was new (chunks come once, in order)."""
+        chunk = OutputChunk.from_json(dict(data))
+        if chunk.seq and chunk.seq <= self._output_seq:
+            return False
+        self._output_seq = chunk.seq or self._output_seq
+        if self.on_output is not None:
+            self.on_output(chunk)
+        return True
+
     def saw_event(self, event: SSEEvent) -> Job | None:
         """An SSE event; the job once its final status arrived."""
         if event.event == "progress":
             self.saw_progress(event.json())
+        elif event.event == "output":
+            self.saw_output(event.json())
         elif event.event == "status":
             job, _ = self.saw_view(event.json())
             if job.ended:

@@ -4,10 +4,12 @@ JobsError
   TransportError                 the service could not be reached (connection refused, DNS, timeout)
   WaitTimeout                    wait() gave up before the job ended (also a TimeoutError)
   JobEndedBadly                  Job.raise_for_status() on a failed, stopped or canceled job
+  AmbiguousJobId                 resolve(): several job ids start with that prefix; .candidates
   APIError                       any problem document (RFC 9457) answer: .status, .problem, .title, .detail
     BadRequest                   400  malformed JSON, body not an object
     Unauthorized                 401  missing or invalid API key
     NotFound                     404  no such job (or it expired)
+      UnknownJobId                    resolve(): no job id starts with that prefix (among the newest jobs)
     Conflict                     409  the job's state forbids the action (cancel an ended job)
     PayloadTooLarge              413
     UnsupportedMediaType         415
@@ -74,6 +76,23 @@ class Unauthorized(APIError):
 
 class NotFound(APIError):
     pass
+
+
+class UnknownJobId(NotFound):
+    """No job id starts with this prefix: a 404 as the API would answer for a whole id."""
+
+    def __init__(self, prefix: str, scanned: int) -> None:
+        detail = f"no job id starts with {prefix!r} (among the newest {scanned} jobs listed)"
+        super().__init__({"type": "/problems/not-found", "title": "Not found", "status": 404, "detail": detail})
+        self.prefix = prefix
+
+
+class AmbiguousJobId(JobsError):
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        shown = ", ".join(candidates)
+        super().__init__(f"{len(candidates)} job ids start with {prefix!r}: {shown}; give more characters")
+        self.prefix = prefix
+        self.candidates = candidates
 
 
 class Conflict(APIError):

@@ -33,6 +33,18 @@ class ProgressEvent:
 
 
 @dataclass(frozen=True)
+class OutputChunk:
+    """A piece of the text a job streams (an `output` event): `seq` counts chunks from 1, in order."""
+
+    seq: int
+    text: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutputChunk:
+        return cls(int(data.get("seq") or 0), str(data.get("text") or ""))
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     type: str | None

@@ -1,11 +1,12 @@
-"""The `jobs` command: submit, watch, inspect and cancel jobs from a terminal or a script.
+"""The `jobsvc` command: submit, watch, inspect and cancel jobs from a terminal or a script.
 
+Named `jobsvc` because `jobs` is a builtin of every POSIX shell; `python -m jobs_client` runs it too.
 Exit codes: 0 finished (or the command succeeded), 1 the job failed, was stopped or canceled,
 or the API answered an error, 2 bad usage, 124 `--wait-timeout` passed, 130 interrupted (Ctrl-C).
-With stderr on a terminal, `--wait`/`watch` draw a live progress bar there; otherwise they print
-one line per progress message. Results go to stdout; `--json` makes stdout machine-readable.
-One module for the command's parser and its sub-commands (357 lines): each sub-command is a short
-function over the client, and the parser reads best beside them.
+`--wait`/`watch` show progress on stderr and the job's streamed output on stdout (`_follow`).
+Results go to stdout; `--json` makes stdout machine-readable. Wherever a job id is taken, a unique
+prefix of it will do. One module for the command's parser and its sub-commands (about 380 lines):
+each sub-command is a short function over the client, and the parser reads best beside them.
 """
 
 from __future__ import annotations
@@ -21,19 +22,24 @@ from typing import Any
 
 from jobs_client import batches_cli
 from jobs_client._client import JobsClient
-from jobs_client._exceptions import Conflict, JobsError, ValidationError, WaitTimeout
-from jobs_client._models import Job, ProgressEvent
+from jobs_client._exceptions import Conflict, JobsError, NotFound, ValidationError, WaitTimeout
+from jobs_client._models import Job
 from jobs_client.schedules_cli import add_schedule_commands
 
 try:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
     from rich.prompt import Confirm
     from rich.table import Table
+
+    from jobs_client._follow import OutputSink, ProgressSink, make_bar, progress_line
 except ImportError:  # pragma: no cover - exercised only where the [cli] extra is missing
     Console = None  # type: ignore[assignment,misc]
 
+PROG = "jobsvc"
+
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: What `list --status` takes: the statuses the API reports.
+LISTED_STATUSES = ("queued", "scheduled", "deferred", "started", "finished", "failed", "stopped", "canceled")
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 124, 130
 
 
@@ -100,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON on stdout")
     common.add_argument("--http-timeout", type=float, default=argparse.SUPPRESS, help="seconds per HTTP request")
 
-    parser = argparse.ArgumentParser(prog="jobs", description="Submit and follow jobs.", parents=[common])
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Submit and follow jobs. Where a JOB_ID is taken, a unique prefix of it will do.",
+        parents=[common],
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def follow_options(p: argparse.ArgumentParser) -> None:
@@ -109,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-stream", action="store_true", help="poll instead of following the event stream")
 
     p = sub.add_parser("submit", parents=[common], help="submit a job (and --wait for it)")
-    p.add_argument("type", help="a registered job type, e.g. demo.steps (see `jobs types`)")
+    p.add_argument("type", help=f"a registered job type, e.g. demo.steps (see `{PROG} types`)")
     p.add_argument("--arg", action="append", type=_key_value, metavar="KEY=VALUE", help="one argument (JSON value)")
     p.add_argument("--arg-file", action="append", type=_key_value, metavar="KEY=PATH", help="argument from a file")
     p.add_argument("--args", dest="args_json", metavar="JSON", help="all arguments as a JSON object, or @file.json")
@@ -127,16 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_submit)
 
     p = sub.add_parser("watch", parents=[common], help="follow a job to its end")
-    p.add_argument("id")
+    p.add_argument("id", metavar="JOB_ID", help="a job id or a unique prefix of one")
     follow_options(p)
     p.set_defaults(handler=cmd_watch)
 
     p = sub.add_parser("status", parents=[common], help="show a job")
-    p.add_argument("id")
+    p.add_argument("id", metavar="JOB_ID", help="a job id or a unique prefix of one")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
-    p.add_argument("--status")
+    p.add_argument("--status", choices=LISTED_STATUSES)
     p.add_argument("--queue", choices=["high", "default", "low"])
     p.add_argument("--type")
     p.add_argument("--limit", type=int, default=20, help="how many jobs to show in all (default 20)")
@@ -144,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a waiting job or stop a running one")
-    p.add_argument("id")
+    p.add_argument("id", metavar="JOB_ID", help="a job id or a unique prefix of one")
     p.set_defaults(handler=cmd_cancel)
 
     p = sub.add_parser("types", parents=[common], help="list the job types the service runs")
@@ -169,7 +179,7 @@ def cmd_submit(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
         description=ns.description,
         delay=ns.delay,
         run_at=ns.run_at,
-        depends_on=ns.depends_on,
+        depends_on=[client.resolve(parent) for parent in ns.depends_on] if ns.depends_on else None,
         callback_url=ns.callback_url,
         idempotency_key=ns.idempotency_key,
     )
@@ -185,11 +195,11 @@ def cmd_submit(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
 
 
 def cmd_watch(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
-    return follow(client, client.get(ns.id), ns, ui)
+    return follow(client, client.get(client.resolve(ns.id)), ns, ui)
 
 
 def cmd_status(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
-    job = client.get(ns.id)
+    job = client.get(client.resolve(ns.id))
     if ui.as_json:
         ui.data(job.raw)
         return EXIT_OK
@@ -203,7 +213,7 @@ def cmd_status(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
             table.add_row(key, job.raw[key])
     ui.out.print(table)
     for event in job.messages[-5:]:
-        ui.out.print(f"  {_line(event)}", markup=False)
+        ui.out.print(f"  {progress_line(event)}", markup=False)
     if job.ok:
         ui.data(job.result)
     return EXIT_OK
@@ -218,17 +228,44 @@ def cmd_list(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
     if ui.as_json:
         ui.data([job.raw for job in jobs])
         return EXIT_OK
-    table = Table("id", "type", "status", "progress", "queue", "created")
-    for job in jobs:
-        table.add_row(
-            job.id, job.type or "", job.status, f"{job.progress:g}%", job.queue or "", job.raw.get("created_at")
-        )
-    ui.out.print(table)
+    ui.out.print(jobs_table(jobs, ui.out.width, ui))
     return EXIT_OK
 
 
+#: The columns of `list`, most important first: narrow terminals drop them from the end, never the id.
+LIST_COLUMNS: list[tuple[str, Callable[[Job], str]]] = [
+    ("id", lambda job: job.id),
+    ("status", lambda job: job.status),
+    ("progress", lambda job: f"{job.progress:g}%"),
+    ("type", lambda job: job.type or ""),
+    ("created", lambda job: str(job.raw.get("created_at") or "")),
+    ("queue", lambda job: job.queue or ""),
+]
+
+
+def jobs_table(jobs: list[Job], width: int, ui: UI) -> Table:
+    """Whole ids whatever the width (a cut id is a 404): the columns that do not fit are left out."""
+    cells = [[value(job) for _, value in LIST_COLUMNS] for job in jobs]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, (name, _) in enumerate(LIST_COLUMNS)]
+    shown = len(LIST_COLUMNS)
+    while shown > 1 and sum(widths[:shown]) + 3 * shown + 1 > width:  # a cell's padding and rule: 3
+        shown -= 1
+    if shown < len(LIST_COLUMNS):
+        left_out = ", ".join(name for name, _ in LIST_COLUMNS[shown:])
+        ui.note(f"({left_out} left out to fit {width} columns; --json shows everything)")
+    table = Table()
+    for index, (name, _) in enumerate(LIST_COLUMNS[:shown]):
+        if index == 0:
+            table.add_column(name, no_wrap=True, min_width=widths[0], overflow="fold")
+        else:
+            table.add_column(name, overflow="fold")
+    for row in cells:
+        table.add_row(*row[:shown])
+    return table
+
+
 def cmd_cancel(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
-    job = client.cancel(ns.id)
+    job = client.cancel(client.resolve(ns.id))
     if ui.as_json:
         ui.data(job.raw)
     else:
@@ -252,53 +289,39 @@ def cmd_types(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
 # -- following a job --
 
 
-def _line(event: ProgressEvent) -> str:
-    return f"[{event.progress:5.1f}%] {event.message or ''}".rstrip()
-
-
 def follow(client: JobsClient, job: Job, ns: argparse.Namespace, ui: UI) -> int:
-    """Wait for `job` with a live bar (terminal) or one line per message; print the outcome."""
-    bar: Progress | None = None
-    on_progress: Callable[[ProgressEvent], None]
-    if ui.err.is_terminal:
-        bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[message]}", markup=False),
-            console=ui.err,
-        )
-        task = bar.add_task(job.type or job.id, total=100, message=job.status)
-        bar.update(task, completed=job.progress)
-
-        def on_progress(event: ProgressEvent) -> None:
-            assert bar is not None
-            if event.message:
-                bar.update(task, completed=event.progress, message=event.message)
-            else:
-                bar.update(task, completed=event.progress)
-
-    else:
-
-        def on_progress(event: ProgressEvent) -> None:
-            print(_line(event), file=sys.stderr, flush=True)
-
+    """Wait for `job` with a live bar (terminal) or one line per message, its output as it comes; the outcome."""
+    bar, task = make_bar(ui.err, job) if ui.err.is_terminal else (None, None)
+    output = OutputSink.for_terminal(ui.as_json, bar)
+    on_progress = ProgressSink(bar, task)
     try:
-        if bar is not None:
+        if bar is not None and task is not None:
             with bar:
-                done = client.wait(job.id, ns.wait_timeout, on_progress, stream=not ns.no_stream)
+                done = _wait(client, job, ns, on_progress, output)
                 if done.ok:
                     bar.update(task, completed=100)
+                output.close()
         else:
-            done = client.wait(job.id, ns.wait_timeout, on_progress, stream=not ns.no_stream)
+            done = _wait(client, job, ns, on_progress, output)
+            output.close()
     except KeyboardInterrupt:
+        output.close()
         return interrupted(client, job.id, ns, ui)
     except WaitTimeout as exc:
+        output.close()
         ui.problem(exc)
         return EXIT_TIMEOUT
     return report(done, ui)
+
+
+def _wait(client: JobsClient, job: Job, ns: argparse.Namespace, on_progress: ProgressSink, output: OutputSink) -> Job:
+    done = client.wait(job.id, ns.wait_timeout, on_progress, on_output=output, stream=not ns.no_stream)
+    if ns.no_stream and not output.wrote_any:  # polling sees no output events: read it all at the end
+        try:
+            output.text(client.output(job.id))
+        except NotFound:
+            pass  # a service without streamed output
+    return done
 
 
 def report(job: Job, ui: UI) -> int:
@@ -324,7 +347,7 @@ def interrupted(client: JobsClient, job_id: str, ns: argparse.Namespace, ui: UI)
         except (KeyboardInterrupt, EOFError):
             cancel = False
     if not cancel:
-        ui.note(f"job {job_id} keeps running: `jobs watch {job_id}` follows it, `jobs cancel {job_id}` stops it")
+        ui.note(f"job {job_id} keeps running: `{PROG} watch {job_id}` follows it, `{PROG} cancel {job_id}` stops it")
         return EXIT_INTERRUPTED
     try:
         job = client.cancel(job_id)
@@ -338,7 +361,7 @@ def interrupted(client: JobsClient, job_id: str, ns: argparse.Namespace, ui: UI)
 
 def main(argv: Sequence[str] | None = None) -> int:
     if Console is None:
-        print("the `jobs` command needs rich: pip install 'jobs-client[cli]'", file=sys.stderr)
+        print(f"the `{PROG}` command needs rich: pip install 'jobs-client[cli]'", file=sys.stderr)
         return EXIT_USAGE
     parser = build_parser()
     ns = parser.parse_args(argv)

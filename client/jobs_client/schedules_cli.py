@@ -1,9 +1,9 @@
-"""`jobs schedule ...`: create, list, show, change, pause, resume and delete schedules, and list runs.
+"""`jobsvc schedule ...`: create, list, show, change, pause, resume and delete schedules, and list runs.
 
-jobs schedule create stats.collect --cron "0 3 * * *" --timezone Europe/Paris --arg day=1
-jobs schedule create demo.noop --every 60
-jobs schedule list | get ID | runs ID | pause ID | resume ID | delete ID
-jobs schedule update ID --every 300          (switching between --cron and --every clears the other)
+jobsvc schedule create stats.collect --cron "0 3 * * *" --timezone Europe/Paris --arg day=1
+jobsvc schedule create demo.noop --every 60
+jobsvc schedule list | get ID | runs ID | pause ID | resume ID | delete ID
+jobsvc schedule update ID --every 300          (switching between --cron and --every clears the other)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ EXIT_OK = 0
 
 
 def add_schedule_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The `schedule` command and its sub-commands, on the `jobs` parser's sub-parsers `sub`."""
+    """The `schedule` command and its sub-commands, on the `jobsvc` parser's sub-parsers `sub`."""
     top = sub.add_parser("schedule", parents=[common], help="manage periodic schedules")
     commands = top.add_subparsers(dest="schedule_command", required=True, metavar="SUBCOMMAND")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.settings import get_settings
 from jobs import progress
 from jobs.builtin.vocabulary import STOPWORDS, WORD
 from jobs.registry import job_type
@@ -58,7 +59,12 @@ NOT_NAMES = frozenset(
 class CharactersArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=4_000_000, description="The text: a chapter or a whole book")
+    text: str = Field(
+        min_length=1,
+        max_length=get_settings().max_string_chars,  # the service's limit on any string: one number, not two
+        description="The text: a chapter or a whole book (at most MAX_STRING_CHARS characters)",
+        examples=["“Ready?” asked Eleanor Voss. “Always,” said Tobias Crane. Eleanor Voss smiled at Tobias Crane."],
+    )
     min_mentions: int = Field(2, ge=1, le=10_000, description="Fewest mentions for a name to count")
     max_characters: int = Field(50, ge=1, le=500, description="Most characters (and other candidates) returned")
     chunk_chars: int = Field(50_000, ge=1_000, le=1_000_000, description="Characters read between progress reports")

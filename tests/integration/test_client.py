@@ -22,6 +22,7 @@ from jobs_client import (
     Conflict,
     JobsClient,
     NotFound,
+    OutputChunk,
     ProgressEvent,
     RateLimited,
     ServiceUnavailable,
@@ -372,3 +373,50 @@ def test_text_summarize_through_the_api(web_url: str, redis_url: str, procs: Pro
     assert done.result["sentences"][0]["text"] == "I am moving to Lisbon in March for a new job at a design studio."
     assert len(done.result["sentences"]) == 3 and done.result["keywords"][0]["keyword"] == "portuguese"
     assert done.messages[-1].message == "kept 3 of 25 sentences"
+
+
+def test_a_book_with_the_default_limits(web_url: str, redis_url: str, procs: ProcessFactory) -> None:
+    """The session's web process runs with the default MAX_BODY_BYTES and MAX_STRING_CHARS: a book of over a
+    megabyte goes through, and `/job-types` advertises exactly the length the service accepts."""
+    procs.worker()
+    novel = generated_novel(1_200_000)
+    with JobsClient(web_url, timeout=30) as client:
+        limit = next(t for t in client.types() if t.type == "text.characters").args_schema["properties"]["text"]
+        assert limit["maxLength"] >= len(novel.text) > 1_000_000
+        with pytest.raises(ValidationError) as refused:
+            client.submit("text.characters", {"text": "a" * (limit["maxLength"] + 1)})
+        assert list(refused.value.fields) == ["args.text"] and "MAX_STRING_CHARS" in refused.value.detail
+        done = client.wait(client.submit("text.characters", {"text": novel.text}).id, timeout=120)
+    assert done.ok, done.error
+    assert done.result["stats"]["chars"] == len(novel.text)
+
+
+def test_streamed_output_reaches_the_client_while_the_job_runs(
+    web_url: str, redis_url: str, procs: ProcessFactory
+) -> None:
+    procs.worker()
+    expected = "".join(f"tok{i} " for i in range(1, 31))
+    with JobsClient(web_url) as client, JobsClient(web_url) as observer:
+        job = client.submit("demo.tokens", {"count": 30, "delay": 0.05})
+        texts: list[str] = []
+        status_at_first_chunk: list[str] = []
+
+        def on_output(chunk: OutputChunk) -> None:
+            if not texts:
+                status_at_first_chunk.append(observer.get(job.id).status)
+            texts.append(chunk.text)
+
+        done = client.wait(job.id, timeout=60, on_output=on_output)
+        assert done.ok and done.result == {"tokens": 30}
+        assert status_at_first_chunk == ["started"], "the first chunk came while the job ran"
+        assert "".join(texts) == client.output(job.id) == expected
+
+    async def run() -> tuple[str, str]:
+        async with AsyncJobsClient(web_url) as aclient:
+            ajob = await aclient.submit("demo.tokens", {"count": 10, "delay": 0.02})
+            chunks: list[str] = []
+            await aclient.wait(ajob.id, timeout=60, on_output=lambda chunk: chunks.append(chunk.text))
+            return "".join(chunks), await aclient.output(ajob.id)
+
+    streamed, whole = asyncio.run(run())
+    assert streamed == whole == "".join(f"tok{i} " for i in range(1, 11))

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from core.settings import Settings
 from tests.factories import steps_job
 
 PROBLEM = "application/problem+json"
@@ -71,8 +72,8 @@ def test_malformed_bodies(client: TestClient, content: bytes, content_type: str,
     assert_problem(client.post("/jobs", content=content, headers=headers), status)
 
 
-def test_oversize_body_is_413(client: TestClient) -> None:
-    payload = steps_job(description="x" * (1024 * 1024))
+def test_oversize_body_is_413(client: TestClient, settings: Settings) -> None:
+    payload = steps_job(description="x" * settings.max_body_bytes)
     assert_problem(client.post("/jobs", json=payload), 413)
 
 

@@ -13,7 +13,7 @@ from tests.support.procs import ROOT
 def test_client_depends_on_httpx_only() -> None:
     project = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     assert [dep.split(">")[0].split("=")[0] for dep in project["dependencies"]] == ["httpx"]
-    assert project["scripts"] == {"jobs": "jobs_client.cli:main"}
+    assert project["scripts"] == {"jobsvc": "jobs_client.cli:main"}  # not `jobs`: a shell builtin
     assert project["optional-dependencies"] == {"cli": ["rich>=13"]}
 
 

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.callback_url import callback_meta
 from app.errors import ValidationFailedError
-from app.quota import ACTIVE_STATUSES, Quota, over_quota
+from app.quota import Quota, over_quota
 from app.store import JobStore
 from app.submission import Submission, parse_submission, validate_model
 from core import batches, keys, meta
@@ -36,6 +36,7 @@ from core.queues import make_queue
 from core.rqadapter import batches as lua
 from core.rqadapter.enqueue import enqueue_writes
 from core.settings import Settings
+from core.submitting import ACTIVE_STATUSES
 from jobs.builtin import batch_report, callbacks
 from jobs.catalog import registry
 
@@ -186,46 +187,19 @@ class BatchWriter:
         self._script = store.aio.register_script(lua.submit_many_source(ACTIVE_STATUSES))
 
     def _job(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> Job:
-        return self.store.build_job(
-            func_path=submission.spec.func_path,
-            kwargs=submission.args,
-            queue=submission.queue,
-            timeout=submission.timeout,
-            retries=submission.retries,
-            description=submission.description,
-            meta={
-                meta.TYPE: submission.spec.name,
-                meta.PROGRESS: 0,
-                meta.MESSAGES: [],
-                meta.OWNER: owner,
-                meta.BATCH_ID: batch_id,
-                **callback,
-            },
-        )
+        extra = {meta.BATCH_ID: batch_id, **callback}
+        return self.store.build_job(**submission.job_fields(), meta=meta.initial(submission.spec.name, owner, extra))
 
     def _member(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> list[Any]:
         """A member written by its own commands (a delayed or scheduled one)."""
         job = self._job(submission, batch_id, owner, callback)
         commands = enqueue_writes(self.store.sync, self.store.queues[job.origin], job, submission.run_at)
-        entry = self.store._listing_entry(job, submission.spec.name)
+        entry = self.store.listing_entry(job, submission.spec.name)
         return lua.member_args(job.id, entry.score, entry.indexes, commands)
 
     def _on_complete(self, submission: Submission, batch_id: str, owner: str) -> Job:
-        return self.store.build_job(
-            func_path=submission.spec.func_path,
-            kwargs=submission.args,
-            queue=submission.queue,
-            timeout=submission.timeout,
-            retries=submission.retries,
-            description=submission.description,
-            meta={
-                meta.TYPE: submission.spec.name,
-                meta.PROGRESS: 0,
-                meta.MESSAGES: [],
-                meta.OWNER: owner,
-                meta.COMPLETES_BATCH: batch_id,
-            },
-        )
+        extra = {meta.COMPLETES_BATCH: batch_id}
+        return self.store.build_job(**submission.job_fields(), meta=meta.initial(submission.spec.name, owner, extra))
 
     def _callback_job(self, batch_id: str) -> Job:
         settings = self.settings
@@ -243,7 +217,7 @@ class BatchWriter:
 
     def _template(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> lua.Template:
         job = self._job(submission, batch_id, owner, callback)
-        entry = self.store._listing_entry(job, submission.spec.name)
+        entry = self.store.listing_entry(job, submission.spec.name)
         return lua.Template.of(self.store.queues[job.origin], job, batch_id, entry.indexes)
 
     def _chunk(self, plan: Plan, start: int, batch: Building) -> Chunk:
@@ -279,7 +253,7 @@ class BatchWriter:
         if plan.on_complete is not None:
             job = self._on_complete(plan.on_complete, batch_id, owner)
             staged += lua.staged_commands(job)
-            entry = self.store._listing_entry(job, plan.on_complete.spec.name)
+            entry = self.store.listing_entry(job, plan.on_complete.spec.name)
             indexes[job.id] = (entry.score, entry.indexes)
             on_complete = (job.id, job.origin)
         if plan.callback_url is not None:

@@ -11,15 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rq.job import JobStatus
-
 from app.errors import TooManyRequestsError
 from core import keys
 
-#: The statuses that count against the quota, as RQ stores them.
-ACTIVE_STATUSES = frozenset(
-    status.value.encode() for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
-)
 #: Seconds a client refused by the quota is told to wait: when a job ends is unknown, so poll.
 QUOTA_RETRY_AFTER = 5
 

@@ -17,8 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.pipelining import AutoPipeline
-from app.quota import ACTIVE_STATUSES
 from core.rqadapter import scripts as lua
+from core.submitting import ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
 from core.rqadapter.enqueue import enqueue_writes, is_plain
 from core.rqadapter.jobdata import decode_status, is_stored, queue_status_reads
 from core.settings import Settings
+from core.submitting import listing_horizon_us, retry_intervals
 
 logger = logging.getLogger("app.store")
 
@@ -54,12 +55,6 @@ WATCH_ATTEMPTS = 100
 
 def contended() -> ConflictError:
     return ConflictError("the jobs involved kept changing while this request was applied; try again")
-
-
-def retry_intervals(retries: int, base: int, cap: int) -> list[int]:
-    """Exponential backoff: base, 2*base, 4*base ... each capped. One interval per retry, so a job's
-    `retry_intervals` also tell how many retries it was submitted with (POST /jobs/{id}/retry)."""
-    return [min(cap, base * 2**attempt) for attempt in range(retries)]
 
 
 class JobStore:
@@ -159,7 +154,7 @@ class JobStore:
             job.id,
             claim=_claim_args(claim, job.id),
             quota=_quota_args(quota),
-            listing=self._listing_entry(job, job_type),
+            listing=self.listing_entry(job, job_type),
             pushed_onto=pushed_onto,
             guards=guards,
         )
@@ -207,16 +202,14 @@ class JobStore:
         outcome = await self.scripts.submit([], job_id, quota=_quota_args(quota))
         _settled(outcome, None, quota)
 
-    def _listing_entry(self, job: Job, job_type: str) -> ListingEntry:
+    def listing_entry(self, job: Job, job_type: str) -> ListingEntry:
+        """The listing indexes a new job joins, its score in them, and the trim bound of older entries."""
         score = job.created_at.timestamp() * 1_000_000
         indexes = [keys.INDEX_ALL, keys.index_for_queue(job.origin), keys.index_for_type(job_type)]
         owner = job.meta.get(OWNER)
         if owner:
             indexes.append(keys.index_for_owner(str(owner)))
-        return ListingEntry(tuple(indexes), score, f"({score - self._index_horizon_us()}")
-
-    def _index_horizon_us(self) -> float:
-        return (2 * max(self.settings.result_ttl, self.settings.failure_ttl) + 86400) * 1_000_000
+        return ListingEntry(tuple(indexes), score, f"({score - listing_horizon_us(self.settings)}")
 
     # -- reads --------------------------------------------------------------------------
 

@@ -28,6 +28,17 @@ class Submission:
     depends_on: tuple[str, ...] = ()
     callback_url: str | None = None
 
+    def job_fields(self) -> dict[str, Any]:
+        """What `JobStore.build_job` takes from this submission (all but the meta and dependencies)."""
+        return {
+            "func_path": self.spec.func_path,
+            "kwargs": self.args,
+            "queue": self.queue,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "description": self.description,
+        }
+
 
 def validate_model(model: type[BaseModel], data: Any, prefix: Loc = (), hint: Hint | None = None) -> Any:
     """`model` validated from `data`; a 422 whose every field problem says what to fix otherwise."""

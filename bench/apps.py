@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.body import read_json_object
-from app.store import retry_intervals
 from app.submission import parse_submission
 from app.views import job_view
 from core.connection import sync_redis
 from core.meta import MESSAGES, PROGRESS, TYPE
 from core.queues import QUEUE_NAMES, SERIALIZER
 from core.settings import get_settings
+from core.submitting import retry_intervals
 from jobs.catalog import registry
 
 

@@ -37,6 +37,11 @@ SCHEDULE_ID: Final = "schedule_id"
 SCHEDULED_FOR: Final = "scheduled_for"
 
 
+def initial(job_type: str, owner: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new job's meta: its type and owner, no progress yet, and `extra` (callback, schedule or batch keys)."""
+    return {TYPE: job_type, PROGRESS: 0, MESSAGES: [], OWNER: owner, **(extra or {})}
+
+
 class JobMeta(TypedDict, total=False):
     """What a job's `meta` may hold; every key is optional (a job may have reported nothing yet)."""
 

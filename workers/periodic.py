@@ -26,10 +26,11 @@ from core.connection import REDIS_DOWN
 from core.queues import make_queue
 from core.rqadapter import schedule_fire
 from core.schedules.model import Schedule, parse_schedule, to_ms
-from core.schedules.runs import ACTIVE_STATUSES, RUNS_KEPT, build_run
+from core.schedules.runs import RUNS_KEPT, build_run
 from core.schedules.store import ScheduleStore
 from core.schedules.timing import plan_firing
 from core.settings import Settings, get_settings
+from core.submitting import ACTIVE_STATUSES
 from jobs import schedules as declared
 from jobs.builtin import callbacks
 from jobs.catalog import registry

@@ -23,7 +23,7 @@ from app.ratelimit import count_submission
 from app.store import JobStore
 from app.submission import parse_submission, validate_model
 from app.views import job_view
-from core.meta import MESSAGES, OWNER, PROGRESS, TYPE
+from core.meta import initial as initial_meta
 from core.queues import QueueName
 from core.settings import Settings
 from jobs.catalog import registry
@@ -72,13 +72,8 @@ async def submit_job(request: Request) -> Response:
 
     def make_job() -> Job:
         return store.build_job(
-            func_path=submission.spec.func_path,
-            kwargs=submission.args,
-            queue=submission.queue,
-            timeout=submission.timeout,
-            retries=submission.retries,
-            description=submission.description,
-            meta={TYPE: submission.spec.name, PROGRESS: 0, MESSAGES: [], OWNER: caller.name, **callback},
+            **submission.job_fields(),
+            meta=initial_meta(submission.spec.name, caller.name, callback),
             depends_on=submission.depends_on,
         )
 

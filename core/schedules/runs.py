@@ -12,27 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rq import Queue, Retry
-from rq.job import Job, JobStatus
+from rq.job import Job
 
 from core import keys
 from core.clock import iso_z
-from core.meta import CALLBACK, CALLBACK_URL, MESSAGES, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
+from core.meta import CALLBACK, CALLBACK_URL, SCHEDULE_ID, SCHEDULED_FOR
+from core.meta import initial as initial_meta
 from core.rqadapter.enqueue import queued_job_writes
 from core.schedules.model import Definition
 from core.settings import Settings
-
-#: A job waiting or running: counted against an owner's quota, and what `overlap: false` waits for.
-ACTIVE_STATUSES = frozenset(
-    status.value.encode() for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED)
-)
+from core.submitting import listing_horizon_us, retry_intervals
 
 #: Newest run ids kept per schedule for `GET /jobs?schedule=` (older ones drop out of that index).
 RUNS_KEPT = 1000
-
-
-def retry_intervals(retries: int, base: int, cap: int) -> list[int]:
-    """Exponential backoff: base, 2*base, 4*base ... each capped; one interval per retry."""
-    return [min(cap, base * 2**attempt) for attempt in range(retries)]
 
 
 @dataclass(frozen=True)
@@ -62,14 +54,11 @@ def build_run(
         if definition.retries
         else None
     )
-    meta: dict[str, Any] = {
-        TYPE: definition.type,
-        PROGRESS: 0,
-        MESSAGES: [],
-        OWNER: definition.owner,
-        SCHEDULE_ID: schedule_id,
-        SCHEDULED_FOR: iso_z(datetime.fromtimestamp(due, UTC)),
-    }
+    meta = initial_meta(
+        definition.type,
+        definition.owner,
+        {SCHEDULE_ID: schedule_id, SCHEDULED_FOR: iso_z(datetime.fromtimestamp(due, UTC))},
+    )
     if definition.callback_url:
         meta.update({CALLBACK_URL: definition.callback_url, CALLBACK: callback_state or {}})
     job = queue.create_job(
@@ -99,5 +88,4 @@ def listing_entry(
         keys.index_for_owner(definition.owner),
         keys.schedule_runs(schedule_id),
     ]
-    horizon = (2 * max(settings.result_ttl, settings.failure_ttl) + 86400) * 1_000_000
-    return indexes, score, f"({score - horizon}"
+    return indexes, score, f"({score - listing_horizon_us(settings)}"

@@ -1,4 +1,4 @@
-"""The batches resource's entries of the OpenAPI table (`app.openapi.OPERATIONS`) and their models."""
+"""The batches resource's entries of the OpenAPI table (taken in by `app.openapi.OPERATIONS`) and their models."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from app.batches import OnComplete
-from app.openapi import BODY_REFUSED, Operation, Reply
+from app.operations import BODY_REFUSED, Operation, Reply
 from app.response_models import JobPage
 from app.routes.batches import ListQuery
 from app.schemas import SubmitRequest

@@ -1,6 +1,7 @@
 """OpenAPI 3.1 for every route, built from the pydantic models the routes validate with.
 
-`OPERATIONS` is the one table to extend when a route is added: method, path, the request
+`OPERATIONS` is the one table of every route (the jobs' here, each other resource's in its own module,
+vocabulary in `app.operations`): method, path, the request
 models (body, query) and a response per status. Problem responses (401, 404, 422, 429, 503 …)
 share one `Problem` schema; protected operations carry the bearer security scheme. A unit test
 checks that the table and the app's routes name the same operations.
@@ -9,58 +10,23 @@ checks that the table and the app's routes name the same operations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from app.batches_openapi import BATCH_OPERATIONS
 from app.examples import add_submit_examples
 from app.listing.statuses import LISTED_STATUSES
+from app.operations import BODY_REFUSED, JOB_ID, PROBLEM_REF, REDIS_DOWN, REF, SECURITY_SCHEME, Operation, Reply
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
+from app.schedules_openapi import SCHEDULE_OPERATIONS
 from app.schemas import SubmitRequest
 from core.settings import Settings
 from jobs.catalog import registry
 
-REF = "#/components/schemas/{model}"
-PROBLEM_REF = {"$ref": REF.format(model="Problem")}
-SECURITY_SCHEME = "apiKey"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One documented response: a model (JSON), a raw schema for another media type, or no body."""
-
-    description: str
-    model: type[BaseModel] | None = None
-    media_type: str = "application/json"
-    schema: Mapping[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
-    many: bool = False  # a JSON array of `model`
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-    path: str
-    operation_id: str
-    summary: str
-    replies: Mapping[int, Reply]
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    path_params: Mapping[str, str] = field(default_factory=dict)  # name -> description
-    problems: Mapping[int, str] = field(default_factory=dict)  # status -> when
-    public: bool = False  # served without an API key
-    tag: str = "jobs"
-
-
-JOB_ID = {"job_id": "The job's id, as returned by `POST /jobs`"}
-REDIS_DOWN = {503: "Redis is unreachable, or full (its maxmemory reached); nothing was changed (see `Retry-After`)"}
-#: What any route taking a JSON body may answer before reading it.
-BODY_REFUSED = {413: "Body over MAX_BODY_BYTES", 415: "Body is not JSON"}
-
-OPERATIONS: list[Operation] = [
+JOB_OPERATIONS: list[Operation] = [
     Operation(
         "POST", "/jobs", "submitJob", "Submit a job",
         body=SubmitRequest,
@@ -157,9 +123,8 @@ OPERATIONS: list[Operation] = [
     ),
 ]  # fmt: skip
 
-from app.batches_openapi import BATCH_OPERATIONS  # noqa: E402  (its entries use the types above)
-
-OPERATIONS += BATCH_OPERATIONS
+#: Every described operation: the jobs' above, then each resource's own table.
+OPERATIONS: list[Operation] = [*JOB_OPERATIONS, *SCHEDULE_OPERATIONS, *BATCH_OPERATIONS]
 
 PROBLEM_HEADERS = {
     401: {"WWW-Authenticate": 'Bearer challenge, e.g. `Bearer realm="jobs", error="invalid_token"`'},

@@ -1,7 +1,6 @@
 """`/schedules` in the OpenAPI document: its request and response models and its operations.
 
-Importing this module adds the operations to `app.openapi.OPERATIONS` (the routes module imports
-it), so the schedules resource is described wherever it is served.
+`app.openapi.OPERATIONS` takes them in beside the jobs' operations.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, UrlConstraints
 
-from app.openapi import BODY_REFUSED, OPERATIONS, REDIS_DOWN, Operation, Reply
+from app.operations import BODY_REFUSED, REDIS_DOWN, Operation, Reply
 from app.schedules import ScheduleFields
 from core.queues import QueueName
 
@@ -108,5 +107,3 @@ SCHEDULE_OPERATIONS = [
         tag="schedules",
     ),
 ]  # fmt: skip
-
-OPERATIONS.extend(op for op in SCHEDULE_OPERATIONS if op not in OPERATIONS)

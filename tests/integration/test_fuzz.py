@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import app.main  # noqa: F401  (the routes' modules add their operations to OPERATIONS when imported)
 from app.openapi import OPERATIONS
 from tests.support.procs import ProcessFactory
 

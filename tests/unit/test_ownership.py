@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.openapi import OPERATIONS, Operation
+from app.openapi import OPERATIONS
+from app.operations import Operation
 from tests.factories import noop_job, steps_job
 from tests.unit.conftest import bearer
 from tests.unit.test_api_validation import assert_problem

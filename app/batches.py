@@ -106,7 +106,8 @@ def validate(body: dict[str, Any], settings: Settings) -> Plan:
     on_complete = None
     if request.on_complete is not None:
         try:
-            on_complete = parse_submission(request.on_complete.model_dump(exclude_none=True), registry, settings)
+            body = request.on_complete.model_dump(exclude_none=True)
+            on_complete = parse_submission(body, registry, settings, on_complete=True)
         except ValidationFailedError as exc:
             errors.extend(_located(exc, ["on_complete"]))
     if errors:

@@ -81,7 +81,7 @@ def submit_examples(specs: Iterable[JobSpec]) -> dict[str, dict[str, Any]]:
     """OpenAPI `examples` of `POST /jobs`: job type name -> {summary, value}."""
     examples: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        args = example_args(spec)
+        args = example_args(spec) if not spec.on_complete_only else None  # refused by POST /jobs
         if args is not None:
             examples[spec.name] = {
                 "summary": f"{spec.name}: {spec.description}",

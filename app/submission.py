@@ -68,12 +68,19 @@ def misplaced_args(body: dict[str, Any], registry: Registry) -> Hint:
     return hint
 
 
-def parse_submission(body: dict[str, Any], registry: Registry, settings: Settings) -> Submission:
+def parse_submission(
+    body: dict[str, Any], registry: Registry, settings: Settings, *, on_complete: bool = False
+) -> Submission:
+    """`body` validated as `POST /jobs` takes it; `on_complete`: as a batch's `on_complete` job."""
     request: SubmitRequest = validate_model(SubmitRequest, body, hint=misplaced_args(body, registry))
     if request.type not in registry:
         known = ", ".join(spec.name for spec in registry)
         raise ValidationFailedError.field(["type"], f"unknown job type {request.type!r}; registered: {known}")
     spec = registry.get(request.type)
+    if spec.on_complete_only and not on_complete:
+        raise ValidationFailedError.field(
+            ["type"], f"{spec.name} runs only as a batch's on_complete job: POST /batches with on_complete.type"
+        )
     args = validate_model(spec.args_model, request.args, ("args",)).model_dump(mode="json")
 
     timeout = spec.timeout if request.timeout is None else request.timeout

@@ -38,6 +38,9 @@ class JobSpec:
     retries: int = 0
     #: Run by workers but hidden from clients: not submittable, not listed in /job-types.
     internal: bool = False
+    #: Meaningful only as a batch's `on_complete` job (it reports on the batch that enqueued it): listed,
+    #: but refused as a job of its own, a batch member or a schedule's run.
+    on_complete_only: bool = False
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -99,12 +102,13 @@ class Registry:
         timeout: int = 180,
         retries: int = 0,
         internal: bool = False,
+        on_complete_only: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated module-level function as job type `name`."""
 
         def register(func: F) -> F:
             func_path = f"{func.__module__}.{func.__qualname__}"
-            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries, internal))
+            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries, internal, on_complete_only))
             return func
 
         return register

@@ -41,6 +41,7 @@ def _batch_of_current_job() -> tuple[Any, str]:
 @job_type(
     "demo.batch_report",
     description="Report how the batch that enqueued it went: {total, finished, failed} (for on_complete)",
+    on_complete_only=True,
 )
 def report() -> dict[str, int]:
     current, batch_id = _batch_of_current_job()

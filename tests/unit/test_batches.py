@@ -13,11 +13,14 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from starlette.testclient import TestClient
 
+from app.errors import ValidationFailedError
+from app.submission import parse_submission
 from core import batches, events, keys
 from core.meta import BATCH_ID, PROGRESS
 from core.queues import SERIALIZER
 from core.settings import Settings
 from jobs.builtin import callbacks
+from jobs.catalog import registry
 from tests.factories import noop_job, steps_job
 from tests.support.sse import events as sse_events
 from tests.unit.conftest import bearer
@@ -300,3 +303,12 @@ def test_a_templated_member_is_the_job_post_jobs_writes(client: TestClient, fake
         assert SERIALIZER.loads(member[b"meta"])[BATCH_ID] == batch["id"]
     assert fake_redis.lrange("rq:queue:default", 0, -1)[0] == single.encode()
     assert fake_redis.llen("rq:queue:default") == 4
+
+
+def test_a_type_for_on_complete_only_is_refused_as_a_job_of_its_own() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationFailedError) as refused:
+        parse_submission({"type": "demo.batch_report"}, registry, settings)
+    (error,) = refused.value.errors or []
+    assert error["loc"] == ["type"] and "on_complete" in error["msg"]
+    assert parse_submission({"type": "demo.batch_report"}, registry, settings, on_complete=True).spec.on_complete_only

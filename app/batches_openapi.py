@@ -60,6 +60,13 @@ BATCH_OPERATIONS: list[Operation] = [
     Operation(
         "POST", "/batches", "submitBatch", "Submit a batch of jobs, validated together, with one end",
         body=BatchSubmitRequest,
+        examples={
+            "three jobs and a report": {
+                "jobs": [{"type": "demo.steps", "args": {"steps": 3}}, {"type": "demo.steps"}, {"type": "demo.noop"}],
+                "description": "chapters of one book",
+                "on_complete": {"type": "demo.batch_report"},
+            },
+        },
         replies={202: Reply("Accepted and queued", BatchView, headers={"Location": "`/batches/{id}`"})},
         problems={400: "Malformed JSON or a body that is not an object", **BODY_REFUSED,
                   422: "An invalid member (`errors[].loc` names it) or over MAX_BATCH_JOBS",

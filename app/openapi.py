@@ -160,6 +160,10 @@ def build_openapi(
                 "required": True,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
+            if op.examples:
+                entry["requestBody"]["content"]["application/json"]["examples"] = {
+                    name: {"summary": name, "value": value} for name, value in op.examples.items()
+                }
         if op.public:
             entry["security"] = []
         if not entry["parameters"]:

@@ -37,6 +37,7 @@ class Operation:
     path_params: Mapping[str, str] = field(default_factory=dict)  # name -> description
     problems: Mapping[int, str] = field(default_factory=dict)  # status -> when
     public: bool = False  # served without an API key
+    examples: Mapping[str, Any] = field(default_factory=dict)  # request bodies by name (Swagger UI offers them)
     tag: str = "jobs"
 
 

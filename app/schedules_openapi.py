@@ -30,8 +30,16 @@ class ScheduleRequest(ScheduleFields):
     )
 
 
+def _without_defaults(schema: dict[str, Any]) -> None:
+    """A field left out of a PATCH keeps its value: no default is shown, so none is sent by a form."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
+
+
 class ScheduleChange(ScheduleRequest):
     """Body of `PATCH /schedules/{id}`: any subset of the fields; the result is validated whole."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_defaults)
 
     type: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None  # type: ignore[assignment]
 
@@ -77,6 +85,12 @@ SCHEDULE_OPERATIONS = [
     Operation(
         "POST", "/schedules", "createSchedule", "Create a periodic schedule (cron in a time zone, or every n seconds)",
         body=ScheduleRequest,
+        examples={
+            "every ten minutes": {"type": "demo.noop", "every": 600},
+            "weekday mornings in Paris": {
+                "type": "demo.steps", "args": {"steps": 3}, "cron": "30 7 * * mon-fri", "timezone": "Europe/Paris",
+            },
+        },
         replies={201: Reply("Created", ScheduleView, headers={"Location": "`/schedules/{id}`"})},
         problems={400: "Malformed JSON", 409: "MAX_SCHEDULES reached for this key", 422: INVALID, **BODY_REFUSED,
                   **REDIS_DOWN},
@@ -95,6 +109,7 @@ SCHEDULE_OPERATIONS = [
     Operation(
         "PATCH", "/schedules/{schedule_id}", "updateSchedule", "Change any fields; `enabled: false` pauses it",
         path_params=SCHEDULE_ID, body=ScheduleChange, replies={200: Reply("The changed schedule", ScheduleView)},
+        examples={"pause": {"enabled": False}, "resume": {"enabled": True}, "let runs overlap": {"overlap": True}},
         problems={400: "Malformed JSON", 404: "No such schedule (or another key's)",
                   409: "A service schedule and not an admin key", 422: INVALID, **BODY_REFUSED, **REDIS_DOWN},
         tag="schedules",

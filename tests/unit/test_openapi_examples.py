@@ -41,6 +41,10 @@ def request_for(document: dict[str, Any], path: tuple[Any, ...], value: Any) -> 
     if path[:5] == ("components", "schemas", "SubmitRequest", "properties", "args"):
         job_type = submit["examples"][path[-1]]["type"]  # the args examples follow the body examples' order
         return "POST", "/jobs", {"json": {"type": job_type, "args": value}}
+    if path[:2] == ("paths", "/schedules/{schedule_id}") and "requestBody" in path:
+        return path[2].upper(), "/schedules/{schedule_id}", {"json": value}  # on a schedule the test creates
+    if path[0] == "paths" and "requestBody" in path:
+        return path[2].upper(), path[1], {"json": value}
     if path[0] == "paths" and "parameters" in path:
         parameter = document["paths"][path[1]][path[2]]["parameters"][path[path.index("parameters") + 1]]
         assert parameter["in"] == "query", path
@@ -58,10 +62,24 @@ def test_every_example_in_the_document_is_accepted(client: TestClient) -> None:
         if "responses" in path:
             continue  # what the service answers, not something to send
         method, url, kwargs = request_for(document, path, value)
+        if "{schedule_id}" in url:
+            created = client.post("/schedules", json={"type": "demo.noop", "every": 60})
+            url = url.replace("{schedule_id}", created.json()["id"])
         response = client.request(method, url, **kwargs)
         assert response.status_code < 400, (path, value, response.text)
         sent += 1
     assert sent >= 3 * len(submit), "the media type's, the schema's and the args' examples were all sent"
+
+
+def test_every_body_swagger_ui_offers_is_an_example_and_a_change_shows_no_defaults(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path, methods in document["paths"].items():
+        for method, entry in methods.items():
+            content = entry.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is not None:
+                assert content.get("examples"), f"{method.upper()} {path} offers no example body"
+    change = document["components"]["schemas"]["ScheduleChange"]["properties"]
+    assert not [name for name, prop in change.items() if "default" in prop], "a PATCH form would send defaults"
 
 
 def test_swagger_ui_builds_its_body_from_real_examples(client: TestClient) -> None:

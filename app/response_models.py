@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from rq.job import JobStatus
 
+from app.listing.statuses import ListedStatus
 from core.queues import QueueName
 
 
@@ -26,7 +26,7 @@ class JobSummary(BaseModel):
     type: str | None = Field(description="The job type; null only where the stored job is unreadable")
     description: str | None
     queue: str
-    status: JobStatus | None = Field(description="RQ's own status words")
+    status: ListedStatus | None = Field(description="The job's status (the words `GET /jobs?status=` takes)")
     progress: float = Field(ge=0, le=100)
     owner: str | None = Field(description="Name of the API key that submitted the job")
     error: str | None = Field(description="One line, once failed or stopped (never a traceback)")

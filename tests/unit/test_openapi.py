@@ -78,7 +78,8 @@ def test_schemas_come_from_the_route_models(keyed: TestClient) -> None:
     params = {p["name"]: p for p in document["paths"]["/jobs"]["get"]["parameters"]}
     assert set(params) == set(ListQuery.model_fields)
     assert params["limit"]["schema"]["maximum"] == 200 and params["limit"]["schema"]["minimum"] == 1
-    assert schemas["JobStatus"]["enum"] and "queued" in schemas["JobStatus"]["enum"]
+    assert "queued" in schemas["ListedStatus"]["enum"] and "JobStatus" not in schemas
+    assert not {"created", "rate_limited", "ready_to_enqueue"} & set(schemas["ListedStatus"]["enum"])
     post = document["paths"]["/jobs"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/SubmitRequest"

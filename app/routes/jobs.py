@@ -30,7 +30,7 @@ from jobs.catalog import registry
 
 
 class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # a misspelt filter is a 422, not an unfiltered page
 
     status: ListedStatus | None = Field(
         None,

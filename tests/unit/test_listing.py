@@ -327,3 +327,10 @@ def test_a_cursor_of_another_order_is_refused(keyed: TestClient) -> None:
     assert keyed.get("/jobs", params={"cursor": cursor}, headers=bearer("alice")).status_code == 200
     refused = keyed.get("/jobs", params={"status": "finished", "cursor": cursor}, headers=bearer("alice"))
     assert refused.status_code == 422
+
+
+def test_a_misspelt_filter_is_refused_naming_it(client: TestClient) -> None:
+    response = client.get("/jobs", params={"statsu": "finished"})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["errors"][0]["loc"] == ["statsu"] and "statsu" in problem["detail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,7 +69,7 @@ def test_kill_horse_fails_the_running_job_and_the_worker_goes_on(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_stop_execution_stops_only_the_execution_it_names(
-    mode: str, rclient: redis.Redis, procs: ProcessFactory
+    mode: str, rclient: redis.Redis, procs: ProcessFactory, record_property: Callable[[str, object], None]
 ) -> None:
     procs.worker(WORKER_CONCURRENCY=MODES[mode], JOB_STOP_GRACE="0")
     job = enqueue(rclient, "jobs.builtin.demo.sleep", seconds=30, steps=60, mode="sync")
@@ -78,9 +79,17 @@ def test_stop_execution_stops_only_the_execution_it_names(
 
     send_command(rclient, worker.name, "stop-execution", job_id=job.id, execution_id="not-this-one")
     wait_for(lambda: "command ignored" in procs.procs[0].log(), 5, what="the command ignored")
-    assert status(rclient, job) == JobStatus.STARTED
+    ignored = status(rclient, job)
+    if ignored == JobStatus.QUEUED:
+        # Seen once on a loaded CI machine: the job was put back (not stopped) around the command; the worker's
+        # log says why, and the job must start again, so the command naming its execution is still tested.
+        record_property("report", f"stop-execution test: job requeued meanwhile; worker log:\n{procs.procs[0].log()}")
+        wait_for(lambda: status(rclient, job) == JobStatus.STARTED, 15, what="the requeued job started again")
+    else:
+        assert ignored == JobStatus.STARTED, procs.procs[0].log()
 
-    send_stop_execution_command(rclient, job_id=job.id, execution_id=fetched.get_executions()[0].id)
+    newest = max(fetched.get_executions(), key=lambda execution: execution.created_at)
+    send_stop_execution_command(rclient, job_id=job.id, execution_id=newest.id)
     wait_for(lambda: status(rclient, job) == JobStatus.STOPPED, 10, what="the job stopped")
 
 

@@ -13,7 +13,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from selenium import webdriver
 from selenium.webdriver import Chrome as WebDriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -32,10 +29,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
+from tests.support.browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from tests.support.procs import ROOT, ProcessFactory
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 IMAGES = ROOT / "docs" / "images"
 SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 KEY = "console-key-0123456789abcdef"
@@ -43,7 +39,7 @@ PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
-    reason="Debian's chromium and chromium-driver are missing and `make browser` (apt-get) could not install them",
+    reason=MISSING,
 )
 
 
@@ -101,33 +97,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    assert CHROMIUM and CHROMEDRIVER
     profile = tmp_path_factory.mktemp("chromium")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        "--force-color-profile=srgb",
-        "--lang=en-GB",
-        f"--user-data-dir={profile / 'profile'}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(profile / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
+    logging = {"goog:loggingPrefs": {"performance": "ALL", "browser": "ALL"}}
+    with chromium(
+        profile, "--window-size=1280,900", "--force-color-profile=srgb", "--lang=en-GB", capabilities=logging
+    ) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

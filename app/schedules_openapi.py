@@ -7,24 +7,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, UrlConstraints
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, UrlConstraints
 
 from app.operations import BODY_REFUSED, REDIS_DOWN, Operation, Reply
 from app.schedules import ScheduleFields
-from core.queues import QueueName
+from app.schemas import JobFields
 
 
-class ScheduleRequest(ScheduleFields):
+class ScheduleRequest(ScheduleFields, JobFields):
     """Body of `POST /schedules`: what each run submits (as `POST /jobs`) and when runs are due."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Annotated[StrictStr, Field(min_length=1, max_length=200, description="A registered job type")]
-    args: dict[str, Any] = Field(default_factory=dict, description="Validated against the type's argument schema")
-    queue: QueueName | None = Field(None, description="Defaults to the job type's queue")
-    timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Each run's time limit (s)")
-    retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
-    description: StrictStr | None = Field(None, description="Shown on each run")
     callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
         None, description="Receives a signed POST when each run ends"
     )

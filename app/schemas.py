@@ -9,8 +9,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictFloat, Stri
 from core.queues import QueueName
 
 
-class SubmitRequest(BaseModel):
-    """Body of `POST /jobs` (API.md section 1)."""
+class JobFields(BaseModel):
+    """What a job is: the fields `POST /jobs` and a schedule's runs share."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -20,6 +20,11 @@ class SubmitRequest(BaseModel):
     timeout: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="Run-time limit in seconds")
     retries: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="Extra attempts after a failure")
     description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")
+
+
+class SubmitRequest(JobFields):
+    """Body of `POST /jobs` (API.md section 1)."""
+
     # -- job control --
     delay: Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)] | None = Field(
         None, description="Run no earlier than now + delay seconds"

@@ -37,7 +37,7 @@ from workers.observe import ObservedWorker
 from workers.outages import OutageTolerantMixin
 from workers.periodic import PeriodicScheduler
 from workers.recovery import Recovery
-from workers.scheduling import SchedulerWatch
+from workers.scheduling import SchedulerWatch, stop_scheduler_process
 
 SHUTDOWN_REASON = "the worker shut down before the job finished; requeued without spending a retry"
 LOST_OUTCOME_REASON = "the worker lost Redis before the job's outcome was saved"
@@ -92,6 +92,10 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
         self.recovery.beat(force=True)
         self.recovery.enlist()
         self.recovery.tick()
+
+    def stop_scheduler(self) -> None:
+        """RQ's, bounded: a scheduler process that ignores SIGTERM is killed (`workers.scheduling`)."""
+        stop_scheduler_process(self.scheduler)
 
     def teardown(self) -> None:
         if not self.is_horse:

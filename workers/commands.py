@@ -84,7 +84,7 @@ class ConcurrentCommandsMixin(RunningHeartbeatMixin):
         worker_hooks.request_stop(self)
         self._shutdown_deadline = time.monotonic() + self.shutdown_grace
         if self.scheduler:
-            self.stop_scheduler()  # type: ignore[no-untyped-call]
+            self.stop_scheduler()
         self._nudge()
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:

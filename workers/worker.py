@@ -45,7 +45,7 @@ class ServiceWorker(HorseSupervisionMixin, ClaimingDequeueMixin):
         if self.get_state() == WorkerStatus.BUSY:
             worker_hooks.request_stop(self)
             if self.scheduler:
-                self.stop_scheduler()  # type: ignore[no-untyped-call]
+                self.stop_scheduler()
         else:
             raise StopRequested()
 

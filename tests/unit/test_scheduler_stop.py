@@ -19,8 +19,11 @@ def _ignore_sigterm_and_wait(ready: Any) -> None:
 
 
 def _stop_on_sigterm(ready: Any) -> None:
+    # A fork inherits the test runner's Python-level handlers (pytest-xdist, coverage): put back the
+    # default action, as RQ's scheduler installs its own handler that ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ready.set()
-    time.sleep(60)  # the default SIGTERM action ends it
+    time.sleep(60)
 
 
 @pytest.mark.parametrize(("target", "killed"), [(_ignore_sigterm_and_wait, True), (_stop_on_sigterm, False)])

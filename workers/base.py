@@ -26,6 +26,7 @@ from core import durability
 from core.connection import REDIS_DOWN, sync_redis
 from core.queues import SERIALIZER
 from core.rqadapter import worker_hooks
+from core.rqadapter.pipelines import fast_client
 from core.rqadapter.version import check_rq_version
 from core.settings import get_settings
 from workers import lifecycle, lifeline, stopping
@@ -69,9 +70,10 @@ class ServiceBase(OutageTolerantMixin, RegistryCleanupMixin, AnnouncingWorker, O
 
     def conventions(self) -> dict[str, Any]:
         """The worker's arguments the service fixes whatever the command line says: its Redis client (built
-        from settings), `RegisteredJob`, `AnnouncingQueue`, the JSON serializer."""
+        from settings, its pipelines `core.rqadapter.pipelines`' faster ones), `RegisteredJob`, `AnnouncingQueue`,
+        the JSON serializer."""
         return {
-            "connection": sync_redis(get_settings()),
+            "connection": fast_client(sync_redis(get_settings())),
             "job_class": RegisteredJob,
             "queue_class": lifecycle.AnnouncingQueue,
             "serializer": SERIALIZER,

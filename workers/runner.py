@@ -70,11 +70,10 @@ class JobRunnerMixin(ConcurrentState):
         call = _bound_call(running.job)
         if inspect.iscoroutinefunction(call.func):
             return await call()
-        future = asyncio.wrap_future(self._threads.submit(functools.partial(self._in_thread, running, call)))
+        future = self._threads.submit(functools.partial(self._in_thread, running, call))
         try:
-            value = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(_discard)
+            value = await future
+        except asyncio.CancelledError:  # the future is cancelled too: whatever the thread returns is dropped
             self._interrupt(running, JobInterruptedError)
             raise
         if asyncio.iscoroutine(value):  # a plain function that returned a coroutine: await it here
@@ -117,11 +116,6 @@ def _cancellation(reason: str) -> BaseException:
     if reason == "kill":
         return JobKilledError("killed by the kill-horse command")
     return ShutDownImminentException("shut down imminent: the worker is stopping", {})
-
-
-def _discard(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _exc_info(exc: BaseException) -> ExcInfo:

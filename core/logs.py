@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -38,7 +39,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def event_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {name: record.__dict__[name] for name in FIELDS if record.__dict__.get(name) is not None}
+    found = record.__dict__
+    return {name: value for name in FIELDS if (value := found.get(name)) is not None}
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,6 +66,18 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The logging module's own format, the local time of each second formatted once (a busy worker
+        logs two lines per job)."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        msec_format = self.default_msec_format
+        return msec_format % (self._second[1], record.msecs) if msec_format else self._second[1]
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         fields = "".join(f" {name}={value}" for name, value in event_fields(record).items())

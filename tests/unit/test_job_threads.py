@@ -30,18 +30,6 @@ def test_values_and_exceptions_come_back_on_the_loop() -> None:
     asyncio.run(main())
 
 
-def test_a_thread_is_reused_once_idle() -> None:
-    threads = JobThreads("test")
-    names: list[str] = []
-
-    async def main() -> None:
-        for _ in range(5):
-            await threads.submit(lambda: names.append(threading.current_thread().name))
-
-    asyncio.run(main())
-    assert len(names) == 5 and len(set(names)) == 1
-
-
 def test_an_outcome_the_loop_gave_up_on_is_dropped() -> None:
     threads = JobThreads("test")
     release = threading.Event()

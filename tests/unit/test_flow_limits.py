@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import fakeredis
 import pytest
 
@@ -56,7 +58,8 @@ def test_the_setting_overrides_what_a_type_declares() -> None:
 )
 def test_malformed_settings_name_the_setting_and_the_entry(setting: str, value: str, message: str) -> None:
     with pytest.raises(FlowSettingError) as caught:
-        parse_limits(known_types=KNOWN, **{setting: value})
+        settings: dict[str, Any] = {setting: value}
+        parse_limits(known_types=KNOWN, **settings)
     assert str(caught.value).startswith(message)
 
 

@@ -191,11 +191,25 @@ local function choose(q)
   return pick
 end
 
+-- RQ's list q is empty: whatever the index still holds for it is stale (canceled, deleted, emptied): drop it.
+local function purge(q)
+  local ring = FLOW .. ':ring:' .. q
+  if redis.call('EXISTS', ring) == 0 then return end
+  for _, o in ipairs(redis.call('ZRANGE', ring, 0, -1)) do
+    local tkey = FLOW .. ':types:' .. q .. ':' .. o
+    for _, t in ipairs(redis.call('SMEMBERS', tkey)) do redis.call('DEL', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t) end
+    redis.call('DEL', tkey)
+  end
+  redis.call('DEL', ring, FLOW .. ':ix:' .. q)
+end
+
 local out, stale = {}, 0
 for i = 2, #KEYS do
   local q = KEYS[i]
   if want <= 0 then break end
-  if adopt(q, 0, ADOPT_WINDOW - 1) then
+  if not adopt(q, 0, ADOPT_WINDOW - 1) then
+    purge(q)
+  else
     while want > 0 do
       local pick = choose(q)
       if pick == nil then break end

@@ -153,3 +153,11 @@ def test_reconcile_indexes_ids_deep_in_rq_lists(fake_redis: fakeredis.FakeRedis)
     assert take(claims, 5) == [sleeps[0]], "beyond the claim's look at the head: not seen yet"
     claims.reconcile(queue_keys())
     assert take(claims, 5) == [plain.id]
+
+
+def test_an_emptied_queue_leaves_no_index(fake_redis: fakeredis.FakeRedis) -> None:
+    for owner in ("a", "b"):
+        submit(fake_redis, "demo.noop", owner)
+    fake_redis.delete("rq:queue:default")  # RQ's Queue.empty(), say
+    assert take(Claims(fake_redis), 5) == []
+    assert not fake_redis.keys(f"{flow_keys.FLOW}:*")

@@ -2,8 +2,8 @@
 
 RQ's queue lists stay the truth of what is queued (rq-dashboard, counts and cancel read them). Beside each, the
 fair index (`core.flow.keys`) holds the same ids by owner and job type. The claim script, for each queue in
-priority order: first adopts into the index the ids near the head of RQ's list that it lacks (pushed by code
-that does not write the index: RQ's own retries, scheduler and dependents, rq-dashboard), then serves the owner
+priority order: first adopts into the index the ids near the head and the tail of RQ's list that it lacks (pushed
+by code that does not write the index: RQ's own retries, scheduler and dependents, rq-dashboard), then serves the owner
 whose turn it is (the lowest turn in the ring) with its oldest job of a type whose limits allow a start, and
 removes that id from RQ's list: removed (LREM 1) means it is ours to claim; not found means the entry was stale
 (canceled, deleted, taken another way) and it goes on. A queue where no owner may start anything is passed for
@@ -39,20 +39,26 @@ end
 """
 
 _ADOPT = """
-local function push_front(q, o, t, id)
-  redis.call('LPUSH', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t, '0:' .. id)
+local function index(q, o, t, id, seq, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t, seq .. ':' .. id)
   redis.call('SADD', FLOW .. ':types:' .. q .. ':' .. o, t)
   redis.call('ZADD', FLOW .. ':ring:' .. q, 'NX', 0, o)
-  redis.call('HSET', FLOW .. ':ix:' .. q, id, 0)
+  redis.call('HSET', FLOW .. ':ix:' .. q, id, seq)
 end
 
--- Index the ids at places first..last of RQ's list q that the index lacks, at the front of their owner's turn.
--- Returns whether that range held any id.
-local function adopt(q, first, last)
+-- Index the ids at places first..last of RQ's list q that the index lacks: at the front of their owner's turn
+-- (front: ids near the head, waiting longest), or at its end, as pushed now. Returns whether the range held any id.
+local function adopt(q, first, last, front)
   local ids = redis.call('LRANGE', q, first, last)
   if #ids == 0 then return false end
   local known = redis.call('HMGET', FLOW .. ':ix:' .. q, unpack(ids))
-  for j = #ids, 1, -1 do
+  local seq, from, to, step = '0', #ids, 1, -1
+  if not front then
+    local clock = redis.call('TIME')
+    seq = string.format('%.0f', tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+    from, to, step = 1, #ids, 1
+  end
+  for j = from, to, step do
     if not known[j] then
       local o, t = '', ''
       local raw = redis.call('HGET', JOB_PREFIX .. ids[j], 'meta')
@@ -61,12 +67,11 @@ local function adopt(q, first, last)
         if type(meta.owner) == 'string' then o = meta.owner end
         if type(meta.type) == 'string' then t = meta.type end
       end
-      push_front(q, o, t, ids[j])
+      index(q, o, t, ids[j], seq, front)
     end
   end
   return true
 end
-
 """
 
 # KEYS[1] = claims hash, KEYS[2..] = RQ queue lists, highest priority first. ARGV[1] = worker, ARGV[2] = how many
@@ -197,7 +202,9 @@ local function purge(q)
   if redis.call('EXISTS', ring) == 0 then return end
   for _, o in ipairs(redis.call('ZRANGE', ring, 0, -1)) do
     local tkey = FLOW .. ':types:' .. q .. ':' .. o
-    for _, t in ipairs(redis.call('SMEMBERS', tkey)) do redis.call('DEL', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t) end
+    for _, t in ipairs(redis.call('SMEMBERS', tkey)) do
+      redis.call('DEL', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t)
+    end
     redis.call('DEL', tkey)
   end
   redis.call('DEL', ring, FLOW .. ':ix:' .. q)
@@ -207,9 +214,10 @@ local out, stale = {}, 0
 for i = 2, #KEYS do
   local q = KEYS[i]
   if want <= 0 then break end
-  if not adopt(q, 0, ADOPT_WINDOW - 1) then
+  if not adopt(q, 0, ADOPT_WINDOW - 1, true) then
     purge(q)
   else
+    adopt(q, -ADOPT_WINDOW, -1, false)
     while want > 0 do
       local pick = choose(q)
       if pick == nil then break end
@@ -258,7 +266,7 @@ RECONCILE = (
     + RELEASE
     + f"""for i = 2, #KEYS do
   local first = 0
-  while first < {ADOPT_MAX} and adopt(KEYS[i], first, first + 999) do first = first + 1000 end
+  while first < {ADOPT_MAX} and adopt(KEYS[i], first, first + 999, false) do first = first + 1000 end
 end
 local out = {{}}
 for _, id in ipairs(redis.call('HKEYS', '{flow_keys.HELD}')) do

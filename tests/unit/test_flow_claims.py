@@ -149,6 +149,7 @@ def test_reconcile_indexes_ids_deep_in_rq_lists(fake_redis: fakeredis.FakeRedis)
     sleeps = [submit(fake_redis, "demo.sleep") for _ in range(30)]
     queue = Queue("default", connection=fake_redis, serializer=SERIALIZER)
     plain = queue.enqueue_call("jobs.builtin.demo.noop", meta=initial("demo.noop", "alice"))
+    sleeps += [submit(fake_redis, "demo.sleep") for _ in range(30)]  # now deep in RQ's list
     claims = Claims(fake_redis, Limits(concurrency={"demo.sleep": 1}))
     assert take(claims, 5) == [sleeps[0]], "beyond the claim's look at the head: not seen yet"
     claims.reconcile(queue_keys())
@@ -161,3 +162,11 @@ def test_an_emptied_queue_leaves_no_index(fake_redis: fakeredis.FakeRedis) -> No
     fake_redis.delete("rq:queue:default")  # RQ's Queue.empty(), say
     assert take(Claims(fake_redis), 5) == []
     assert not fake_redis.keys(f"{flow_keys.FLOW}:*")
+
+
+def test_ids_pushed_at_the_tail_without_the_index_are_adopted_at_once(fake_redis: fakeredis.FakeRedis) -> None:
+    sleeps = [submit(fake_redis, "demo.sleep") for _ in range(30)]
+    queue = Queue("default", connection=fake_redis, serializer=SERIALIZER)
+    retried = queue.enqueue_call("jobs.builtin.demo.noop", meta=initial("demo.noop", "alice"))  # RQ's own push
+    claims = Claims(fake_redis, Limits(concurrency={"demo.sleep": 1}))
+    assert take(claims, 5) == [sleeps[0], retried.id]

@@ -62,11 +62,14 @@ def test_a_job_that_ends_frees_its_slots(rclient: redis.Redis, procs: ProcessFac
 def test_a_job_canceled_while_starting_frees_its_slots(
     api: httpx.Client, rclient: redis.Redis, procs: ProcessFactory
 ) -> None:
+    """DELETE /jobs/{id} sent while the worker holds the job between its claim and its start (the test hook
+    holds it there): the web answers 409 "try again" while it is in that state, as a client would retry."""
     procs.env.update(LIMITS)
-    procs.worker(WORKER_TEST_PAUSE_AFTER_DEQUEUE="3")
-    (job_id,) = push(rclient, "demo.sleep", kwargs={"seconds": 1})
+    procs.worker(WORKER_TEST_PAUSE_AFTER_DEQUEUE="2")
+    (job_id,) = push(rclient, "demo.sleep", kwargs={"seconds": 30})
     wait_for(lambda: job_id in claims(rclient) and slot_taken(rclient, "demo.sleep"), 10, what="claimed")
-    assert api.delete(f"/jobs/{job_id}").status_code in (200, 202, 204)
+    assert statuses(rclient, [job_id]) == [JobStatus.QUEUED]
+    wait_for(lambda: api.delete(f"/jobs/{job_id}").status_code != 409, 20, 0.2, "the cancel to be accepted")
     wait_for(lambda: statuses(rclient, [job_id])[0] in (JobStatus.CANCELED, JobStatus.STOPPED), 20, what="canceled")
     wait_claims_settled(rclient)
     wait_no_slots(rclient)

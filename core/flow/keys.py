@@ -4,7 +4,8 @@ Per queue (named by RQ's queue key, `rq:queue:<name>`), the fair index beside RQ
 - `ring(queue)`: sorted set owner -> turn (the lowest turn is served next; a new owner enters at 0);
 - `types(queue, owner)`: set of the job types the owner has queued there;
 - `jobs(queue, owner, type)`: list of `<seq>:<job id>`, oldest first;
-- `indexed(queue)`: hash job id -> seq, the ids the index holds (what the claim's safety net checks).
+- `indexed(queue)`: hash job id -> `<seq>\n<its jobs list>`, the ids the index holds (what the claim's safety
+  net checks).
 
 Slots and windows, across queues:
 - `running_type(type)`, `running_key(owner)`: hash job id -> worker, one entry per running job (count = HLEN);

@@ -23,11 +23,12 @@ def index_writes(queue_key: str, job: Job, *, front: bool = False) -> list[Comma
     meta = readable_meta(job)
     owner, job_type = str(meta.get(OWNER) or ""), str(meta.get(TYPE) or "")
     seq = 0 if front else time.time_ns() // 1000
+    jobs = flow_keys.jobs(queue_key, owner, job_type)
     return [
-        ("LPUSH" if front else "RPUSH", flow_keys.jobs(queue_key, owner, job_type), f"{seq}:{job.id}"),
+        ("LPUSH" if front else "RPUSH", jobs, f"{seq}:{job.id}"),
         ("SADD", flow_keys.types(queue_key, owner), job_type),
         ("ZADD", flow_keys.ring(queue_key), "NX", 0, owner),
-        ("HSET", flow_keys.indexed(queue_key), job.id, seq),
+        ("HSET", flow_keys.indexed(queue_key), job.id, f"{seq}\n{jobs}"),
     ]
 
 

@@ -39,27 +39,21 @@ end
 """
 
 _ADOPT = """
-local function index(q, o, t, id, seq, front)
-  redis.call(front and 'LPUSH' or 'RPUSH', FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t, seq .. ':' .. id)
-  redis.call('SADD', FLOW .. ':types:' .. q .. ':' .. o, t)
-  redis.call('ZADD', FLOW .. ':ring:' .. q, 'NX', 0, o)
-  redis.call('HSET', FLOW .. ':ix:' .. q, id, seq)
-end
-
--- Index the ids at places first..last of RQ's list q that the index lacks: at the front of their owner's turn
--- (front: ids near the head, waiting longest), or at its end, as pushed now. Returns whether the range held any id.
-local function adopt(q, first, last, front)
+-- Index, in RQ's order, the ids at places first..last of RQ's list q that the index lacks, each in its owner's
+-- list of its type: right after the nearest id of that list before it in the range, else at the list's front
+-- (head: nothing of that list is older) or end (tail), with `seq` ('0' at the head, else now). Returns nil for an
+-- empty range, else how many it indexed.
+local function adopt(q, first, last, seq, front)
   local ids = redis.call('LRANGE', q, first, last)
-  if #ids == 0 then return false end
-  local known = redis.call('HMGET', FLOW .. ':ix:' .. q, unpack(ids))
-  local seq, from, to, step = '0', #ids, 1, -1
-  if not front then
-    local clock = redis.call('TIME')
-    seq = string.format('%.0f', tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
-    from, to, step = 1, #ids, 1
-  end
-  for j = from, to, step do
-    if not known[j] then
+  if #ids == 0 then return nil end
+  local ix = FLOW .. ':ix:' .. q
+  local known = redis.call('HMGET', ix, unpack(ids))
+  local placed, adopted = {}, 0
+  for j = 1, #ids do
+    if known[j] then
+      local kseq, klist = string.match(known[j], '^([^\\n]*)\\n(.*)$')
+      if klist then placed[klist] = kseq .. ':' .. ids[j] end
+    else
       local o, t = '', ''
       local raw = redis.call('HGET', JOB_PREFIX .. ids[j], 'meta')
       local ok, meta = pcall(cjson.decode, raw or '')
@@ -67,10 +61,24 @@ local function adopt(q, first, last, front)
         if type(meta.owner) == 'string' then o = meta.owner end
         if type(meta.type) == 'string' then t = meta.type end
       end
-      index(q, o, t, ids[j], seq, front)
+      local list, entry = FLOW .. ':jobs:' .. q .. ':' .. o .. '|' .. t, seq .. ':' .. ids[j]
+      local after = placed[list]
+      if not (after and redis.call('LINSERT', list, 'AFTER', after, entry) > 0) then
+        redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
+      end
+      placed[list] = entry
+      redis.call('SADD', FLOW .. ':types:' .. q .. ':' .. o, t)
+      redis.call('ZADD', FLOW .. ':ring:' .. q, 'NX', 0, o)
+      redis.call('HSET', ix, ids[j], seq .. '\\n' .. list)
+      adopted = adopted + 1
     end
   end
-  return true
+  return adopted
+end
+
+local function now_seq()
+  local clock = redis.call('TIME')
+  return string.format('%.0f', tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
 end
 """
 
@@ -214,10 +222,12 @@ local out, stale = {}, 0
 for i = 2, #KEYS do
   local q = KEYS[i]
   if want <= 0 then break end
-  if not adopt(q, 0, ADOPT_WINDOW - 1, true) then
+  local adopted = adopt(q, 0, ADOPT_WINDOW - 1, '0', true)
+  if adopted == nil then
     purge(q)
   else
-    adopt(q, -ADOPT_WINDOW, -1, false)
+    -- a list whose head is indexed (the service's pushes): ids RQ's own code pushed onto its tail, at once
+    if adopted == 0 then adopt(q, -ADOPT_WINDOW, -1, now_seq(), false) end
     while want > 0 do
       local pick = choose(q)
       if pick == nil then break end
@@ -265,8 +275,8 @@ RECONCILE = (
     + _ADOPT
     + RELEASE
     + f"""for i = 2, #KEYS do
-  local first = 0
-  while first < {ADOPT_MAX} and adopt(KEYS[i], first, first + 999, false) do first = first + 1000 end
+  local first, seq = 0, now_seq()
+  while first < {ADOPT_MAX} and adopt(KEYS[i], first, first + 999, seq, false) do first = first + 1000 end
 end
 local out = {{}}
 for _, id in ipairs(redis.call('HKEYS', '{flow_keys.HELD}')) do

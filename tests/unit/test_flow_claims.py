@@ -170,3 +170,14 @@ def test_ids_pushed_at_the_tail_without_the_index_are_adopted_at_once(fake_redis
     retried = queue.enqueue_call("jobs.builtin.demo.noop", meta=initial("demo.noop", "alice"))  # RQ's own push
     claims = Claims(fake_redis, Limits(concurrency={"demo.sleep": 1}))
     assert take(claims, 5) == [sleeps[0], retried.id]
+
+
+def test_ids_pushed_by_rq_alone_keep_rq_order(fake_redis: fakeredis.FakeRedis) -> None:
+    queue = Queue("default", connection=fake_redis, serializer=SERIALIZER)
+    ids = [queue.enqueue_call("jobs.builtin.demo.noop").id for _ in range(40)]
+    claims = Claims(fake_redis)
+    taken = take(claims, 3)
+    ids.insert(3, queue.enqueue_call("jobs.builtin.demo.noop", at_front=True).id)
+    while batch := take(claims, 3):
+        taken += batch
+    assert taken == ids

@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from app import console, metrics
 from app.dashboard import mount_dashboard
 from app.errors import EXCEPTION_HANDLERS
+from app.flow import app_limits
 from app.live import EventHub
 from app.middleware import middleware
 from app.routes import batches, control, docs, events, jobs, ops, schedules
@@ -79,6 +80,7 @@ def create_app(
     )
     app.router.routes.extend(batches.routes)
     app.state.settings = settings
+    app.state.flow_limits = app_limits(settings)  # a malformed flow-control setting stops the process here
     app.state.metrics = app_metrics
     mount_dashboard(app, settings)
     return app

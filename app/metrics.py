@@ -12,6 +12,9 @@ Read from Redis at scrape time, the same from every instance (O(queues), never O
   jobsvc_schedule_runs_total / jobsvc_schedule_skipped_total   runs fired and due times skipped, all schedules
   jobsvc_schedules{state}                                 schedules, enabled / disabled
   jobsvc_batches{status}                                  batches running now, and ended so far by status
+  jobsvc_flow_running / _limit / _waiting{limit}          each flow-control limit: running (a rate: starts in its
+                                                          window), its limit, queued jobs it applies to
+  jobsvc_flow_held_back_total{limit}                      claims a limit refused (rate() = jobs held back per s)
 With `METRICS_TOKEN` set the endpoint wants `Authorization: Bearer <token>`.
 """
 
@@ -47,6 +50,7 @@ from app.errors import ProblemError
 from app.store import JobStore
 from core import keys, runtimes
 from core.connection import REDIS_DOWN
+from core.flow.state import FlowState, read_state_async
 from core.settings import Settings
 from jobs.catalog import registry
 
@@ -214,6 +218,27 @@ async def batch_family(store: JobStore) -> Metric:
     return family
 
 
+def flow_families(state: FlowState) -> list[Metric]:
+    """Each flow-control limit's running, limit and waiting, and the claims each limit held back."""
+    described = {
+        "running": "Running jobs under each flow-control limit (a rate limit: starts in its current window)",
+        "limit": "Each flow-control limit",
+        "waiting": "Queued jobs each flow-control limit applies to",
+    }
+    gauges = {
+        field: GaugeMetricFamily(f"{PREFIX}_flow_{field}", text, labels=["limit"]) for field, text in described.items()
+    }
+    for name, limit in state.limits.items():
+        for field, value in limit.as_json().items():
+            gauges[field].add_metric([name], value)
+    held = CounterMetricFamily(
+        f"{PREFIX}_flow_held_back", "Claims a flow-control limit refused (type:<name> or key:<owner>)", labels=["limit"]
+    )
+    for name, count in sorted(state.held_back.items()):
+        held.add_metric([name], count)
+    return [*gauges.values(), held]
+
+
 async def schedule_families(store: JobStore) -> list[Metric]:
     """Schedule counters kept by the firing script, and how many schedules exist: O(1) reads."""
     async with store.aio.pipeline(transaction=False) as pipe:
@@ -260,6 +285,7 @@ async def metrics_endpoint(request: Request) -> Response:
         up.add_metric([], 1)
         families = [up, *redis_families(stats, runs), *await schedule_families(store)]
         families.append(await batch_family(store))
+        families += flow_families(await read_state_async(store.aio, request.app.state.flow_limits))
     body = generate_latest(_metrics(request).registry) + generate_latest(_Families(families))
     return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 

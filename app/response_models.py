@@ -44,6 +44,10 @@ class JobView(JobSummary):
 
     messages: list[Message] = Field(description="Oldest first; the newest PROGRESS_MAX_MESSAGES are kept")
     result: Any = Field(description="The JSON return value once finished, else null")
+    waiting: str | None = Field(
+        None,
+        description="Why a queued job is held back by a flow-control limit (`demo.sleep: 2 of 2 running`), else null",
+    )
 
 
 class JobPage(BaseModel):
@@ -66,9 +70,18 @@ class WorkerCounts(BaseModel):
     busy: int = Field(ge=0)
 
 
+class LimitCounts(BaseModel):
+    running: int = Field(ge=0, description="Running jobs (for a rate limit: starts in the current window)")
+    limit: int = Field(ge=1)
+    waiting: int = Field(ge=0, description="Queued jobs the limit applies to")
+
+
 class Stats(BaseModel):
     queues: dict[QueueName, QueueCounts]
     workers: WorkerCounts
+    limits: dict[str, LimitCounts] = Field(
+        description="Flow-control limits in force: `<type>`, `<type>/<unit>` (a rate) or `key <owner>`"
+    )
 
 
 class JobTypeInfo(BaseModel):

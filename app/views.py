@@ -27,8 +27,10 @@ def job_view(
     result: Result | None = None,
     position: int | None = None,
     details: bool = True,
+    waiting: str | None = None,
 ) -> dict[str, Any]:
-    """The public view of `job`; `details=False` leaves out messages and result (for listings)."""
+    """The public view of `job`; `details=False` leaves out messages and result (for listings). `waiting`: why
+    a queued job is held back by a flow-control limit (`app.flow.waiting_of`), shown with the details."""
     status = job.get_status(refresh=False)
     unreadable = meta_is_unreadable(job)
     meta = readable_meta(job)
@@ -46,6 +48,7 @@ def job_view(
         view["result"] = result.return_value if status == JobStatus.FINISHED and result is not None else None
         view["args"] = None if unreadable else _arguments(job)
         view["attempt"] = int(meta.get(ATTEMPT, 0) or 0)
+        view["waiting"] = waiting if status == JobStatus.QUEUED else None
     view.update(
         error=UNREADABLE if unreadable else error_line(job, result) if status in ERROR_STATUSES else None,
         created_at=iso_z(job.created_at),

@@ -157,6 +157,16 @@ class Settings(BaseSettings):
         "1 = one forked work horse per job (needed for JOB_MAX_MEMORY and hard kills)",
     )
 
+    # -- flow control --
+    type_concurrency: str = Field(
+        "", description="Comma-separated type=N: at most N jobs of that type running at once, across all workers"
+    )
+    type_rate_limit: str = Field(
+        "", description="Comma-separated type=N/second|minute|hour: at most N starts of that type per window"
+    )
+    key_concurrency: str = Field("", description="At most N running jobs per owner (API key name); empty = no limit")
+    fair_turns: bool = Field(True, description="Owners take turns within a queue; false = oldest startable job first")
+
     # -- periodic schedules --
     schedule_misfire_grace: float = Field(
         300,

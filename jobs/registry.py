@@ -10,6 +10,7 @@ can import every spec and argument model without paying for what the jobs need.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +42,10 @@ class JobSpec:
     #: Meaningful only as a batch's `on_complete` job (it reports on the batch that enqueued it): listed,
     #: but refused as a job of its own, a batch member or a schedule's run.
     on_complete_only: bool = False
+    #: At most this many jobs of the type running at once across all workers (`TYPE_CONCURRENCY` overrides it).
+    concurrency: int | None = None
+    #: At most this many starts per window, `N/second|minute|hour` (`TYPE_RATE_LIMIT` overrides it).
+    rate_limit: str | None = None
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -89,6 +94,10 @@ class Registry:
         """The public job types, by name."""
         return iter(sorted((spec for spec in self._by_name.values() if not spec.internal), key=lambda s: s.name))
 
+    def every(self) -> list[JobSpec]:
+        """Every job type, internal ones included (what workers run and flow limits may name)."""
+        return sorted(self._by_name.values(), key=lambda s: s.name)
+
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
@@ -103,12 +112,15 @@ class Registry:
         retries: int = 0,
         internal: bool = False,
         on_complete_only: bool = False,
+        concurrency: int | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated module-level function as job type `name`."""
 
         def register(func: F) -> F:
             func_path = f"{func.__module__}.{func.__qualname__}"
-            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries, internal, on_complete_only))
+            spec = JobSpec(name, func_path, args, description, queue, timeout, retries, internal, on_complete_only)
+            self.add(dataclasses.replace(spec, concurrency=concurrency, rate_limit=rate_limit))
             return func
 
         return register

@@ -11,6 +11,9 @@ has no liveness key is taken over and settled:
 - the job was claimed but never started -> put back at the front of its queue (no retry spent);
 - the job already ended, or is scheduled / queued again -> the stale claim is dropped.
 
+Dropping a claim frees its flow-control slots in the same step; the sweep also frees slots left without a claim
+and indexes queued jobs the fair index lacks (`Claims.reconcile`).
+
 So a job whose worker died is handled at most `ABANDONED_JOB_TIMEOUT * 3/4` (plus one sweep)
 after the death, by any live worker, including one that was just started.
 
@@ -42,10 +45,12 @@ from core.meta import ATTEMPT
 from core.queues import QUEUE_NAMES
 from core.rqadapter import bookkeeping, executions
 from core.rqadapter.claims import Claims
+from core.rqadapter.flow_index import index_in
 from core.settings import get_settings
 from jobs.control import cancel_dependents
 from jobs.progress import append_message
 from workers import lifecycle
+from workers.flow import worker_limits
 from workers.liveness import Liveness, Timing
 
 logger = logging.getLogger("workers.recovery")
@@ -88,7 +93,7 @@ class Recovery:
         self.job_class = job_class
         self.serializer = serializer
         self.on_failed = on_failed
-        self.claims = Claims(connection)
+        self.claims = Claims(connection, worker_limits())
         self.liveness = Liveness(connection, worker_name, timing)
         self._last_sweep = -float("inf")
         #: Jobs of dead workers whose claim this worker may hold while their recovery is not saved yet (Redis
@@ -146,6 +151,7 @@ class Recovery:
         for owner in dead | self.liveness.dead_enlisted():
             self._bury(owner)
         self._release_dead_scheduler_locks()
+        self._reconcile_flow()
         if outcomes:
             logger.warning("worker %s: recovered abandoned jobs %s", self.worker_name, outcomes)
         return outcomes
@@ -154,6 +160,13 @@ class Recovery:
         """Forget a dead worker in RQ's registries at once (else it counts as alive for minutes)."""
         bookkeeping.bury_worker(self.connection, worker_name)
         self.liveness.discharge(worker_name)
+
+    def _reconcile_flow(self) -> None:
+        """Free flow-control slots whose claim is gone (a Redis restored from an older snapshot) and index jobs
+        pushed onto the queues by code that does not write the fair index (`Claims.reconcile`)."""
+        freed = self.claims.reconcile([Queue.redis_queue_namespace_prefix + name for name in QUEUE_NAMES])
+        if freed:
+            logger.warning("released the flow-control slots of unclaimed jobs %s", freed)
 
     def _release_dead_scheduler_locks(self) -> None:
         """A SIGKILLed worker's scheduler holds its queue locks for a minute; free them sooner."""
@@ -234,6 +247,8 @@ class Recovery:
             left = job.retries_left - 1
             append_message(job.meta, f"attempt {attempt} lost: {reason}; retrying ({left} retries left)")
             job.retry(queue, pipe)  # saves the job, meta included
+            if job.get_status(refresh=False) == JobStatus.QUEUED:  # pushed at once (no retry interval)
+                index_in(pipe, queue.key, job, front=bool(job.enqueue_at_front_on_retry))
             return "retried"
         append_message(job.meta, f"attempt {attempt} lost: {reason}; no retries left")
         job.ended_at = now()
@@ -244,6 +259,7 @@ class Recovery:
     def _requeue(self, job: Job, queue: Queue, pipe: Any, message: str) -> Settlement:
         append_message(job.meta, message)
         bookkeeping.requeue_at_front(queue, job, pipe)
+        index_in(pipe, queue.key, job, front=True)
         return "requeued"
 
 

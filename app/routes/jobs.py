@@ -14,6 +14,7 @@ from app.auth import principal
 from app.body import read_json_object
 from app.callback_url import callback_meta
 from app.errors import ConflictError, ValidationFailedError
+from app.flow import waiting_of
 from app.idempotency import claim_for
 from app.listing import InvalidCursorError, ListedStatus, page
 from app.metrics import track_submission
@@ -98,7 +99,8 @@ async def submit_job(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     record = await owned_job(request, request.path_params["job_id"])
-    return JSONResponse(job_view(record.job, result=record.result, position=record.position))
+    waiting = await waiting_of(request, record.job)
+    return JSONResponse(job_view(record.job, result=record.result, position=record.position, waiting=waiting))
 
 
 async def list_jobs(request: Request) -> Response:

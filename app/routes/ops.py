@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.flow import limits_view
 from app.store import JobStore
 from core.settings import Settings
 from jobs.catalog import registry
@@ -52,7 +53,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(await _store(request).stats())
+    return JSONResponse({**await _store(request).stats(), "limits": await limits_view(request)})
 
 
 async def job_types(request: Request) -> Response:

@@ -4,8 +4,10 @@ RQ pops with BLPOP when a worker listens on more than one queue; a worker killed
 pop and its own bookkeeping loses the job (RQ's reliable BLMOVE path only covers single-queue
 workers). Here one Lua script pops the first job of the highest-priority non-empty queue (RQ's
 queue lists) AND records `job id -> worker` in the claims hash (`jobsvc:claims`), in one atomic
-step. The claim lasts until the worker settles the job (outcome recorded, requeued or
-recovered); the workers' abandoned-job sweep hands the claims of dead workers back.
+step, choosing the job by owners' turns and flow-control limits (`core.rqadapter.flow_scripts`), and
+taking its slots. The claim lasts until the worker settles the job (outcome recorded, requeued or
+recovered); the workers' abandoned-job sweep hands the claims of dead workers back. Every script that drops
+a claim releases its slots in the same step.
 
 A worker records an outcome only for a job it still holds: a takeover (`take_over` from another owner)
 also bumps the previous owner's `jobsvc:claims-lost:<name>` counter, which that worker WATCHes with the
@@ -22,45 +24,16 @@ from redis import Redis
 from rq.utils import as_text
 
 from core import keys
-
-# KEYS[1] = claims hash, KEYS[2..] = queue lists, highest priority first; ARGV[1] = worker name.
-_CLAIM = """
-for i = 2, #KEYS do
-  local job_id = redis.call('LPOP', KEYS[i])
-  if job_id then
-    redis.call('HSET', KEYS[1], job_id, ARGV[1])
-    return {KEYS[i], job_id}
-  end
-end
-return false
-"""
-
-# The same for up to ARGV[2] jobs at once (a concurrent worker with free slots): LPOP with a
-# count, highest-priority queue first, every job id claimed for ARGV[1]. Returns a flat list
-# {queue key, job id, queue key, job id, ...} in the order taken.
-_CLAIM_MANY = """
-local want = tonumber(ARGV[2])
-local out = {}
-for i = 2, #KEYS do
-  if want <= 0 then break end
-  local ids = redis.call('LPOP', KEYS[i], want)
-  if ids then
-    for _, job_id in ipairs(ids) do
-      redis.call('HSET', KEYS[1], job_id, ARGV[1])
-      out[#out + 1] = KEYS[i]
-      out[#out + 1] = job_id
-    end
-    want = want - #ids
-  end
-end
-return out
-"""
+from core.flow.limits import Limits
+from core.rqadapter.flow_scripts import CLAIM, DROP, RECONCILE, RELEASE
 
 # Settle a claim once the job's outcome is recorded. KEYS[1] = claims hash, KEYS[2] = job hash,
 # KEYS[3] = the job's queue list; ARGV[1] = job id, ARGV[2] = worker name. Returns 1 released,
 # 0 not ours, -1 the outcome was never recorded (still `started`, or `queued` but in no queue):
 # the caller must recover the job before the claim may go.
-_SETTLE = """
+_SETTLE = (
+    RELEASE
+    + """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -69,22 +42,28 @@ if status == 'started' or (status == 'queued' and not redis.call('LPOS', KEYS[3]
   return -1
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+release(ARGV[1])
 return 1
 """
+)
 
 # Release the claims of jobs whose outcomes the same transaction recorded. KEYS[1] = claims hash;
 # ARGV[1] = worker name, ARGV[2..] = job ids. A claim taken over meanwhile (this worker was presumed
 # dead) is left to its new owner. Returns how many were released.
-_RELEASE_MANY = """
+_RELEASE_MANY = (
+    RELEASE
+    + """
 local released = 0
 for i = 2, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
     redis.call('HDEL', KEYS[1], ARGV[i])
+    release(ARGV[i])
     released = released + 1
   end
 end
 return released
 """
+)
 
 # Compare-and-set the owner of a claim. KEYS[1] = claims hash, KEYS[2] = the expected owner's lost-claims
 # counter; ARGV = job id, expected, new, the counter's TTL in seconds. A real change of owner bumps the counter
@@ -135,25 +114,30 @@ def lost_key(worker_name: str) -> str:
 class Claims:
     """The claims hash: who holds which job between dequeue and its settled outcome."""
 
-    def __init__(self, connection: Redis) -> None:
+    def __init__(self, connection: Redis, limits: Limits | None = None) -> None:
         self.connection = connection
-        self._claim = connection.register_script(_CLAIM)
-        self._claim_many = connection.register_script(_CLAIM_MANY)
+        self.limits = limits or Limits()
+        self._limit_args = self.limits.script_args()
+        self._claim = connection.register_script(CLAIM)
         self._settle = connection.register_script(_SETTLE)
         self._take_over = connection.register_script(_TAKE_OVER)
+        self._drop = connection.register_script(DROP)
+        self._reconcile = connection.register_script(RECONCILE)
 
     def claim(self, queue_keys: Sequence[str], worker_name: str) -> tuple[str, str] | None:
-        """Take the first job of the first non-empty queue for `worker_name`: (queue key, job id)."""
-        result = self._claim(keys=[keys.CLAIMS, *queue_keys], args=[worker_name])
-        if not result:
-            return None
-        queue_key, job_id = result
-        return as_text(queue_key), as_text(job_id)
+        """Take the job owners' turns and the limits allow, first non-empty queue first: (queue key, job id)."""
+        taken = self.claim_many(queue_keys, worker_name, 1)
+        return taken[0] if taken else None
 
     def claim_many(self, queue_keys: Sequence[str], worker_name: str, count: int) -> list[tuple[str, str]]:
         """Take up to `count` jobs, highest-priority queue first, each claimed for `worker_name`."""
-        raw = self._claim_many(keys=[keys.CLAIMS, *queue_keys], args=[worker_name, count]) or []
+        raw = self._claim(keys=[keys.CLAIMS, *queue_keys], args=[worker_name, count, *self._limit_args]) or []
         return [(as_text(raw[i]), as_text(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    def reconcile(self, queue_keys: Sequence[str]) -> list[str]:
+        """Release the slots of jobs no longer claimed (a Redis restored from an older snapshot), and index the
+        ids of `queue_keys`' lists pushed without it (anywhere in the list): the ids whose slots were freed."""
+        return [as_text(job_id) for job_id in self._reconcile(keys=[keys.CLAIMS, *queue_keys])]
 
     def settle(self, job_key: str, queue_key: str, job_id: str, worker_name: str) -> int:
         """Release the claim once the job's outcome is recorded (1); -1: recover it first; 0: not ours."""
@@ -168,12 +152,13 @@ class Claims:
 
     @staticmethod
     def drop_in(pipe: Any, job_id: str) -> None:
-        """Drop the claim on `job_id` whoever holds it, queued on `pipe` (the job is gone or settled)."""
-        pipe.hdel(keys.CLAIMS, job_id)
+        """Drop the claim on `job_id` whoever holds it, and its slots, queued on `pipe` (the job is gone or
+        settled). Sent as EVAL."""
+        pipe.eval(DROP, 1, keys.CLAIMS, job_id)
 
     def drop(self, job_id: str) -> None:
-        """Drop the claim on `job_id` whoever holds it (the job is gone)."""
-        self.connection.hdel(keys.CLAIMS, job_id)
+        """Drop the claim on `job_id` whoever holds it, and its slots (the job is gone)."""
+        self._drop(keys=[keys.CLAIMS], args=[job_id])
 
     def take_over(self, job_id: str, expected: str, new_owner: str) -> bool:
         """Move the claim from `expected` to `new_owner` if `expected` still holds it (the same owner twice:

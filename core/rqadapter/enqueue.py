@@ -6,6 +6,9 @@
   is recorded by RQ itself, which reads its parents' statuses (blocking) to choose queued or deferred.
 - `requeue_writes`: RQ's requeue of a failed job (`FailedJobRegistry.requeue`), kept for good.
 
+Both add the fair index's writes for a job they push onto a queue list (`core.rqadapter.flow_index`);
+`queued_job_writes` alone is RQ's writes, exactly.
+
 tests/unit/test_scripts.py holds `queued_job_writes` to RQ's own writes, key by key.
 """
 
@@ -18,6 +21,8 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now
+
+from core.rqadapter.flow_index import index_writes, pushes_of
 
 Command = tuple[Any, ...]
 
@@ -44,13 +49,19 @@ def enqueue_writes(connection: Redis, queue: Queue, job: Job, at: datetime | Non
     a job with dependencies (RQ reads the parents on `connection`); for those, guard the writes with the
     parents' statuses as read before this call (`core.rqadapter.scripts.submit_args`)."""
     if at is None and is_plain(job):
-        return queued_job_writes(queue, job)
+        return [*queued_job_writes(queue, job), *index_writes(queue.key, job)]
     with connection.pipeline(transaction=True) as recorder:  # leaving it UNWATCHes and frees its connection
         if at is None:
             queue.enqueue_job(job, pipeline=recorder)
         else:
             queue.schedule_job(job, at, pipeline=recorder)
-        return [args for args, _options in recorder.command_stack]
+        return _indexed([args for args, _options in recorder.command_stack], queue, job)
+
+
+def _indexed(commands: list[Command], queue: Queue, job: Job) -> list[Command]:
+    """`commands`, and the fair index's writes when they push `job` onto `queue`."""
+    pushed = pushes_of(commands, queue.key, job.id)
+    return commands if pushed is None else [*commands, *index_writes(queue.key, job, front=pushed == "LPUSH")]
 
 
 def requeue_writes(connection: Redis, queue: Queue, job: Job, retries: int | None) -> list[Command]:
@@ -67,4 +78,4 @@ def requeue_writes(connection: Redis, queue: Queue, job: Job, retries: int | Non
         recorder.persist(owned)
     commands = [args for args, _options in recorder.command_stack]
     recorder.reset()
-    return commands
+    return _indexed(commands, queue, job)

@@ -18,7 +18,7 @@ def test_view_of_a_queued_job(fake_redis: fakeredis.FakeRedis) -> None:
     assert set(view) == {
         "id", "type", "description", "queue", "status", "progress", "messages", "result", "error",
         "created_at", "enqueued_at", "started_at", "ended_at", "timeout", "retries_left", "position",
-        "owner", "callback", "args", "attempt",
+        "owner", "callback", "args", "attempt", "waiting",
     }  # fmt: skip
     assert view["args"] == {} and view["attempt"] == 0
     assert "messages" not in job_view(job, details=False)

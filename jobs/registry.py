@@ -41,6 +41,9 @@ class JobSpec:
     #: Meaningful only as a batch's `on_complete` job (it reports on the batch that enqueued it): listed,
     #: but refused as a job of its own, a batch member or a schedule's run.
     on_complete_only: bool = False
+    #: Result reuse by default: POST /jobs answers with an identical job of the same key that waits, runs or
+    #: finished less than this many seconds ago (capped at RESULT_TTL); a request's `cache_ttl` overrides it.
+    cache_ttl: int | None = None
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -58,6 +61,8 @@ class Registry:
     def add(self, spec: JobSpec) -> None:
         if spec.queue not in QUEUE_NAMES:
             raise ValueError(f"job type {spec.name!r}: unknown queue {spec.queue!r}")
+        if spec.cache_ttl is not None and spec.cache_ttl < 1:
+            raise ValueError(f"job type {spec.name!r}: cache_ttl must be at least 1 second, got {spec.cache_ttl}")
         if spec.name in self._by_name or spec.func_path in self._by_func:
             raise ValueError(f"job type {spec.name!r} ({spec.func_path}) registered twice")
         self._by_name[spec.name] = spec
@@ -103,12 +108,17 @@ class Registry:
         retries: int = 0,
         internal: bool = False,
         on_complete_only: bool = False,
+        cache_ttl: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated module-level function as job type `name`."""
 
         def register(func: F) -> F:
             func_path = f"{func.__module__}.{func.__qualname__}"
-            self.add(JobSpec(name, func_path, args, description, queue, timeout, retries, internal, on_complete_only))
+            self.add(
+                JobSpec(
+                    name, func_path, args, description, queue, timeout, retries, internal, on_complete_only, cache_ttl
+                )
+            )
             return func
 
         return register

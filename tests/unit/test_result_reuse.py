@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fakeredis
-import httpx
 import pytest
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.utils import utcformat
 from starlette.testclient import TestClient
 
@@ -34,7 +33,7 @@ _BARE = r"-?\d{1,15}|" + _TOKEN + r'|"[^"\\]*"|\?[01]'
 CACHE_STATUS = re.compile(rf"^{_TOKEN}(;[ ]*{_KEY}(=({_BARE}))?)*$")
 
 
-def cache_status(response: httpx.Response) -> dict[str, str | bool]:
+def cache_status(response: Any) -> dict[str, str | bool]:
     """The parameters of the `jobsvc` member of `Cache-Status`, checked against RFC 9211's grammar."""
     value = response.headers["cache-status"]
     assert CACHE_STATUS.match(value), value
@@ -48,7 +47,8 @@ def job_ids(fake_redis: fakeredis.FakeRedis) -> set[bytes]:
 
 
 def set_fields(fake_redis: fakeredis.FakeRedis, job_id: str, **fields: str) -> None:
-    fake_redis.hset(Job.key_for(job_id), mapping=fields)
+    mapping: dict[Any, Any] = dict(fields)
+    fake_redis.hset(Job.key_for(job_id), mapping=mapping)
 
 
 # -- identical submissions ---------------------------------------------------------------------
@@ -322,9 +322,9 @@ def test_a_reused_job_takes_no_active_job_slot(make_client: Callable[..., TestCl
 def test_the_hit_header_counts_the_remaining_freshness_of_a_finished_job(fake_redis: fakeredis.FakeRedis) -> None:
     ended = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER)
-    job.set_status("finished", pipeline=None)
+    job.set_status(JobStatus.FINISHED, pipeline=None)
     job.ended_at = ended
     assert hit(job, 600, now=ended + timedelta(seconds=59.5)) == "jobsvc; hit; ttl=540"
     assert hit(job, 600, now=ended + timedelta(seconds=601)) == "jobsvc; hit; ttl=0"
-    job.set_status("started", pipeline=None)
+    job.set_status(JobStatus.STARTED, pipeline=None)
     assert hit(job, 600) == "jobsvc; hit"

@@ -54,12 +54,12 @@ if reuse_key ~= '' and ARGV[16] ~= '' then
   local status, ended = found and found[1], found and found[2]
   if status and (ACTIVE[status] or (status == 'finished' and ended and ended >= ARGV[16])) then
     if ARGV[17] ~= '1' then
-      if ACTIVE[status] then redis.call('EXPIRE', reuse_key, ARGV[15]) end
-      if claim_key ~= '' then
+      if claim_key ~= '' then  -- first: a Redis at maxmemory refuses it, before anything else is written
         local claim = cjson.decode(ARGV[2])
         claim.job = earlier
         redis.call('SET', claim_key, cjson.encode(claim), 'EX', ARGV[3])
       end
+      if ACTIVE[status] then redis.call('EXPIRE', reuse_key, ARGV[15]) end
       return {5, earlier}
     end
     passed_over = 1

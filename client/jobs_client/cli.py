@@ -5,7 +5,7 @@ Exit codes: 0 finished (or the command succeeded), 1 the job failed, was stopped
 or the API answered an error, 2 bad usage, 124 `--wait-timeout` passed, 130 interrupted (Ctrl-C).
 `--wait`/`watch` show progress on stderr and the job's streamed output on stdout (`_follow`).
 Results go to stdout; `--json` makes stdout machine-readable. Wherever a job id is taken, a unique
-prefix of it will do. One module for the command's parser and its sub-commands (about 380 lines):
+prefix of it will do. One module for the command's parser and its sub-commands (about 400 lines):
 each sub-command is a short function over the client, and the parser reads best beside them.
 """
 

@@ -1,4 +1,5 @@
-"""Example `POST /jobs` bodies, one per registered job type, for the OpenAPI document.
+"""Example `POST /jobs` bodies, one per registered job type, and its `Cache-Status` answers, for the
+OpenAPI document.
 
 Each example's `args` names the type's required arguments (from the schema's own `examples`
 where it has them, else the smallest value its constraints allow) and those with a default other
@@ -104,3 +105,16 @@ def add_submit_examples(document: dict[str, Any], submit_schema: dict[str, Any],
             content = entry.get("requestBody", {}).get("content", {}).get("application/json", {})
             if content.get("schema") == {"$ref": "#/components/schemas/SubmitRequest"}:
                 content["examples"] = examples
+
+
+#: `Cache-Status` of `POST /jobs` by status: a reused job that finished 60 s ago (cache_ttl 600); a new job.
+CACHE_STATUS_EXAMPLES = {"200": "jobsvc; hit; ttl=540", "202": "jobsvc; fwd=miss"}
+
+
+def add_cache_status_examples(document: dict[str, Any]) -> None:
+    """Show what `Cache-Status` looks like on `POST /jobs`' answers (RFC 9211: the cache, then its parameters)."""
+    responses = document["paths"].get("/jobs", {}).get("post", {}).get("responses", {})
+    for status, example in CACHE_STATUS_EXAMPLES.items():
+        header = responses.get(status, {}).get("headers", {}).get("Cache-Status")
+        if header is not None:
+            header["example"] = example

@@ -4,6 +4,10 @@ The key is claimed in the same script run that enqueues the job (`app.scripts`: 
 that Redis runs alone), so concurrent identical requests on any number of web
 processes create exactly one job. Claims are scoped per owner: "anonymous" until API keys
 exist, then the API key's name.
+
+With result reuse (`cache_ttl`, `core.reuse`) the claim is checked first; a new claim on a request
+answered with an identical existing job names that job (the script rewrites the stored value's `job`),
+so a retry with the same key gets the same answer.
 """
 
 from __future__ import annotations

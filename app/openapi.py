@@ -16,9 +16,19 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from app.batches_openapi import BATCH_OPERATIONS
-from app.examples import add_submit_examples
+from app.examples import add_cache_status_examples, add_submit_examples
 from app.listing.statuses import LISTED_STATUSES
-from app.operations import BODY_REFUSED, JOB_ID, PROBLEM_REF, REDIS_DOWN, REF, SECURITY_SCHEME, Operation, Reply
+from app.operations import (
+    BODY_REFUSED,
+    CACHE_STATUS_HEADER,
+    JOB_ID,
+    PROBLEM_REF,
+    REDIS_DOWN,
+    REF,
+    SECURITY_SCHEME,
+    Operation,
+    Reply,
+)
 from app.response_models import Health, JobPage, JobTypeInfo, JobView, Problem, Ready, Stats
 from app.routes.jobs import ListQuery
 from app.schedules_openapi import SCHEDULE_OPERATIONS
@@ -30,7 +40,17 @@ JOB_OPERATIONS: list[Operation] = [
     Operation(
         "POST", "/jobs", "submitJob", "Submit a job",
         body=SubmitRequest,
-        replies={202: Reply("Accepted and queued", JobView, headers={"Location": "`/jobs/{id}`"})},
+        replies={
+            200: Reply(
+                "Nothing enqueued: the job an identical request made (result reuse, `Cache-Status: jobsvc; hit`), "
+                "or the one the same Idempotency-Key and body made",
+                JobView,
+                headers={"Location": "`/jobs/{id}`", **CACHE_STATUS_HEADER},
+            ),
+            202: Reply(
+                "Accepted and queued", JobView, headers={"Location": "`/jobs/{id}`", **CACHE_STATUS_HEADER}
+            ),
+        },
         problems={
             400: "Malformed JSON or a body that is not an object",
             **BODY_REFUSED,
@@ -190,6 +210,7 @@ def build_openapi(
             },
         },
     }
+    add_cache_status_examples(document)
     if settings is not None:
         _deployment_limits(document, settings)
     return document
@@ -207,6 +228,7 @@ def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
         ("timeout", "maximum", settings.job_max_timeout),
         ("retries", "maximum", settings.job_max_retries),
         ("description", "maxLength", settings.max_description_chars),
+        ("cache_ttl", "maximum", settings.result_ttl),
     ):
         for branch in submit.get(field_name, {}).get("anyOf", []):
             if branch.get("type") != "null":

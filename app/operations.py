@@ -43,5 +43,11 @@ class Operation:
 
 JOB_ID = {"job_id": "The job's id, as returned by `POST /jobs`"}
 REDIS_DOWN = {503: "Redis is unreachable, or full (its maxmemory reached); nothing was changed (see `Retry-After`)"}
+#: The header of a submission that may reuse an identical job (`cache_ttl`): RFC 9211's syntax, cache `jobsvc`.
+CACHE_STATUS_HEADER = {
+    "Cache-Status": "Only when the submission may reuse a job (`cache_ttl`, from the request or its job type): "
+    "`jobsvc; hit` (200; with `ttl=<s>`, the remaining freshness, once the job finished), `jobsvc; fwd=miss` "
+    "(202, a new job), `jobsvc; fwd=request` (202: `Cache-Control: no-cache` passed over a reusable job)"
+}
 #: What any route taking a JSON body may answer before reading it.
 BODY_REFUSED = {413: "Body over MAX_BODY_BYTES", 415: "Body is not JSON"}

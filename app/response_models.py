@@ -90,6 +90,9 @@ class JobTypeInfo(BaseModel):
     queue: QueueName
     timeout: int
     retries: int
+    cache_ttl: int | None = Field(
+        None, description="Default `cache_ttl` of POST /jobs (result reuse, seconds); null: no reuse unless asked"
+    )
     args_schema: dict[str, Any] = Field(description="JSON Schema of the type's `args`")
 
 

@@ -40,3 +40,12 @@ class SubmitRequest(JobFields):
     callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
         None, description="http(s) URL that receives a signed POST when the job ends"
     )
+
+    # -- result reuse --
+    cache_ttl: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        None,
+        description="Reuse an identical job (same type, queue and args) of this API key instead of enqueuing a "
+        "new one while it waits or runs, or up to this many seconds (1..RESULT_TTL) after it finished: answered "
+        "200 with `Cache-Status: jobsvc; hit`. Defaults to the job type's `cache_ttl` (see /job-types). "
+        "POST /jobs only",
+    )

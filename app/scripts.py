@@ -37,6 +37,8 @@ class SubmitOutcome:
     existing_claim: bytes | None = None  # the stored idempotency claim, when it was taken
     active: int | None = None  # the active-job count, when the quota refused
     guard_failed: bool = False  # a guarded job's status changed since it was read: read again, retry
+    reused: str | None = None  # the id of an identical job to answer with (result reuse)
+    passed_over: bool = False  # written, though an identical job could have been reused (a refresh)
 
 
 class Scripts:
@@ -58,12 +60,15 @@ class Scripts:
         pushed_onto: str | None = None,
         guards: Sequence[tuple[str, str]] = (),
         check_only: bool = False,
+        reuse: tuple[str, int, str, bool] | None = None,
     ) -> SubmitOutcome:
         """Run `commands` atomically, and add the job to its `listing` indexes, unless `claim` (key,
         value, ttl) is taken, the active set `quota` (key, limit) is full, or a job of `guards` (id,
         status) no longer has that status; a full quota's set is pruned of ended jobs. `pushed_onto`
         names the queue whose tail the commands push the job onto: its pushes counter then locates
-        the job while it waits (`FETCH`). `check_only`: check the claim and quota, write nothing."""
+        the job while it waits (`FETCH`). `check_only`: check the claim and quota, write nothing.
+        `reuse` (key, ttl, fresh-since, refresh): answer with an identical job that may be reused, else
+        record the new job as the one identical submissions find (`core.reuse`)."""
         entry = (listing.indexes, listing.score, listing.stale_below) if listing is not None else None
         args = lua.submit_args(
             commands,
@@ -74,6 +79,7 @@ class Scripts:
             pushed_onto=pushed_onto,
             guards=guards,
             check_only=check_only,
+            reuse=reuse,
         )
         reply = await self.pipeline.evalsha(self._submit, [], args)
         code = int(reply[0])
@@ -83,7 +89,10 @@ class Scripts:
             return SubmitOutcome(False, active=int(reply[1]))
         if code == lua.GUARD_FAILED:
             return SubmitOutcome(False, guard_failed=True)
-        return SubmitOutcome(code == lua.WRITTEN)
+        if code == lua.REUSED:
+            reused = reply[1]
+            return SubmitOutcome(False, reused=reused.decode() if isinstance(reused, bytes) else str(reused))
+        return SubmitOutcome(code == lua.WRITTEN, passed_over=code == lua.WRITTEN and bool(reply[1]))
 
     async def fetch(self, job_id: str) -> lua.Fetched | None:
         """(job hash as a dict, newest result entries, queue position or None), or None without a job."""

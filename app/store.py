@@ -4,7 +4,7 @@ RQ builds and serializes jobs, but its clients are blocking. Here what RQ would 
 taken as commands (`core.rqadapter.enqueue`) and sent in one script run on the asyncio client
 (`app.scripts`): one round trip, no thread hop, and either all of a submission lands or none
 of it. Reads fetch the raw hashes with asyncio and let RQ's `Job.restore` decode them.
-One gateway for every route's Redis I/O, a little over 300 lines: splitting it would split its one
+One gateway for every route's Redis I/O, about 340 lines: splitting it would split its one
 connection pair.
 """
 
@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -34,6 +34,7 @@ from app.scripts import ListingEntry, Scripts, SubmitOutcome
 from core import keys
 from core.meta import OWNER
 from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
+from core.reuse import Reuse
 from core.rqadapter.enqueue import enqueue_writes, is_plain
 from core.rqadapter.jobdata import decode_status, is_stored, queue_status_reads
 from core.settings import Settings
@@ -47,6 +48,17 @@ class JobRecord:
     job: Job
     result: Result | None
     position: int | None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How a submission ended: its job written (`existing` None), or answered with an existing job, the one
+    its `Idempotency-Key` names or (`reused`) an identical one. `passed_over`: written, though an identical
+    job could have been reused (the request asked for a new one)."""
+
+    existing: str | None = None
+    reused: bool = False
+    passed_over: bool = False
 
 
 #: Optimistic writes (WATCH, or the guards of a dependent submission) retry this often before giving up with a 409.
@@ -120,21 +132,22 @@ class JobStore:
         at: datetime | None = None,
         claim: Claim | None = None,
         quota: Quota | None = None,
-    ) -> str | None:
+        reuse: Reuse | None = None,
+    ) -> Settled:
         """Enqueue `job` (or schedule it for `at`) atomically, with the listing indexes, in one script run.
 
-        With `claim` the job is written only if the claim's key is still free; with `quota` only if
-        its owner has fewer active jobs than the limit (429 otherwise). Both are checked in the same
-        script that writes (`app.scripts`), so concurrent requests on any process agree. When the
-        claim was taken, nothing is written and the id of the job the claim names is returned.
-        A job with dependencies goes through `enqueue_dependent`.
+        With `claim` the job is written only if the claim's key is still free; with `reuse` only if no
+        identical job may be reused; with `quota` only if its owner has fewer active jobs than the limit
+        (429 otherwise). All are checked in the same script that writes (`app.scripts`), so concurrent
+        requests on any process agree. When the claim was taken or a job is reused, nothing is written
+        and the id of that job is returned. A job with dependencies goes through `enqueue_dependent`.
         """
         if not self._warm:
             await self.warm_up()
         queue = self.queues[job.origin]
         commands = enqueue_writes(self.sync, queue, job, at)  # no dependencies: nothing read, never blocks
         pushed_onto = queue.name if at is None and is_plain(job) else None
-        outcome = await self._submit(commands, job, job_type, claim, quota, pushed_onto=pushed_onto)
+        outcome = await self._submit(commands, job, job_type, claim, quota, reuse, pushed_onto=pushed_onto)
         return _settled(outcome, claim, quota)
 
     async def _submit(
@@ -144,11 +157,12 @@ class JobStore:
         job_type: str,
         claim: Claim | None,
         quota: Quota | None,
+        reuse: Reuse | None,
         *,
         pushed_onto: str | None = None,
         guards: Sequence[tuple[str, str]] = (),
     ) -> SubmitOutcome:
-        """The submission script run for `job`: its writes, claim, quota and listing entry in one step."""
+        """The submission script run for `job`: its writes, claim, reuse, quota and listing entry in one step."""
         return await self.scripts.submit(
             commands,
             job.id,
@@ -157,6 +171,7 @@ class JobStore:
             listing=self.listing_entry(job, job_type),
             pushed_onto=pushed_onto,
             guards=guards,
+            reuse=_reuse_args(reuse),
         )
 
     async def enqueue_dependent(
@@ -166,12 +181,13 @@ class JobStore:
         parents: Sequence[str],
         claim: Claim | None,
         quota: Quota | None = None,
-    ) -> tuple[Job | None, str | None]:
+        reuse: Reuse | None = None,
+    ) -> tuple[Job | None, Settled]:
         """Enqueue a job that depends on `parents`, deferred or queued as RQ's own dependency logic
-        decides from their statuses. Returns (job, None), or (None, id of the job `claim` names) when
-        the claim was taken. Unknown or failed parents are a 422; a full `quota` is a 429 (checked, like
-        the claim, first). The script writes only if every parent still has the status RQ decided on;
-        otherwise the job is built again."""
+        decides from their statuses. Returns (job, how it settled), or (None, the existing job) when the
+        claim was taken or an identical job is reused. Unknown or failed parents are a 422; a full `quota`
+        is a 429 (checked, like the claim and reuse, first). The script writes only if every parent still
+        has the status RQ decided on; otherwise the job is built again."""
         if not self._warm:
             await self.warm_up()
         for _ in range(WATCH_ATTEMPTS):
@@ -181,19 +197,24 @@ class JobStore:
             refused = _refused_parent(parents, statuses)
             if refused is not None:  # the claim and the quota answer first, as for any submission
                 checked = await self.scripts.submit(
-                    [], "", claim=_claim_args(claim, ""), quota=_quota_args(quota), check_only=True
+                    [],
+                    "",
+                    claim=_claim_args(claim, ""),
+                    quota=_quota_args(quota),
+                    check_only=True,
+                    reuse=_reuse_args(reuse),
                 )
-                existing = _settled(checked, claim, quota)
-                if existing is not None:
-                    return None, existing
+                settled = _settled(checked, claim, quota)
+                if settled.existing is not None:
+                    return None, settled
                 raise refused
             job = make_job()
             commands = await run_in_threadpool(enqueue_writes, self.sync, self.queues[job.origin], job)
             guards = [(parent, str(status)) for parent, status in zip(parents, statuses, strict=True)]
-            outcome = await self._submit(commands, job, job_type, claim, quota, guards=guards)
+            outcome = await self._submit(commands, job, job_type, claim, quota, reuse, guards=guards)
             if not outcome.guard_failed:
-                existing = _settled(outcome, claim, quota)
-                return (None, existing) if existing is not None else (job, None)
+                settled = _settled(outcome, claim, quota)
+                return (None, settled) if settled.existing is not None else (job, settled)
         raise contended()
 
     async def reserve_slot(self, quota: Quota, job_id: str) -> None:
@@ -286,15 +307,23 @@ def _quota_args(quota: Quota | None) -> tuple[str, int] | None:
     return (quota.key, quota.limit) if quota is not None else None
 
 
-def _settled(outcome: SubmitOutcome, claim: Claim | None, quota: Quota | None) -> str | None:
-    """The id of the job a taken `claim` names; raises 429 when `quota` refused; None when written."""
+def _reuse_args(reuse: Reuse | None) -> tuple[str, int, str, bool] | None:
+    if reuse is None:
+        return None
+    return (reuse.key, reuse.key_ttl, reuse.fresh_since(datetime.now(UTC)), reuse.refresh)
+
+
+def _settled(outcome: SubmitOutcome, claim: Claim | None, quota: Quota | None) -> Settled:
+    """The job a taken `claim` names or the one reused; raises 429 when `quota` refused; else written."""
     if outcome.existing_claim is not None:
         assert claim is not None
-        return claim.job_for(outcome.existing_claim)
+        return Settled(claim.job_for(outcome.existing_claim))
+    if outcome.reused is not None:
+        return Settled(outcome.reused, reused=True)
     if outcome.active is not None:
         assert quota is not None
         raise over_quota(outcome.active, quota.limit)
-    return None
+    return Settled(passed_over=outcome.passed_over)
 
 
 def _refused_parent(parents: Sequence[str], statuses: Sequence[str | None]) -> ValidationFailedError | None:

@@ -27,6 +27,7 @@ class Submission:
     run_at: datetime | None = None  # scheduled start (whole second); None: now
     depends_on: tuple[str, ...] = ()
     callback_url: str | None = None
+    cache_ttl: int | None = None  # reuse an identical job up to this long after it finished; None: never
 
     def job_fields(self) -> dict[str, Any]:
         """What `JobStore.build_job` takes from this submission (all but the meta and dependencies)."""
@@ -68,10 +69,30 @@ def misplaced_args(body: dict[str, Any], registry: Registry) -> Hint:
     return hint
 
 
+def _cache_ttl(request: SubmitRequest, spec: JobSpec, settings: Settings, reuse: bool) -> int | None:
+    """The request's `cache_ttl` (1..RESULT_TTL), else the type's own (at most RESULT_TTL); None where
+    results are never reused (`reuse` False: a batch member, a schedule's run)."""
+    if request.cache_ttl is not None and not reuse:
+        raise ValidationFailedError.field(
+            ["cache_ttl"], "result reuse is for POST /jobs only: a batch member or a schedule's run is always a new job"
+        )
+    if request.cache_ttl is not None and request.cache_ttl > settings.result_ttl:
+        raise ValidationFailedError.field(
+            ["cache_ttl"],
+            f"must be between 1 and {settings.result_ttl} seconds (RESULT_TTL, how long results are kept)",
+        )
+    if not reuse:
+        return None
+    if request.cache_ttl is not None:
+        return request.cache_ttl
+    return min(spec.cache_ttl, settings.result_ttl) if spec.cache_ttl is not None else None
+
+
 def parse_submission(
-    body: dict[str, Any], registry: Registry, settings: Settings, *, on_complete: bool = False
+    body: dict[str, Any], registry: Registry, settings: Settings, *, on_complete: bool = False, reuse: bool = False
 ) -> Submission:
-    """`body` validated as `POST /jobs` takes it; `on_complete`: as a batch's `on_complete` job."""
+    """`body` validated as `POST /jobs` takes it; `on_complete`: as a batch's `on_complete` job. `reuse`:
+    the submission may reuse an identical job (`cache_ttl`, POST /jobs only)."""
     request: SubmitRequest = validate_model(SubmitRequest, body, hint=misplaced_args(body, registry))
     if request.type not in registry:
         known = ", ".join(spec.name for spec in registry)
@@ -98,4 +119,5 @@ def parse_submission(
     run_at = due_time(request.delay, request.run_at, settings.job_max_delay)
     queue = request.queue or spec.queue
     callback_url = str(request.callback_url) if request.callback_url is not None else None
-    return Submission(spec, args, queue, timeout, retries, description, run_at, depends_on, callback_url)
+    cache_ttl = _cache_ttl(request, spec, settings, reuse)
+    return Submission(spec, args, queue, timeout, retries, description, run_at, depends_on, callback_url, cache_ttl)

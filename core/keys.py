@@ -21,6 +21,11 @@ def idempotency(owner: str, key_digest: str) -> str:
     return f"{PREFIX}:idempotency:{owner}:{key_digest}"
 
 
+def reuse(digest: str) -> str:
+    """The newest job of one owner's identical submissions (`core.reuse`): what `cache_ttl` reuses."""
+    return f"{PREFIX}:reuse:{digest}"
+
+
 def stop_requested(job_id: str) -> str:
     """Set while a stop of the job was requested; `jobs.control.cancel_requested()` reads it."""
     return f"{PREFIX}:stop:{job_id}"

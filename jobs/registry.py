@@ -46,6 +46,9 @@ class JobSpec:
     concurrency: int | None = None
     #: At most this many starts per window, `N/second|minute|hour` (`TYPE_RATE_LIMIT` overrides it).
     rate_limit: str | None = None
+    #: Result reuse by default: POST /jobs answers with an identical job of the same key that waits, runs or
+    #: finished less than this many seconds ago (capped at RESULT_TTL); a request's `cache_ttl` overrides it.
+    cache_ttl: int | None = None
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -63,6 +66,8 @@ class Registry:
     def add(self, spec: JobSpec) -> None:
         if spec.queue not in QUEUE_NAMES:
             raise ValueError(f"job type {spec.name!r}: unknown queue {spec.queue!r}")
+        if spec.cache_ttl is not None and spec.cache_ttl < 1:
+            raise ValueError(f"job type {spec.name!r}: cache_ttl must be at least 1 second, got {spec.cache_ttl}")
         if spec.name in self._by_name or spec.func_path in self._by_func:
             raise ValueError(f"job type {spec.name!r} ({spec.func_path}) registered twice")
         self._by_name[spec.name] = spec
@@ -114,13 +119,14 @@ class Registry:
         on_complete_only: bool = False,
         concurrency: int | None = None,
         rate_limit: str | None = None,
+        cache_ttl: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated module-level function as job type `name`."""
 
         def register(func: F) -> F:
             func_path = f"{func.__module__}.{func.__qualname__}"
             spec = JobSpec(name, func_path, args, description, queue, timeout, retries, internal, on_complete_only)
-            self.add(dataclasses.replace(spec, concurrency=concurrency, rate_limit=rate_limit))
+            self.add(dataclasses.replace(spec, concurrency=concurrency, rate_limit=rate_limit, cache_ttl=cache_ttl))
             return func
 
         return register

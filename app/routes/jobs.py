@@ -21,8 +21,10 @@ from app.metrics import track_submission
 from app.ownership import listing_owner, owned_job
 from app.quota import Quota
 from app.ratelimit import count_submission
-from app.store import JobStore
-from app.submission import parse_submission, validate_model
+from app.result_reuse import HEADER as CACHE_STATUS
+from app.result_reuse import forwarded, hit, reuse_for
+from app.store import JobStore, Settled
+from app.submission import Submission, parse_submission, validate_model
 from app.views import job_view
 from core.meta import initial as initial_meta
 from core.queues import QueueName
@@ -64,9 +66,10 @@ async def submit_job(request: Request) -> Response:
     await count_submission(request, caller.name)
     body = await read_json_object(request, settings.max_body_bytes)
     request.state.job_type = body.get("type")  # for track_submission
-    submission = parse_submission(body, registry, settings)
+    submission = parse_submission(body, registry, settings, reuse=True)
     claim = claim_for(request, body, settings.idempotency_ttl, caller.name)
     quota = Quota(caller.name, settings.max_active_jobs) if settings.max_active_jobs else None
+    reuse = reuse_for(request, submission, caller.name, settings)
     store = _store(request)
 
     callback = await callback_meta(submission.callback_url, settings)
@@ -79,22 +82,39 @@ async def submit_job(request: Request) -> Response:
         )
 
     if submission.depends_on:
-        new, existing = await store.enqueue_dependent(
-            make_job, submission.spec.name, submission.depends_on, claim, quota
+        new, settled = await store.enqueue_dependent(
+            make_job, submission.spec.name, submission.depends_on, claim, quota, reuse
         )
     else:
         new = make_job()
-        existing = await store.enqueue(new, submission.spec.name, at=submission.run_at, claim=claim, quota=quota)
-    if existing is not None:  # same Idempotency-Key and body as before: the original job
-        record = await store.fetch(existing)
-        if record is None:
-            raise ConflictError("the job this Idempotency-Key created has expired; send a new key")
-        request.state.job = record.job  # for track_submission
-        view = job_view(record.job, result=record.result, position=record.position)
-        return JSONResponse(view, status_code=200, headers={"Location": f"/jobs/{existing}"})
+        settled = await store.enqueue(
+            new, submission.spec.name, at=submission.run_at, claim=claim, quota=quota, reuse=reuse
+        )
+    if settled.existing is not None:
+        return await _existing_job(request, store, settled, submission)
     assert new is not None
     request.state.job = new  # for track_submission
-    return JSONResponse(job_view(new), status_code=202, headers={"Location": f"/jobs/{new.id}"})
+    headers = {"Location": f"/jobs/{new.id}"}
+    if submission.cache_ttl is not None:
+        headers[CACHE_STATUS] = forwarded(settled.passed_over)
+    return JSONResponse(job_view(new), status_code=202, headers=headers)
+
+
+async def _existing_job(request: Request, store: JobStore, settled: Settled, submission: Submission) -> Response:
+    """`200` with the job the submission was answered with: an identical one reused (`Cache-Status: hit`),
+    or the original job of the same Idempotency-Key and body."""
+    assert settled.existing is not None
+    record = await store.fetch(settled.existing)
+    if record is None:
+        if settled.reused:  # it expired between the script's look and this read: rare, and safe to ask again
+            raise ConflictError("the identical job this request would reuse has just expired; send it again")
+        raise ConflictError("the job this Idempotency-Key created has expired; send a new key")
+    request.state.job = record.job  # for track_submission
+    headers = {"Location": f"/jobs/{settled.existing}"}
+    if settled.reused and submission.cache_ttl is not None:
+        headers[CACHE_STATUS] = hit(record.job, submission.cache_ttl)
+    view = job_view(record.job, result=record.result, position=record.position)
+    return JSONResponse(view, status_code=200, headers=headers)
 
 
 async def get_job(request: Request) -> Response:

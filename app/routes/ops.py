@@ -65,6 +65,7 @@ async def job_types(request: Request) -> Response:
                 "queue": spec.queue,
                 "timeout": spec.timeout,
                 "retries": spec.retries,
+                "cache_ttl": spec.cache_ttl,
                 "args_schema": spec.args_schema(),
             }
             for spec in registry

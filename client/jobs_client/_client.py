@@ -25,6 +25,7 @@ from jobs_client._core import (
     retry_after_header,
     stream_unavailable,
     submit_request,
+    submitted,
 )
 from jobs_client._exceptions import NotFound, TransportError, error_for
 from jobs_client._models import Job, JobType, Page
@@ -77,9 +78,13 @@ class JobsClient(SchedulesMixin):
 
     def submit(self, type: str, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Enqueue a job: `options` are the API's fields (queue, timeout, retries, description, delay,
-        run_at, depends_on, callback_url) plus `idempotency_key`."""
+        run_at, depends_on, callback_url, cache_ttl) plus `idempotency_key` and `refresh`.
+
+        With `cache_ttl` (or a job type that declares one) the service may answer with an identical job it
+        already has (waiting, running, or finished less than `cache_ttl` seconds ago): then `job.reused` is
+        True. `refresh=True` asks for a new job all the same (which later identical submissions reuse)."""
         body, headers = submit_request(type, args, options)
-        return Job.from_json(self._request("POST", "/jobs", json=body, headers=headers))
+        return submitted(self._send("POST", "/jobs", json=body, headers=headers))
 
     def get(self, id: str) -> Job:
         return Job.from_json(self._request("GET", job_path(id)))

@@ -1,8 +1,10 @@
 """What the sync and asyncio clients share: request shapes, answer checks, the SSE decoder and
-the wait state machine (dedup of progress reports, poll backoff, deadline). No I/O here."""
+the wait state machine (dedup of progress reports, poll backoff, deadline). No I/O here. About 330
+lines of small pieces, each used by both clients: one module keeps the two from drifting apart."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +37,8 @@ OutputCallback = Callable[[OutputChunk], Any]
 RESOLVE_SCAN = 1000
 #: Most candidates an ambiguous prefix names.
 RESOLVE_CANDIDATES = 10
+#: The name the service gives its result reuse in `Cache-Status` (RFC 9211).
+CACHE_NAME = "jobsvc"
 
 
 def client_headers(api_key: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -48,19 +52,24 @@ def client_headers(api_key: str | None, extra: Mapping[str, str] | None = None) 
 def submit_request(
     job_type: str, args: Mapping[str, Any] | None, options: dict[str, Any]
 ) -> tuple[Any, dict[str, str]]:
-    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header.
+    """Body and headers of `POST /jobs`; `idempotency_key=` becomes the `Idempotency-Key` header and
+    `refresh=True` `Cache-Control: no-cache` (a new job even where an identical one could be reused).
 
-    Python values become the API's: a `datetime` (with a UTC offset) ISO 8601, a `timedelta` seconds,
-    `depends_on` one id or `Job` or a list of them -> a list of ids."""
+    Python values become the API's: a `datetime` (with a UTC offset) ISO 8601, a `timedelta` seconds
+    (whole ones for `cache_ttl`), `depends_on` one id or `Job` or a list of them -> a list of ids."""
     headers: dict[str, str] = {}
     key = options.pop("idempotency_key", None)
     if key is not None:
         headers["Idempotency-Key"] = str(key)
+    if options.pop("refresh", False):
+        headers["Cache-Control"] = "no-cache"
     body: dict[str, Any] = {"type": job_type, "args": dict(args or {})}
     for name, value in options.items():
         if value is None:
             continue
-        if name == "depends_on":
+        if name == "cache_ttl" and isinstance(value, timedelta):
+            value = int(value.total_seconds())
+        elif name == "depends_on":
             parents = [value] if isinstance(value, str | Job) else list(value)
             value = [parent.id if isinstance(parent, Job) else parent for parent in parents]
         elif isinstance(value, datetime):
@@ -69,6 +78,21 @@ def submit_request(
             value = value.total_seconds()
         body[name] = value
     return body, headers
+
+
+def reused(cache_status: str | None) -> bool:
+    """True when a `Cache-Status` header (RFC 9211) says the service's cache answered: `jobsvc; hit`."""
+    for member in (cache_status or "").split(","):
+        name, *params = (part.strip() for part in member.split(";"))
+        if name == CACHE_NAME:
+            return any(param.partition("=")[0] == "hit" and param.partition("=")[2] in ("", "?1") for param in params)
+    return False
+
+
+def submitted(response: httpx.Response) -> Job:
+    """The job a `POST /jobs` answer names, `reused` set from its `Cache-Status`; the typed exception otherwise."""
+    job = Job.from_json(checked(response))
+    return dataclasses.replace(job, reused=reused(response.headers.get("cache-status")))
 
 
 def list_params(status: str | None, queue: str | None, job_type: str | None, limit: int | None) -> dict[str, Any]:

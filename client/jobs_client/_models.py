@@ -63,6 +63,9 @@ class Job:
     retries_left: int | None = None
     position: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Set by `submit()`: True when the service answered with an identical job it already had (result reuse,
+    #: `cache_ttl`) instead of enqueuing a new one.
+    reused: bool = field(default=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -124,6 +127,7 @@ class JobType:
     timeout: int
     retries: int
     args_schema: dict[str, Any]
+    cache_ttl: int | None = None  # default `cache_ttl` of a submission (result reuse); None: reuse only if asked
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobType:
@@ -134,4 +138,5 @@ class JobType:
             timeout=int(data.get("timeout", 0)),
             retries=int(data.get("retries", 0)),
             args_schema=data.get("args_schema") or {},
+            cache_ttl=data.get("cache_ttl"),
         )

@@ -5,7 +5,7 @@ Exit codes: 0 finished (or the command succeeded), 1 the job failed, was stopped
 or the API answered an error, 2 bad usage, 124 `--wait-timeout` passed, 130 interrupted (Ctrl-C).
 `--wait`/`watch` show progress on stderr and the job's streamed output on stdout (`_follow`).
 Results go to stdout; `--json` makes stdout machine-readable. Wherever a job id is taken, a unique
-prefix of it will do. One module for the command's parser and its sub-commands (about 380 lines):
+prefix of it will do. One module for the command's parser and its sub-commands (about 400 lines):
 each sub-command is a short function over the client, and the parser reads best beside them.
 """
 
@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depends-on", action="append", metavar="JOB_ID")
     p.add_argument("--callback-url")
     p.add_argument("--idempotency-key")
+    p.add_argument(
+        "--cache-ttl",
+        type=int,
+        metavar="SECONDS",
+        help="reuse an identical job of yours that waits, runs or finished less than SECONDS ago",
+    )
+    p.add_argument("--refresh", action="store_true", help="a new job even where an identical one could be reused")
     p.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0 finished, 1 otherwise")
     follow_options(p)
     p.set_defaults(handler=cmd_submit)
@@ -182,14 +189,20 @@ def cmd_submit(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
         depends_on=[client.resolve(parent) for parent in ns.depends_on] if ns.depends_on else None,
         callback_url=ns.callback_url,
         idempotency_key=ns.idempotency_key,
+        cache_ttl=ns.cache_ttl,
+        refresh=ns.refresh,
     )
+    if job.reused:
+        ui.note(f"reused job {job.id} ({job.type}, {job.status})")
     if ns.wait:
-        ui.note(f"job {job.id} ({job.type}) {job.status} on {job.queue}")
+        if not job.reused:
+            ui.note(f"job {job.id} ({job.type}) {job.status} on {job.queue}")
         return follow(client, job, ns, ui)
     if ui.as_json:
         ui.data(job.raw)
     else:
-        ui.note(f"{job.type} {job.status} on {job.queue}")
+        if not job.reused:
+            ui.note(f"{job.type} {job.status} on {job.queue}")
         ui.out.print(job.id)
     return EXIT_OK
 

@@ -27,18 +27,43 @@ CLAIM_TAKEN = 1  # {1, stored claim}: the idempotency claim was taken; nothing w
 OVER_QUOTA = 2  # {2, active jobs}: the owner's active-jobs limit is reached; nothing written but pruning
 GUARD_FAILED = 3  # {3, index}: a guarded job's status changed since it was read; nothing written
 CHECKED = 4  # {4}: claim and quota allow it (check-only call); nothing written
+REUSED = 5  # {5, job id}: an identical job may be reused (result reuse); nothing written but the claim
 
-# ARGV[1..13]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
+# ARGV[1..17]: claim key ('' = none), claim value, claim ttl, active-jobs set ('' = none), quota limit,
 # job id, job key prefix, listing score, stale-below bound, the pushes counter of the queue the commands
-# push the job onto ('' = none), check only ('1' or ''), number of listing indexes n, number of guards g;
-# then the n listing indexes; then g pairs (job key, the status it must still have); then the commands,
-# each as its argument count followed by its arguments.
+# push the job onto ('' = none), check only ('1' or ''), number of listing indexes n, number of guards g,
+# reuse key ('' = none), its ttl, fresh-since ('' = reuse nothing), refresh ('1' or ''); then the n
+# listing indexes; then g pairs (job key, the status it must still have); then the commands, each as its
+# argument count followed by its arguments.
+# Result reuse: the job the reuse key names is reused while it waits or runs, or once finished while its
+# `ended_at` (RQ's fixed-width UTC format, so strings compare as times) is not older than fresh-since; a
+# reused job's id replaces the new one's in the claim. With refresh, a job that could have been reused is
+# passed over (the reply says so). A written job becomes the key's job. The key's ttl is renewed only
+# while its job waits or runs, so it never outlives the result of that job.
 # The quota counts the set's members whose job is active and prunes the rest; the job itself, if
 # already a member and active, is already counted (a requeue reserves no second slot).
 _SUBMIT = """local claim_key, active_key, job_id, prefix = ARGV[1], ARGV[4], ARGV[6], ARGV[7]
 if claim_key ~= '' then
   local stored = redis.call('GET', claim_key)
   if stored then return {1, stored} end
+end
+local reuse_key, passed_over = ARGV[14], 0
+if reuse_key ~= '' and ARGV[16] ~= '' then
+  local earlier = redis.call('GET', reuse_key)
+  local found = earlier and redis.call('HMGET', prefix .. earlier, 'status', 'ended_at')
+  local status, ended = found and found[1], found and found[2]
+  if status and (ACTIVE[status] or (status == 'finished' and ended and ended >= ARGV[16])) then
+    if ARGV[17] ~= '1' then
+      if claim_key ~= '' then  -- first: a Redis at maxmemory refuses it, before anything else is written
+        local claim = cjson.decode(ARGV[2])
+        claim.job = earlier
+        redis.call('SET', claim_key, cjson.encode(claim), 'EX', ARGV[3])
+      end
+      if ACTIVE[status] then redis.call('EXPIRE', reuse_key, ARGV[15]) end
+      return {5, earlier}
+    end
+    passed_over = 1
+  end
 end
 local ended = {}
 if active_key ~= '' then
@@ -58,7 +83,7 @@ if active_key ~= '' then
   end
 end
 local indexes, guards = tonumber(ARGV[12]), tonumber(ARGV[13])
-local first_guard = 14 + indexes
+local first_guard = 18 + indexes
 for k = first_guard, first_guard + 2 * guards - 1, 2 do
   if redis.call('HGET', ARGV[k], 'status') ~= ARGV[k + 1] then return {3, (k - first_guard) / 2} end
 end
@@ -73,7 +98,10 @@ local seq = ARGV[10] ~= '' and redis.call('INCR', ARGV[10])
 if claim_key ~= '' then
   redis.call('SET', claim_key, ARGV[2], 'EX', ARGV[3])
 end
-for k = 14, 13 + indexes do
+if reuse_key ~= '' then
+  redis.call('SET', reuse_key, job_id, 'EX', ARGV[15])
+end
+for k = 18, 17 + indexes do
   redis.call('ZADD', ARGV[k], ARGV[8], job_id)
   redis.call('ZREMRANGEBYSCORE', ARGV[k], '-inf', ARGV[9])
 end
@@ -86,7 +114,7 @@ end
 if seq then
   redis.call('HSET', prefix .. job_id, SEQ, seq)
 end
-return {0}
+return {0, passed_over}
 """
 
 
@@ -113,16 +141,20 @@ def submit_args(
     pushed_onto: str | None = None,
     guards: Sequence[tuple[str, str]] = (),
     check_only: bool = False,
+    reuse: tuple[str, int, str, bool] | None = None,
 ) -> list[Any]:
     """ARGV of the submission script. `claim` is (key, value, ttl); `quota` (active set, limit); `listing`
     (indexes, score, stale-below bound); `pushed_onto` the queue whose tail the commands push the job
-    onto; `guards` (job id, status) pairs, each job required to have that status still."""
+    onto; `guards` (job id, status) pairs, each job required to have that status still; `reuse` (key, its
+    ttl, fresh-since or '' to reuse nothing, refresh)."""
     claim_key, claim_value, claim_ttl = claim or ("", "", 0)
+    reuse_key, reuse_ttl, fresh_since, refresh = reuse or ("", 0, "", False)
     active_key, limit = quota or ("", 0)
     indexes, score, stale_below = listing or ((), 0, "")
     pushes = keys.queue_pushes(pushed_onto) if pushed_onto is not None else ""
     head: list[Any] = [claim_key, claim_value, claim_ttl, active_key, limit, job_id, Job.redis_job_namespace_prefix]
-    head += [score, stale_below, pushes, "1" if check_only else "", len(indexes), len(guards), *indexes]
+    head += [score, stale_below, pushes, "1" if check_only else "", len(indexes), len(guards)]
+    head += [reuse_key, reuse_ttl, fresh_since, "1" if refresh else "", *indexes]
     for guarded, status in guards:
         head += [Job.key_for(guarded), status]
     return [*head, *flatten(commands)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
@@ -12,7 +14,7 @@ from app.replication import written_key
 from core.connection import REDIS_DOWN, async_redis, display_address, rq_cli_connection, sync_redis
 from core.settings import Settings, sentinel_addresses
 
-SENTINELS = {"redis_sentinels": "s1:26379, [::1]:26380", "redis_sentinel_master": "mymaster"}
+SENTINELS: dict[str, Any] = {"redis_sentinels": "s1:26379, [::1]:26380", "redis_sentinel_master": "mymaster"}
 
 
 def test_sentinel_addresses_parse_hosts_ports_and_ipv6() -> None:
@@ -68,6 +70,7 @@ def test_clients_find_the_primary_through_the_sentinels_with_the_data_nodes_cred
 def test_tls_reaches_the_data_nodes_and_the_sentinels() -> None:
     settings = Settings(redis_url="rediss://ignored/0", redis_ssl_cert_reqs="none", **SENTINELS)
     pool = sync_redis(settings).connection_pool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
     assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
     assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
     sentinel_pool = pool.sentinel_manager.sentinels[0].connection_pool

@@ -195,8 +195,6 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is empty: name the Sentinels")
         if self.redis_sentinels and not self.redis_sentinel_master.strip():
             raise ValueError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is empty: name the monitored service")
-        if self.redis_sentinel_password.get_secret_value() and not self.redis_sentinels:
-            raise ValueError("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is empty")
         if self.redis_min_replicas_ack and self.redis_replicas_ack_timeout >= self.redis_socket_timeout:
             raise ValueError(
                 "REDIS_REPLICAS_ACK_TIMEOUT must be shorter than REDIS_SOCKET_TIMEOUT "

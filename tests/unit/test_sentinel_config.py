@@ -31,7 +31,6 @@ def test_sentinel_addresses_parse_hosts_ports_and_ipv6() -> None:
         ({"redis_sentinels": " , ", "redis_sentinel_master": "m"}, "names no host:port"),
         ({"redis_sentinel_master": "m"}, "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is empty"),
         ({"redis_sentinels": "s1:26379"}, "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is empty"),
-        ({"redis_sentinel_password": "pw"}, "REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is empty"),
         ({"redis_min_replicas_ack": 1, "redis_replicas_ack_timeout": 3}, "shorter than REDIS_SOCKET_TIMEOUT"),
         ({"redis_min_replicas_ack": -1}, "greater than or equal to 0"),
     ],

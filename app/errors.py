@@ -11,6 +11,7 @@ ProblemError                    -> its own status
 401 (missing/invalid API key) is answered by the auth middleware (app/auth.py) with WWW-Authenticate
 redis ConnectionError/TimeoutError -> 503  Redis unreachable (no primary known to the Sentinels included)
 redis ReadOnlyError/MasterDownError -> 503  reached a replica, not the primary: a failover under way
+redis NOREPLICAS reply            -> 503  the primary's min-replicas-to-write is not met: nothing written
 redis OutOfMemoryError            -> 503  Redis full (maxmemory reached under noeviction): nothing written
 any other exception             -> 500  logged, never echoed
 """
@@ -26,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MasterDownError as RedisMasterDownError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -156,6 +158,14 @@ async def handle_redis_not_primary(request: Request, exc: Exception) -> Response
     )
 
 
+async def handle_redis_reply(request: Request, exc: Exception) -> Response:
+    """A Redis error reply: `NOREPLICAS` (the primary's `min-replicas-to-write` is not met, the write is
+    refused whole) is a 503 like a failover; any other is unexpected."""
+    if str(exc).startswith("NOREPLICAS"):
+        return await handle_redis_not_primary(request, exc)
+    return await handle_unexpected(request, exc)
+
+
 async def handle_redis_full(request: Request, exc: Exception) -> Response:
     # Redis refuses a write that could grow memory before anything of it is applied: a script's first
     # write, or a MULTI whose queued commands are then discarded (EXECABORT).
@@ -182,5 +192,6 @@ EXCEPTION_HANDLERS = {
     RedisOutOfMemoryError: handle_redis_full,
     RedisReadOnlyError: handle_redis_not_primary,
     RedisMasterDownError: handle_redis_not_primary,
+    RedisResponseError: handle_redis_reply,
     Exception: handle_unexpected,
 }

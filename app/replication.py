@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 
+import redis
 from rq.job import Job
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,6 +93,16 @@ class ReplicaAckMiddleware:
                 "redis-unavailable",
                 "Service unavailable",
                 "The job store (Redis) became unreachable before the write was confirmed; it may exist. "
+                "Retry with the same Idempotency-Key.",
+                headers={"Retry-After": "5"},
+            )
+        except redis.RedisError as exc:  # WAIT refused (some managed servers), an ACL...: a setup problem, said loudly
+            logger.error("%s %s answered 503, write not confirmed: %r", scope["method"], scope["path"], exc)
+            return problem(
+                503,
+                "not-replicated",
+                "Service unavailable",
+                "The write could not be confirmed on the replicas (see the service's log); it may exist. "
                 "Retry with the same Idempotency-Key.",
                 headers={"Retry-After": "5"},
             )

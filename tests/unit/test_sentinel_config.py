@@ -9,7 +9,13 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 from pydantic import ValidationError
 from rq.cli.helpers import get_redis_from_config
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from app.errors import EXCEPTION_HANDLERS
 from app.replication import written_key
 from core.connection import REDIS_DOWN, async_redis, display_address, rq_cli_connection, sync_redis
 from core.settings import Settings, sentinel_addresses
@@ -123,3 +129,26 @@ def test_written_key_names_the_record_of_a_successful_submission(
 ) -> None:
     headers = [(b"location", location.encode())] if location else []
     assert written_key(method, path, status, headers) == key
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "slug"),
+    [
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), 503, "redis-unavailable"),
+        (redis.exceptions.MasterDownError("Link with MASTER is down"), 503, "redis-unavailable"),
+        (redis.sentinel.MasterNotFoundError("No master found for 'jobs'"), 503, "redis-unavailable"),
+        (redis.exceptions.ResponseError("NOREPLICAS Not enough good replicas to write."), 503, "redis-unavailable"),
+        (redis.exceptions.ResponseError("ERR unknown command"), 500, "internal-error"),
+    ],
+)
+def test_every_failover_error_is_a_503_with_retry_after(error: Exception, status: int, slug: str) -> None:
+    def fail(request: Request) -> Response:
+        raise error
+
+    app = Starlette(routes=[Route("/", fail)], exception_handlers=EXCEPTION_HANDLERS)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/")
+    assert response.status_code == status
+    assert response.json()["type"] == f"/problems/{slug}"
+    if status == 503:
+        assert int(response.headers["retry-after"]) > 0

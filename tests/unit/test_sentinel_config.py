@@ -9,6 +9,7 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 from pydantic import ValidationError
 from rq.cli.helpers import get_redis_from_config
+from rq.connections import parse_connection
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -152,3 +153,14 @@ def test_every_failover_error_is_a_503_with_retry_after(error: Exception, status
     assert response.json()["type"] == f"/problems/{slug}"
     if status == 503:
         assert int(response.headers["retry-after"]) > 0
+
+
+def test_rqs_scheduler_rebuilds_a_client_that_still_asks_the_sentinels() -> None:
+    """RQ's scheduler (`rq worker --with-scheduler`) rebuilds its client from the worker's pool; the rebuilt
+    connections keep the Sentinel pool that names the primary."""
+    client = sync_redis(Settings(redis_url="redis://:pw@ignored/0", **SENTINELS))
+    connection_class, pool_class, pool_kwargs = parse_connection(client)
+    rebuilt = connection_class(connection_pool=redis.ConnectionPool(connection_class=pool_class, **pool_kwargs))
+    connection = rebuilt.connection_pool.make_connection()
+    assert isinstance(connection, redis.sentinel.SentinelManagedConnection)
+    assert connection.connection_pool.service_name == "mymaster"

@@ -212,6 +212,7 @@ def test_failover_with_replica_acks_loses_no_accepted_job(
         not_once = {job_id: run for job_id, run in runs.items() if run != ("finished", 1)}
         assert not not_once, f"{len(not_once)} jobs did not finish exactly once: {Counter(not_once.values())}"
         assert all(status == "finished" for status, _ in long_runs.values()), long_runs
+        assert all(proc.alive() for proc in factory.procs), "web and workers rode out the failover"
     except BaseException:
         print(cluster.logs(), *(proc.log()[-3000:] for proc in factory.procs), sep="\n")
         raise
@@ -242,6 +243,7 @@ def test_failover_without_replica_acks_is_measured(
         assert {a.status for a in load.answers} <= {200, 202, 503}, seen
         back = back_after(load, killed_at)
         assert back is not None and back <= BACK_WITHIN, seen
+        assert all(proc.alive() for proc in factory.procs), "web and workers rode out the failover"
     except BaseException:
         print(cluster.logs(), *(proc.log()[-3000:] for proc in factory.procs), sep="\n")
         raise

@@ -166,8 +166,12 @@ def settled(client: redis.Redis, ids: Iterable[str]) -> Callable[[], bool]:
 
 
 def back_after(load: Load, killed_at: float) -> float | None:
-    """Seconds from the kill to the first submission accepted after it."""
-    back = [a.at for a in load.answers if a.at > killed_at and a.status in (200, 202)]
+    """Seconds from the kill to the first submission accepted after the first 503 it caused (answers
+    already on their way when the primary died do not count); None if none was, or none failed."""
+    refused = [a.at for a in load.answers if a.at > killed_at and a.status == 503]
+    if not refused:
+        return None
+    back = [a.at for a in load.answers if a.at > min(refused) and a.status in (200, 202)]
     return round(min(back) - killed_at, 2) if back else None
 
 

@@ -24,6 +24,7 @@ import redis
 from rq.job import Job
 from rq.results import Result
 
+from core.queues import SERIALIZER
 from tests.factories import noop_job, steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.support.procs import ProcessFactory, wait_for
@@ -156,6 +157,14 @@ def job_runs(client: redis.Redis, ids: Iterable[str]) -> dict[str, tuple[str | N
     return runs
 
 
+def why_not_once(client: redis.Redis, job_id: str) -> str:
+    """A job's latest result and progress messages, to say why it did not finish exactly once."""
+    job = Job.fetch(job_id, connection=client, serializer=SERIALIZER)
+    latest = job.latest_result()
+    error = (latest.exc_string or "").strip().splitlines()[-1:] if latest is not None else []
+    return f"{job_id}: {latest.type.name if latest else None} {error} {job.meta.get('messages', '')}"[:400]
+
+
 def settled(client: redis.Redis, ids: Iterable[str]) -> Callable[[], bool]:
     """Every job in `ids` that exists has reached an end (finished or failed)."""
 
@@ -237,11 +246,14 @@ def test_failover_without_replica_acks_is_measured(
             wait_for(settled(primary, load.accepted | set(long_jobs)), 60, interval=0.5, what="every job ended")
             runs = job_runs(primary, load.accepted | set(long_jobs))
         lost = sum(1 for status, _ in runs.values() if status is None)
-        not_once = Counter(run for run in runs.values() if run[0] is not None and run != ("finished", 1))
+        odd = [job_id for job_id, run in runs.items() if run[0] is not None and run != ("finished", 1)]
+        not_once = Counter(runs[job_id] for job_id in odd)
+        with cluster.node_client(cluster.primary) as primary:
+            why = [why_not_once(primary, job_id) for job_id in odd[:3]]
         record_property(
             "report",
             f"failover without replica acks: {seen}; accepted jobs lost: {lost}; "
-            f"not finished exactly once, by (status, results): {dict(not_once)}",
+            f"not finished exactly once, by (status, results): {dict(not_once)}; examples: {why}",
         )
         assert not load.transport_errors, load.transport_errors[:5]
         assert {a.status for a in load.answers} <= {200, 202, 503}, seen

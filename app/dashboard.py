@@ -24,7 +24,6 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import redis
 import rq_dashboard
@@ -39,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem
 from app.store import JobStore
+from core.connection import display_address
 from core.queues import QUEUE_NAMES, SERIALIZER, JsonJob, make_queue
 from core.settings import Settings
 
@@ -97,20 +97,12 @@ def _use_json_serializer() -> None:
     dashboard_web.requeue_job = _requeue_json_job
 
 
-def _display_url(url: str) -> str:
-    """The Redis URL as the dashboard shows it: no user, password or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
 def build_flask_app(connection: Callable[[], redis.Redis], settings: Settings) -> Flask:
     """rq-dashboard's blueprint on a Flask app of its own, reading Redis through `connection()`."""
     _use_json_serializer()
     # Its templates link both the app's and the blueprint's /static: both serve rq-dashboard's files.
     flask_app = Flask("jobs_dashboard", static_folder=str(Path(rq_dashboard.blueprint.root_path) / "static"))
-    flask_app.config.update(RQ_DASHBOARD_REDIS_URL=(_display_url(settings.redis_url),))
+    flask_app.config.update(RQ_DASHBOARD_REDIS_URL=(display_address(settings),))
     flask_app.register_blueprint(rq_dashboard.blueprint, url_prefix="")
     # rq-dashboard opens a new connection from RQ_DASHBOARD_REDIS_URL on every request that names
     # an instance number; replace that hook with one that hands out the service's client.

@@ -9,7 +9,9 @@ ProblemError                    -> its own status
   ValidationFailedError         -> 422  field problems in `errors`
   TooManyRequestsError          -> 429  rate or active-jobs quota exceeded, with Retry-After
 401 (missing/invalid API key) is answered by the auth middleware (app/auth.py) with WWW-Authenticate
-redis ConnectionError/TimeoutError -> 503  Redis unreachable
+redis ConnectionError/TimeoutError -> 503  Redis unreachable (no primary known to the Sentinels included)
+redis ReadOnlyError/MasterDownError -> 503  reached a replica, not the primary: a failover under way
+redis NOREPLICAS reply            -> 503  the primary's min-replicas-to-write is not met: nothing written
 redis OutOfMemoryError            -> 503  Redis full (maxmemory reached under noeviction): nothing written
 any other exception             -> 500  logged, never echoed
 """
@@ -22,7 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError as RedisMasterDownError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -141,6 +146,26 @@ async def handle_redis_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_redis_not_primary(request: Request, exc: Exception) -> Response:
+    # A demoted primary refuses a script or a MULTI whole (READONLY) before anything of it is applied.
+    logger.warning("redis is not the primary (failover under way?): %s: %s", type(exc).__name__, exc)
+    return problem(
+        503,
+        "redis-unavailable",
+        "Service unavailable",
+        "The job store (Redis) is changing primaries; nothing was changed. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def handle_redis_reply(request: Request, exc: Exception) -> Response:
+    """A Redis error reply: `NOREPLICAS` (the primary's `min-replicas-to-write` is not met, the write is
+    refused whole) is a 503 like a failover; any other is unexpected."""
+    if str(exc).startswith("NOREPLICAS"):
+        return await handle_redis_not_primary(request, exc)
+    return await handle_unexpected(request, exc)
+
+
 async def handle_redis_full(request: Request, exc: Exception) -> Response:
     # Redis refuses a write that could grow memory before anything of it is applied: a script's first
     # write, or a MULTI whose queued commands are then discarded (EXECABORT).
@@ -165,5 +190,8 @@ EXCEPTION_HANDLERS = {
     RedisConnectionError: handle_redis_down,
     RedisTimeoutError: handle_redis_down,
     RedisOutOfMemoryError: handle_redis_full,
+    RedisReadOnlyError: handle_redis_not_primary,
+    RedisMasterDownError: handle_redis_not_primary,
+    RedisResponseError: handle_redis_reply,
     Exception: handle_unexpected,
 }

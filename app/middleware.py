@@ -6,6 +6,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.auth import auth_middleware
+from app.replication import ReplicaAckMiddleware
 from app.sizelimit import BodySizeLimitMiddleware
 from core.settings import Settings
 
@@ -30,4 +31,12 @@ def middleware(settings: Settings) -> list[Middleware]:
         )
     stack.append(auth_middleware(settings))
     stack.append(Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes))
+    if settings.redis_min_replicas_ack:
+        stack.append(
+            Middleware(
+                ReplicaAckMiddleware,
+                replicas=settings.redis_min_replicas_ack,
+                timeout=settings.redis_replicas_ack_timeout,
+            )
+        )
     return stack

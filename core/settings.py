@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse as parse_rate_limit
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,7 @@ class Settings(BaseSettings):
         env_file=".env" if Path(".env").is_file() else None,
         extra="ignore",
         frozen=True,
+        hide_input_in_errors=True,  # a start-up error must not print REDIS_URL's or a key's secret
     )
 
     # Redis
@@ -174,6 +175,58 @@ class Settings(BaseSettings):
         description="Seconds a schedule's newest missed due time may be old and still give one catch-up run",
     )
     max_schedules: int = Field(10000, ge=1, description="Schedules one API key may keep")
+
+    # -- high availability (Sentinel) --
+    redis_sentinels: str = Field(
+        "",
+        description="Comma-separated host:port of Redis Sentinels; set, the primary is found through them "
+        "(REDIS_URL then gives only the data nodes' user, password, database and TLS)",
+    )
+    redis_sentinel_master: str = Field("", description="The service name the Sentinels monitor (with REDIS_SENTINELS)")
+    redis_sentinel_password: SecretStr = Field(
+        SecretStr(""), description="Password of the Sentinels themselves (their requirepass); empty: none"
+    )
+    redis_min_replicas_ack: int = Field(
+        0, ge=0, description="Replicas that must hold a submission before it is answered (WAIT); 0 = do not wait"
+    )
+    redis_replicas_ack_timeout: float = Field(
+        1.0, gt=0, description="Seconds a submission waits for REDIS_MIN_REPLICAS_ACK replicas before a 503"
+    )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_parse(cls, value: str) -> str:
+        sentinel_addresses(value)  # raises ValueError naming the bad entry
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _sentinel_settings_agree(self) -> Settings:
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            raise ValueError("REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is empty: name the Sentinels")
+        if self.redis_sentinels and not self.redis_sentinel_master.strip():
+            raise ValueError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is empty: name the monitored service")
+        if self.redis_min_replicas_ack and self.redis_replicas_ack_timeout >= self.redis_socket_timeout:
+            raise ValueError(
+                "REDIS_REPLICAS_ACK_TIMEOUT must be shorter than REDIS_SOCKET_TIMEOUT "
+                f"({self.redis_replicas_ack_timeout} >= {self.redis_socket_timeout}): the wait would end as a timeout"
+            )
+        return self
+
+
+def sentinel_addresses(spec: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (IPv6 as `[::1]:26379`) as pairs; a ValueError names the first bad entry."""
+    addresses = []
+    for entry in (part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        host, colon, port = entry.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS: {entry!r} is not host:port (e.g. sentinel-1:26379)")
+        addresses.append((host, int(port)))
+    if spec.strip() and not addresses:
+        raise ValueError("REDIS_SENTINELS names no host:port")
+    return addresses
 
 
 @lru_cache(maxsize=1)

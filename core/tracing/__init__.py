@@ -100,7 +100,8 @@ class ClientSpan(Protocol):
 
 
 class _NoClientSpan:
-    headers: dict[str, str] = {}
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
 
     def answered(self, status_code: int) -> None:
         pass

@@ -5,7 +5,9 @@ job's trace), exporting over OTLP/HTTP. Spans ended in the process that set it u
 (`BatchSpanProcessor`, created on the first span: a forking worker's main process, which ends none,
 never starts its thread). A forked child (a work horse) has no batching thread and ends with
 `os._exit`: its spans are held and exported at once when the job's run span ends, before the job's
-outcome is recorded, so a job that ended has had its spans sent.
+outcome is recorded, so a job that ended has had its spans sent. That export waits at most
+`HELD_EXPORT_TIMEOUT` (or the exporter's own timeout, if shorter): a collector that is down delays
+each job's end by that much, not by the exporter's 10 s of retries.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ T = TypeVar("T")
 SCOPE = "jobsvc"
 #: A job's carrier is always W3C trace context, whatever `OTEL_PROPAGATORS` picks for HTTP headers.
 _W3C = TraceContextTextMapPropagator()
+#: Seconds a work horse may spend sending its spans.
+HELD_EXPORT_TIMEOUT = 1.0
 _lock = threading.Lock()
 _processor: ForkAwareProcessor | None = None
 
@@ -44,8 +48,9 @@ _processor: ForkAwareProcessor | None = None
 class ForkAwareProcessor(SpanProcessor):
     """Batches the spans of the process that created it; holds a forked child's until `export_held()`."""
 
-    def __init__(self, exporter: Callable[[], SpanExporter]) -> None:
+    def __init__(self, exporter: Callable[[], SpanExporter], held_exporter: Callable[[], SpanExporter]) -> None:
         self._exporter = exporter
+        self._held_exporter = held_exporter
         self._home = os.getpid()
         self._batch: BatchSpanProcessor | None = None
         self._held: list[ReadableSpan] = []
@@ -72,7 +77,7 @@ class ForkAwareProcessor(SpanProcessor):
         if self._held_by != os.getpid() or not self._held:
             return
         spans, self._held = self._held, []
-        exporter = self._exporter()
+        exporter = self._held_exporter()
         try:
             exporter.export(spans)
         finally:
@@ -98,10 +103,22 @@ def setup(service: str) -> ForkAwareProcessor:
             if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
                 resource = resource.merge(Resource({SERVICE_NAME: service}))
             provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
-            _processor = ForkAwareProcessor(OTLPSpanExporter)  # OTEL_EXPORTER_OTLP_* read by the exporter
+            # OTEL_EXPORTER_OTLP_* read by the exporter
+            _processor = ForkAwareProcessor(OTLPSpanExporter, lambda: OTLPSpanExporter(timeout=held_export_timeout()))
             provider.add_span_processor(_processor)
             trace.set_tracer_provider(provider)
         return _processor
+
+
+def held_export_timeout() -> float:
+    """The exporter's timeout (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT`), at most
+    `HELD_EXPORT_TIMEOUT`."""
+    configured = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    try:
+        seconds = float(configured) if configured else HELD_EXPORT_TIMEOUT
+    except ValueError:
+        seconds = HELD_EXPORT_TIMEOUT
+    return min(seconds, HELD_EXPORT_TIMEOUT) if seconds > 0 else HELD_EXPORT_TIMEOUT
 
 
 def tracer() -> trace.Tracer:

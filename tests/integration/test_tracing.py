@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -149,6 +150,27 @@ def test_a_completion_callback_is_delivered_in_the_jobs_trace(procs: ProcessFact
     assert (post.name, post.parent_id, post.error) == ("POST callback", delivery.span_id, False)
     assert post.attributes["http.response.status_code"] == 204
     assert CallbackReceiver.traceparents == [f"00-{trace_id}-{post.span_id}-01"]
+
+
+def test_a_collector_that_is_down_delays_a_forked_jobs_end_by_at_most_a_second(procs: ProcessFactory) -> None:
+    """A work horse sends its spans before its job's end is recorded, for at most a second (not the
+    exporter's 10 s of retries): jobs still finish, and the web still answers."""
+    from stack.redis_server import free_port
+
+    procs.env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}", OTEL_BSP_SCHEDULE_DELAY="100")
+    _, url = procs.web()
+    procs.worker(WORKER_CONCURRENCY="1")
+    header, trace_id, _ = traceparent()
+    with httpx.Client(base_url=url, timeout=10) as client:
+        jobs = [post_job(client, steps_job(steps=1), header) for _ in range(4)]
+        ended = [wait_status(client, job["id"], {"finished"}, timeout=15) for job in jobs]
+    assert [job["trace_id"] for job in ended] == [trace_id] * 4
+    runs = [(parse_time(job["ended_at"]) - parse_time(job["started_at"])) for job in ended]
+    assert all(run < 2.5 for run in runs), runs
+
+
+def parse_time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_disabled_tracing_exports_nothing_and_carries_no_context(procs: ProcessFactory, otlp: Receiver) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -122,7 +122,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve() -> Iterator[Receiver]:
+def serve() -> Generator[Receiver, None, None]:
     """A receiver on a free loopback port for as long as the generator is open (a fixture's body)."""
     receiver = Receiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))

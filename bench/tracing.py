@@ -60,7 +60,7 @@ def _tree_before() -> Iterator[Path]:
 def _web(bench: Bench, name: str, cwd: Path, **env: str) -> str:
     port = free_port()
     command = procfile_command("web").replace("${PORT:-8000}", str(port))
-    proc = bench.spawn(name, f"cd {cwd} && exec {command}", **env)
+    proc = bench.spawn(name, f"env -C {cwd} {command}", **env)
     wait_port(port, proc)
     return f"http://127.0.0.1:{port}"
 
@@ -71,7 +71,7 @@ def drains(bench: Bench, receiver: Receiver) -> None:
         offs, ons, ratios = [], [], []
         for round_ in range(ROUNDS):
             off = drain_rate(bench, f"tracing-off-{round_}", count, "", **env).rate
-            before = len(receiver.snapshot())
+            before = receiver.count
             on = drain_rate(bench, f"tracing-on-{round_}", count, "", **env, **_on(receiver)).rate
             _all_received(receiver, before + count, label)
             offs.append(off)
@@ -87,8 +87,8 @@ def drains(bench: Bench, receiver: Receiver) -> None:
 
 
 def _all_received(receiver: Receiver, spans: int, label: str) -> None:
-    if not wait_until(lambda: len(receiver.snapshot()) >= spans, 30, interval=0.1):
-        raise RuntimeError(f"{label}: {len(receiver.snapshot())} of {spans} run spans received")
+    if not wait_until(lambda: receiver.count >= spans, 30, interval=0.1):
+        raise RuntimeError(f"{label}: {receiver.count} of {spans} run spans received")
 
 
 def submissions(bench: Bench, receiver: Receiver) -> None:
@@ -159,7 +159,7 @@ def _import_ms(module: str, env: dict[str, str]) -> float:
 
 def run(bench: Bench) -> None:
     print("tracing: worker drains on vs off, POST /jobs unset vs before, hook and import costs", flush=True)
-    receiver_gen = serve()
+    receiver_gen = serve(count_only=True)
     receiver = next(receiver_gen)
     try:
         costs(bench)

@@ -103,8 +103,10 @@ def setup(service: str) -> ForkAwareProcessor:
             if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
                 resource = resource.merge(Resource({SERVICE_NAME: service}))
             provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
-            # OTEL_EXPORTER_OTLP_* read by the exporter
-            _processor = ForkAwareProcessor(OTLPSpanExporter, lambda: OTLPSpanExporter(timeout=held_export_timeout()))
+            # OTEL_EXPORTER_OTLP_* read by the exporter. The horses' one is built here, unused here (it
+            # never connects in this process), so each horse uses its own copy without building one.
+            held = OTLPSpanExporter(timeout=held_export_timeout())
+            _processor = ForkAwareProcessor(OTLPSpanExporter, lambda: held)
             provider.add_span_processor(_processor)
             trace.set_tracer_provider(provider)
         return _processor
@@ -121,10 +123,16 @@ def held_export_timeout() -> float:
     return min(seconds, HELD_EXPORT_TIMEOUT) if seconds > 0 else HELD_EXPORT_TIMEOUT
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    if _processor is None:
-        setup("jobsvc")
-    return trace.get_tracer(SCOPE)
+    global _tracer
+    if _tracer is None:
+        if _processor is None:
+            setup("jobsvc")
+        _tracer = trace.get_tracer(SCOPE)
+    return _tracer
 
 
 def current_carrier() -> dict[str, str] | None:

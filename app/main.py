@@ -22,6 +22,7 @@ from app.middleware import middleware
 from app.routes import batches, control, docs, events, jobs, ops, schedules
 from app.schedules import declare_schedules
 from app.store import JobStore
+from app.tracing import tracing_middleware
 from core import durability
 from core.connection import async_redis, sync_redis
 from core.logs import configure_logging
@@ -74,7 +75,11 @@ def create_app(
             *schedules.routes,
             *console.routes,
         ],
-        middleware=[Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics), *middleware(settings)],
+        middleware=[
+            *tracing_middleware(),
+            Middleware(metrics.RequestMetricsMiddleware, metrics=app_metrics),
+            *middleware(settings),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -37,6 +37,7 @@ class JobSummary(BaseModel):
     timeout: int | None = Field(description="Run-time limit (s)")
     retries_left: int = Field(ge=0)
     position: int | None = Field(description="0-based place in its queue while queued")
+    trace_id: str | None = Field(None, description="The trace its runs join (with tracing on), 32 hex digits")
 
 
 class JobView(JobSummary):

@@ -7,8 +7,9 @@ from typing import Any
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from core import tracing
 from core.clock import iso_z
-from core.meta import ATTEMPT, BATCH_ID, CALLBACK, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TYPE
+from core.meta import ATTEMPT, BATCH_ID, CALLBACK, OWNER, PROGRESS, SCHEDULE_ID, SCHEDULED_FOR, TRACE, TYPE
 from core.outcome import error_line, summarize_exception
 from core.rqadapter.jobdata import meta_is_unreadable, readable_meta
 from jobs.progress import shown_messages
@@ -64,6 +65,8 @@ def job_view(
         view["batch_id"] = meta[BATCH_ID]
     if meta.get(SCHEDULE_ID):  # a schedule's run: which schedule, and the due time it was fired for
         view.update(schedule_id=meta[SCHEDULE_ID], scheduled_for=meta.get(SCHEDULED_FOR))
+    if trace_id := tracing.trace_id(meta.get(TRACE)):  # submitted while traced: the trace its runs join
+        view["trace_id"] = trace_id
     return view
 
 

@@ -1,7 +1,7 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
-Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches. `BENCH_SECONDS`
+Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches, tracing. `BENCH_SECONDS`
 (default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import batches, data, load, output, schedules, web, workers
+from bench import batches, data, load, output, schedules, tracing, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -34,6 +34,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "schedules": schedules.run,
     "output": output.run,
     "batches": batches.run,
+    "tracing": tracing.run,
 }
 
 

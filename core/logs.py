@@ -3,6 +3,7 @@
 `configure_logging(settings)` puts one handler on the root logger (RQ's and uvicorn's loggers
 propagate to it). Event fields travel as `extra={...}`; only the names in `FIELDS` are written,
 so what RQ attaches on its own (a failed job's `arguments` and `kwargs`) never reaches a log.
+With tracing on (`core.tracing`), a line logged while a span is current carries its `trace_id`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from core import tracing
 from core.clock import iso_z
 from core.settings import Settings
 
@@ -33,6 +35,7 @@ FIELDS = (
     "method",
     "route",
     "status_code",
+    "trace_id",
 )
 _HANDLER_NAME = "jobsvc"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -177,6 +180,10 @@ def configure_logging(settings: Settings) -> None:
     handler = StdoutHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(settings))
+    if tracing.enabled():  # lines logged while a span is current carry its trace_id
+        from core.tracing.sdk import TraceIdFilter
+
+        handler.addFilter(TraceIdFilter())
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "rq.job", "rq.scheduler"):

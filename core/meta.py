@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Final, TypedDict
 
+from core import tracing
+
 #: The job type's registered name (`demo.sleep`), written at submission.
 TYPE: Final = "type"
 #: The name of the API key that submitted the job.
@@ -35,11 +37,19 @@ COMPLETES_BATCH: Final = "completes_batch"
 SCHEDULE_ID: Final = "schedule_id"
 #: The due time (ISO 8601 UTC) this schedule run was fired for.
 SCHEDULED_FOR: Final = "scheduled_for"
+#: The trace context the job's runs continue, as W3C headers (`traceparent`, `tracestate`); written
+#: when the job is built while a span is current (the request's), and only when tracing is on.
+TRACE: Final = "trace"
 
 
 def initial(job_type: str, owner: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A new job's meta: its type and owner, no progress yet, and `extra` (callback, schedule or batch keys)."""
-    return {TYPE: job_type, PROGRESS: 0, MESSAGES: [], OWNER: owner, **(extra or {})}
+    """A new job's meta: its type and owner, no progress yet, and `extra` (callback, schedule or batch keys);
+    with tracing on, the current span's context too."""
+    meta = {TYPE: job_type, PROGRESS: 0, MESSAGES: [], OWNER: owner, **(extra or {})}
+    carried = tracing.carrier()
+    if carried:
+        meta[TRACE] = carried
+    return meta
 
 
 class JobMeta(TypedDict, total=False):
@@ -59,3 +69,4 @@ class JobMeta(TypedDict, total=False):
     completes_batch: str
     schedule_id: str
     scheduled_for: str
+    trace: dict[str, str]

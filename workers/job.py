@@ -12,7 +12,7 @@ from rq.exceptions import DeserializationError
 from rq.job import JobStatus
 from rq.utils import import_attribute
 
-from core import events
+from core import events, tracing
 from core.meta import ATTEMPT
 from core.queues import JsonJob
 from core.rqadapter import bookkeeping
@@ -20,6 +20,8 @@ from core.settings import get_settings
 from jobs.catalog import registry
 from jobs.output import OutputSession
 from jobs.registry import JobSpec, UnknownJobTypeError
+
+tracing.prepare("jobsvc-worker")  # with tracing on: loaded now, before a forking worker's first horse
 
 
 class UnregisteredJobError(RuntimeError):
@@ -77,6 +79,10 @@ class RegisteredJob(JsonJob):
             raise UnregisteredJobError(f"job type {spec.name!r} takes keyword arguments only")
         kwargs = spec.args_model.model_validate(self.kwargs).model_dump()
         return functools.partial(_function(spec.func_path), **kwargs)
+
+    def perform(self) -> Any:
+        with tracing.job_run(self):  # this attempt's span (a no-op unless tracing is configured)
+            return super().perform()
 
     def _execute(self) -> Any:
         call = self.bound_call()

@@ -21,6 +21,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
+from core import tracing
 from core.rqadapter.worker_hooks import bind_current_job, unbind_current_job
 from jobs.output import OutputSession
 from workers.job import RegisteredJob
@@ -44,7 +45,7 @@ class JobRunnerMixin(ConcurrentState):
         outcome = RunOutcome(running)
         try:
             async with asyncio.timeout(None if timeout == -1 else timeout) as scope:
-                with OutputSession(job):  # its end sends the job's last output before the job's end is recorded
+                with tracing.job_run(job), OutputSession(job):  # OutputSession's end: the last output, then the end
                     outcome.value = await self._call(running)
         except asyncio.CancelledError:
             if running.cancelled_for is None:
@@ -70,7 +71,8 @@ class JobRunnerMixin(ConcurrentState):
         call = _bound_call(running.job)
         if inspect.iscoroutinefunction(call.func):
             return await call()
-        future = self._threads.submit(functools.partial(self._in_thread, running, call))
+        in_thread = tracing.in_context(functools.partial(self._in_thread, running, call))  # the run's span current
+        future = self._threads.submit(in_thread)
         try:
             value = await future
         except asyncio.CancelledError:  # the future is cancelled too: whatever the thread returns is dropped

@@ -10,6 +10,9 @@ attempt and frozen, so every attempt sends (and signs) the same bytes. The job's
 the state in `meta["callback"]`: `{"attempts", "delivered", "last_error"}`.
 
 Delivery is at least once: receivers should treat `X-Job-Id` + `status` as idempotent.
+
+With tracing on, each delivery attempt runs in the job's trace (the delivery job carries the job's
+trace context), its POST is a CLIENT span, and the POST sends `traceparent` to the receiver.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from core import signature
+from core import signature, tracing
 from core.clock import iso_z
-from core.meta import CALLBACK, CALLBACK_BODY, CALLBACK_TARGET, CALLBACK_URL, TYPE
+from core.meta import CALLBACK, CALLBACK_BODY, CALLBACK_TARGET, CALLBACK_URL, TRACE, TYPE
 from core.netguard import GuardedBackend, RefusedAddressError, UnresolvableHostError
 from core.outcome import error_line
 from core.queues import SERIALIZER, QueueName, make_queue
@@ -82,10 +85,16 @@ def enqueue_delivery(
         failure_ttl=settings.failure_ttl,
         description=f"callback for job {job.id} ({status})",
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={TYPE: DELIVER, "target": job.id},
+        meta={TYPE: DELIVER, "target": job.id, **_trace_of(job)},
     )
     queue.enqueue_job(delivery, pipeline=pipe)
     return delivery
+
+
+def _trace_of(job: Job) -> dict[str, Any]:
+    """The job's trace context, for its delivery job: the delivery's runs join the job's trace."""
+    carried = job.meta.get(TRACE)
+    return {TRACE: carried} if carried else {}
 
 
 def payload(target: Job, status: str, result: Result | None) -> dict[str, Any]:
@@ -158,7 +167,9 @@ def deliver(job_id: str, status: str) -> dict[str, Any]:
         "X-Callback-Attempt": str(attempt),
     }
     try:
-        code = post(url, raw, headers, settings)
+        with tracing.http_client("POST", url, "POST callback") as span:
+            code = post(url, raw, headers | span.headers, settings)  # the receiver may continue the trace
+            span.answered(code)
     except RefusedAddressError as exc:  # not retried: the address will not become acceptable
         record(connection, job_id, attempt, False, f"refused: {exc}")
         return {"delivered": False, "attempts": attempt, "error": f"refused: {exc}"}

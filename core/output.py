@@ -12,7 +12,10 @@ and progress events share one numbering on `GET /jobs/{id}/events` (`core.events
 a chunk comes after the progress events numbered up to its `after`, so its event id is
 `after + seq`, and a progress event's id is its own number plus the chunks written before it.
 
-A retried attempt appends to what earlier attempts wrote, after the line `ATTEMPT_MARKER`.
+A retried attempt appends to what earlier attempts wrote, after the line `ATTEMPT_MARKER`. A run
+whose attempt was superseded (its worker was presumed dead and the job started again elsewhere: the
+job's `meta["attempt"]` is newer) writes nothing: a frozen worker that comes back cannot add to the
+output of the job recorded elsewhere.
 """
 
 from __future__ import annotations
@@ -29,15 +32,20 @@ from core import keys
 #: Written before the first chunk of an attempt that follows output of an earlier attempt.
 ATTEMPT_MARKER = "\n--- attempt {attempt} ---\n"
 
+#: `APPEND`'s reply when the writer's attempt was superseded (chunk numbers start at 1).
+SUPERSEDED = 0
+
 #: The first line of `GET /jobs/{id}/output` when older output was dropped.
 DROPPED_NOTICE = "[{dropped} earlier bytes of output dropped: only the newest {kept} bytes are kept]\n"
 
-# KEYS: chunks, info. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry, < 0: unchanged), marker, channel,
-# job id, and
-# how many bytes of the text the writer cut already (it never sends more than the cap; a marker put before
-# text that fills the cap is cut again here).
+# KEYS: chunks, info, the job's hash. ARGV: after, attempt, text, cap, ttl_ms (0: no expiry, < 0: unchanged),
+# marker, channel, job id, and how many bytes of the text the writer cut already (it never sends more than the
+# cap; a marker put before text that fills the cap is cut again here). Replies the chunk's number, or
+# SUPERSEDED (nothing written) when the job's meta names a newer attempt than the writer's.
 APPEND = """
 local chunks, info = KEYS[1], KEYS[2]
+local ok, meta = pcall(cjson.decode, redis.call('HGET', KEYS[3], 'meta') or '{}')
+if ok and type(meta) == 'table' and (tonumber(meta['attempt']) or 0) > tonumber(ARGV[2]) then return 0 end
 local text = ARGV[3]
 local cap = tonumber(ARGV[4])
 local last = redis.call('HGET', info, 'attempt')

@@ -11,6 +11,9 @@ a job writing now and then costs one write per chunk, sent at once. The worker r
 an `OutputSession` (`workers.job`), which sends what is left before the job's end is recorded,
 whether it returned or raised, and gives the output the job's TTL.
 
+A run whose attempt was superseded (its worker was presumed dead, the job was started again
+elsewhere) has its writes refused by the store; its session then drops what it is given.
+
 Each write records the number of the job's newest progress report, read under WATCH of the job's
 hash: a report that lands meanwhile makes the write try again, so output and progress events keep
 one order (`core.events.interleave`) even when another thread reports.
@@ -78,6 +81,7 @@ class OutputSession:
         self.cap = get_settings().output_max_bytes
         self.attempt = int(job.meta.get(ATTEMPT, 1) or 1)
         self.wrote = False
+        self.superseded = False
         self._pending: list[str] = []
         self._pending_chars = 0
         self._last_flush = 0.0
@@ -132,9 +136,11 @@ class OutputSession:
                 self._pending.clear()
                 self._pending_chars = 0
                 self._last_flush = time.monotonic()
+            if self.superseded:
+                return
             if text:
                 self._append(text, ttl_ms)
-                self.wrote = True
+                self.wrote = not self.superseded
             elif final and self.wrote:
                 self._expire(ttl_ms)
 
@@ -185,11 +191,18 @@ class OutputSession:
         for _ in range(WATCH_ATTEMPTS):
             after = newest_seq(job.meta)  # read after the WATCH was armed: see `_Watched`
             args = [after, self.attempt, data, self.cap, ttl_ms, marker, keys.EVENTS_CHANNEL, job.id, cut]
-            outcome = self._watched.transaction(("EVALSHA", store.APPEND_SHA, 2, *store.read_keys(job.id), *args))
+            command = ("EVALSHA", store.APPEND_SHA, 3, *store.read_keys(job.id), job.key, *args)
+            outcome = self._watched.transaction(command)
             if isinstance(outcome, redis.exceptions.NoScriptError):
                 job.connection.script_load(store.APPEND)
             elif isinstance(outcome, Exception):
                 raise outcome
+            elif outcome == store.SUPERSEDED:
+                self.superseded = True
+                logger.warning(
+                    "job %s: attempt %d was superseded by a newer one; its output is dropped", job.id, self.attempt
+                )
+                return
             elif outcome is not None:
                 return
         raise redis.WatchError(f"job {job.id}: its hash kept changing; output not written")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 
@@ -12,7 +11,7 @@ import redis
 from tests.conftest import REPORT, RecordProperty
 from tests.factories import steps_job
 from tests.integration.test_spine import submit
-from tests.reliability.support import wait_claims_settled
+from tests.reliability.support import Chaos, wait_claims_settled
 from tests.support.procs import ProcessFactory, wait_for
 
 JOBS = 1000
@@ -37,16 +36,12 @@ def test_chaos_soak_loses_nothing_and_leaves_nothing_stuck(
     worker_mode: str,
 ) -> None:
     ids = [submit(api, steps_job(steps=2, delay=0.06, retries=3))["id"] for _ in range(JOBS)]
-    workers = [procs.worker(wait=False) for _ in range(WORKERS)]
-    rng = random.Random(7)
-    kills = 0
+    chaos = Chaos(procs, WORKERS)
     chaos_ends = time.monotonic() + CHAOS_FOR
     while time.monotonic() < chaos_ends:
         time.sleep(KILL_EVERY)
-        victim = rng.randrange(WORKERS)
-        workers[victim].kill_group()
-        kills += 1
-        workers[victim] = procs.worker(wait=False)
+        chaos.kill_one()
+    kills = chaos.kills
     during = Counter(statuses(rclient, ids).values())
 
     wait_for(lambda: set(statuses(rclient, ids).values()) <= ENDED, 240, interval=1, what="every job to end")

@@ -1,6 +1,9 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
+`python -m bench peers [--quick] [--only PEER ...]` runs the service beside its peers instead
+(bench/peers; its own section of the document, written in place).
+
 Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches. `BENCH_SECONDS`
 (default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
@@ -224,6 +227,10 @@ PROFILE_NOTES = [
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["peers"]:  # its own options, server and section of the document (bench/peers)
+        from bench.peers.__main__ import main as peers
+
+        return peers(argv[1:])
     chosen = argv or list(SECTIONS)
     unknown = [name for name in chosen if name not in SECTIONS]
     if unknown:

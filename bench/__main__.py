@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -134,8 +135,17 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
         ]
     path = ROOT / "docs" / "BENCHMARKS.md"
     path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    kept = kept_sections(path.read_text()) if path.exists() else []
+    path.write_text("\n".join([*lines, *(f"\n{block}" for block in kept)]) + "\n")
     return path
+
+
+#: A section another command writes in place (`python -m bench peers`): kept when this report is rewritten.
+MARKED = re.compile(r"<!-- bench:([\w-]+):start -->.*?<!-- bench:\1:end -->", re.DOTALL)
+
+
+def kept_sections(document: str) -> list[str]:
+    return [match.group(0) for match in MARKED.finditer(document)]
 
 
 EXPLANATIONS = [

@@ -27,13 +27,30 @@ def redis_limit(results: Results) -> list[str]:
     return [
         "### Against the Redis limit",
         "",
-        f"The service's worker cost the server {redis_us:.0f} us of CPU per job on A (its bookkeeping: the claim,",
-        "the job hash, the started and finished registries, the result stream, the events), so one Redis core,",
-        f"fully used, caps this design near {cap:,.0f} jobs/s; one worker process reached {rate:,.0f} jobs/s, "
-        f"{rate / cap:.0%} of that.",
-        "At the ~60–90 us per job a leaner schema would cost, the cap would be 11–16k jobs/s: more worker",
-        "processes scale until Redis's core is spent, and on this 2-core machine the workers and Redis share",
-        "the same two cores long before that.",
+        f"The service's worker cost the server {redis_us:.0f} us of CPU per job on A (RQ's bookkeeping and the",
+        "service's: the claim, the job hash, the started and finished registries, the result stream, the status",
+        f"events), so one Redis core, fully used, caps this design near {cap:,.0f} jobs/s (at 60–90 us per job,",
+        f"11–16k jobs/s). One worker process reached {rate:,.0f} jobs/s, {rate / cap:.0%} of that cap: the worker,",
+        "not Redis, is the limit of one process; more worker processes scale until Redis's core is spent, and on",
+        "this 2-core machine the workers and Redis share the same two cores long before that.",
+    ]
+
+
+def misses() -> list[str]:
+    return [
+        "### Where the service stands",
+        "",
+        "- **A** — the worker's own CPU per job (the column beside the rate) is what sets its rate: one process",
+        "  spends most of a core on Python (redis-py packing and parsing RQ's bookkeeping commands, `Job`",
+        "  restore, the log lines, the hand-off to job threads), where BullMQ's Node worker runs its bookkeeping",
+        "  inside Lua scripts and spends a fraction of that per job. Closing that gap means fewer, larger",
+        "  commands per job from Python (the worker's hot path, being profiled and reworked separately).",
+        "- **D** — an idle worker of the service polls its claims script with a back-off from 10 ms to",
+        "  100 ms (`workers/dequeue.py`; Redis has no blocking command that moves a job from several lists",
+        "  into a hash), so a job sent to an idle system waits half a poll interval on average: about 50 ms",
+        "  at the back-off's ceiling. Peers that block on a list (`BRPOP`/`BLMOVE`: taskiq, Celery, BullMQ's",
+        "  marker) pick a job up at once. A wake-up on submission (the events channel, or a blocking pop on a",
+        "  per-worker list before the claim) would bring it to the 2 ms target.",
     ]
 
 

@@ -98,7 +98,8 @@ def run(bench: Bench, plan: Plan, only: Sequence[str] = ()) -> Results:
     results = Results(plan, chosen_systems, {s.key: Measured() for s in chosen_systems})
     try:
         for round_ in range(plan.rounds):
-            order = chosen_systems[round_ % len(chosen_systems) :] + chosen_systems[: round_ % len(chosen_systems)]
+            rotating = [s for s in chosen_systems if s is not SERVICE_FEATURED]
+            order = rotating[round_ % len(rotating) :] + rotating[: round_ % len(rotating)]
             print(f"peers: round {round_ + 1} of {plan.rounds}", flush=True)
             _round(bench, clients, plan, order, made, results, round_, (plain_url, featured_url))
     finally:
@@ -117,40 +118,46 @@ def _round(
     round_: int,
     urls: tuple[str, str],
 ) -> None:
-    for system in order:
-        drain = workloads.throughput(bench, clients, system, made[system.key], plan.a_jobs, f"A-{system.key}-{round_}")
+    # The service's plain and featured drains run back to back (their order alternating), so both see the same
+    # machine; the other systems' order rotates from round to round.
+    pair = [SERVICE, SERVICE_FEATURED] if round_ % 2 == 0 else [SERVICE_FEATURED, SERVICE]
+    for system in (member for s in order for member in (pair if s is SERVICE else [s])):
+        count = min(plan.a_jobs, system.drain_jobs or plan.a_jobs)
+        drain = workloads.throughput(bench, clients, system, made[system.key], count, f"A-{system.key}-{round_}")
         results.measured[system.key].a.append(drain)
         cost = f"{drain.worker_us:,.0f} us worker + {drain.redis_us:,.0f} us Redis"
         _say("A", system, f"{drain.rate:,.0f} jobs/s, {cost}")
     for system in order:
-        if system is SERVICE_FEATURED:
+        if not system.io:
             continue
         seconds = workloads.io_bound(bench, clients, system, made[system.key], plan.b_jobs, f"B-{system.key}-{round_}")
         results.measured[system.key].b.append(seconds)
         _say("B", system, f"{seconds:.2f} s")
     for system in order:
-        if system is SERVICE_FEATURED:
-            continue
         rate = workloads.submission(bench, clients, made[system.key], plan.c_jobs)
         results.measured[system.key].c.append(rate)
         _say("C", system, f"{rate:,.0f} jobs/s")
-    _web(bench, clients, plan, results, urls)
+    _web(bench, clients, plan, results, urls, featured_first=round_ % 2 == 1)
     for system in order:
-        if system is SERVICE_FEATURED or not system.results:  # without results, no client can see a job finish
+        if not system.results:  # without results, no client can see a job finish
             continue
         samples = workloads.latency(bench, clients, system, made[system.key], plan.d_jobs, f"D-{system.key}-{round_}")
         results.measured[system.key].d.extend(samples)
         _say("D", system, f"median {sorted(samples)[len(samples) // 2]:.2f} ms of {len(samples)}")
 
 
-def _web(bench: Bench, clients: Clients, plan: Plan, results: Results, urls: tuple[str, str]) -> None:
-    """`POST /jobs`: one client on one connection (workload C), then 32 connections, plain and featured."""
+def _web(
+    bench: Bench, clients: Clients, plan: Plan, results: Results, urls: tuple[str, str], featured_first: bool
+) -> None:
+    """`POST /jobs`: one client on one connection (workload C), then 32 connections on the plain and the
+    featured web processes, back to back (which goes first alternates from round to round)."""
     plain_url, featured_url = urls
     workloads.prepare(bench, clients)
     one = web_submit_rate(plain_url, plan.web_seconds)
     results.web.setdefault("one client", []).append(one)
     print(f"  C POST /jobs, one client: {one:,.0f} jobs/s", flush=True)
-    for label, url in (("plain", plain_url), ("featured", featured_url)):
+    runs = [("plain", plain_url), ("featured", featured_url)]
+    for label, url in reversed(runs) if featured_first else runs:
         workloads.prepare(bench, clients)
         if label == "featured":
             define_schedule(featured_url)

@@ -1,7 +1,8 @@
 """The SAQ peer (runs in .venv-bench/saq): `saq bench.peers.saq_peer.settings` is its worker.
 
 Results are kept for an hour (`ttl=3600`; SAQ's default is 600 s); without results (`BENCH_RESULTS=0`)
-each job is deleted when it finishes (`ttl=0`). The client waits with `Queue.apply` (pub/sub).
+each job is deleted when it finishes (`ttl=0`). The client waits with `Queue.apply`, polling every
+millisecond (`poll_interval=0.001`; its default is 0.5 s).
 """
 # mypy: disable-error-code="import-not-found,untyped-decorator,no-untyped-call,no-any-return,misc"
 
@@ -34,7 +35,7 @@ class Client:
         await queue.enqueue(kind, ttl=TTL)
 
     async def round_trip(self) -> None:
-        await queue.apply("noop", ttl=TTL, timeout=30)
+        await queue.apply("noop", ttl=TTL, timeout=30, poll_interval=0.001)
 
     async def close(self) -> None:
         await queue.disconnect()

@@ -36,6 +36,8 @@ class System:
     env: Mapping[str, str] = field(default_factory=dict)
     latency_jobs: int | None = None  # fewer jobs in workload D (a slow poller)
     sync: bool = False  # runs B's waits in threads (time.sleep) rather than on an event loop
+    io: bool = True  # runs B (a pool that runs one job at a time cannot reach concurrency 50)
+    drain_jobs: int | None = None  # fewer jobs in workload A (a slow drain)
 
 
 def _finished(key: str) -> Counter:
@@ -100,14 +102,16 @@ PEERS = (
     System("dramatiq-nores", "dramatiq", "Dramatiq, no results", False, 8,
            "--processes 1 --threads 8 (default threads)", _command(_DRAMATIQ, "dramatiq"),
            _left_in_hash("dramatiq:default.msgs"), env={"BENCH_RESULTS": "0"}, sync=True),
-    System("arq", "arq", "arq (default 0.5 s poll)", True, 10, "max_jobs 10 (default), poll_delay 0.5 s",
-           _command(_ARQ, "arq"), _left_in_zset("arq:queue"), env={"BENCH_POLL": "0.5"}, latency_jobs=40),
+    System("arq", "arq", "arq (default 0.5 s poll)", True, 10,
+           "max_jobs 10 (default), poll_delay 0.5 s; A on 5,000 jobs, D on 40",
+           _command(_ARQ, "arq"), _left_in_zset("arq:queue"), env={"BENCH_POLL": "0.5"}, latency_jobs=40,
+           drain_jobs=5000),
     System("arq-5ms", "arq", "arq (5 ms poll)", True, 10, "max_jobs 10 (default), poll_delay 5 ms",
            _command(_ARQ, "arq"), _left_in_zset("arq:queue"), env={"BENCH_POLL": "0.005"}),
     System("taskiq", "taskiq", "taskiq + taskiq-redis", True, 100, "--workers 1, --max-async-tasks 100 (default)",
            _command(_TASKIQ, "taskiq"), _result_keys),
     System("celery-solo", "celery", "Celery, solo pool", True, 1, "--pool=solo", _command(_CELERY, "celery",
-           pool="solo"), _result_keys, sync=True),
+           pool="solo"), _result_keys, sync=True, io=False),
     System("celery-threads", "celery", "Celery, threads pool", True, 8, "--pool=threads --concurrency=8",
            _command(_CELERY, "celery", pool="threads"), _result_keys, sync=True),
     System("bullmq", "bullmq", "BullMQ (Node)", True, 50, "concurrency 50", _command(_BULLMQ, "bullmq"),

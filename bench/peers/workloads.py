@@ -99,8 +99,8 @@ def drain(
     finally:
         bench.stop(proc)
     cpu = sum(seconds - low[2].get(pid, 0.0) for pid, seconds in high[2].items())
-    jobs = high[0] - low[0]
-    span = last[1] - first[1]
+    jobs = max(1, high[0] - low[0])
+    span = max(1e-6, last[1] - first[1])
     return Drain((last[0] - first[0]) / span, span, 1e6 * cpu / jobs, 1e6 * (high[3] - low[3]) / jobs)
 
 

@@ -63,3 +63,11 @@ def test_full_report_keeps_sections_written_by_other_commands() -> None:
     document = f"# Benchmarks\n\n| table |\n\n{START}\npeers\n{END}\n"
     assert kept_sections(document) == [f"{START}\npeers\n{END}"]
     assert kept_sections("# Benchmarks\n") == []
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio() -> None:
+    from bench.peers.report import paired_ratio
+
+    assert paired_ratio([100.0, 200.0, 50.0], [95.0, 210.0, 40.0]) == 0.95
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])

@@ -12,13 +12,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Bench
+from bench.common import LOG_DIR, Bench
 from bench.peers import report, rounds
 from stack.redis_server import EmbeddedRedis
+
+#: The last run's figures, kept so that the report can be rendered again without running anything.
+SAVED = LOG_DIR / "peers-results.pickle"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -27,11 +31,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
     parser.add_argument("--only", nargs="+", default=[], help="peers to run beside the service")
     parser.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md even for --quick/--only")
+    parser.add_argument("--from-saved", action="store_true", help=f"render the last run's figures again ({SAVED})")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if args.from_saved:
+        results, context = pickle.loads(SAVED.read_bytes())
+        return _report(results, context, write=True)
     plan = rounds.QUICK if args.quick else rounds.FULL
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
@@ -47,9 +55,14 @@ def main(argv: list[str]) -> int:
             bench.stop_all()
             server.stop()
     context = report.Context(load_before, os.getloadavg(), time.perf_counter() - started, server_version, args.only)
+    SAVED.write_bytes(pickle.dumps((results, context)))
+    return _report(results, context, write=args.write or not (args.quick or args.only))
+
+
+def _report(results: rounds.Results, context: report.Context, write: bool) -> int:
     text = report.section(results, context)
     print(text, flush=True)
-    if args.write or not (args.quick or args.only):
+    if write:
         path = report.write(text, report.svg(results))
         print(f"wrote {path}", flush=True)
     return 0

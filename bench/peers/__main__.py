@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
 import pickle
 import tempfile
@@ -39,6 +40,8 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.from_saved:
         results, context = pickle.loads(SAVED.read_bytes())
+        if not context.finished:
+            context = dataclasses.replace(context, finished=_utc(SAVED.stat().st_mtime))
         return _report(results, context, write=True)
     plan = rounds.QUICK if args.quick else rounds.FULL
     if args.rounds:
@@ -54,9 +57,14 @@ def main(argv: list[str]) -> int:
         finally:
             bench.stop_all()
             server.stop()
-    context = report.Context(load_before, os.getloadavg(), time.perf_counter() - started, server_version, args.only)
+    elapsed = time.perf_counter() - started
+    context = report.Context(load_before, os.getloadavg(), elapsed, server_version, args.only, _utc(time.time()))
     SAVED.write_bytes(pickle.dumps((results, context)))
     return _report(results, context, write=args.write or not (args.quick or args.only))
+
+
+def _utc(timestamp: float) -> str:
+    return f"{datetime.datetime.fromtimestamp(timestamp, datetime.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _report(results: rounds.Results, context: report.Context, write: bool) -> int:

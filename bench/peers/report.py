@@ -27,6 +27,7 @@ class Context:
     elapsed: float
     server: str
     only: Sequence[str]
+    finished: str = ""  # UTC, when the run ended
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def svg(results: Results) -> str:
         for s in _peers(results)
     ]
     bars.sort(key=lambda bar: -bar.spread.median)
-    title = f"A: 20,000 queued no-op jobs, one worker process ({results.plan.rounds} rounds)"
+    title = f"A: {results.plan.a_jobs:,} queued no-op jobs, one worker process ({results.plan.rounds} rounds)"
     if results.plan.quick:
         title = f"A (quick mode: {results.plan.a_jobs:,} jobs, {results.plan.rounds} round)"
     return plot.render(bars, title, "jobs/s")
@@ -152,7 +153,7 @@ def _machine(context: Context) -> list[str]:
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
     mhz = re.search(r"cpu MHz\s*:\s*(.*)", cpuinfo)
     mem_kb = int(re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
-    tuning = {k: v for k, v in os.environ.items() if k.startswith(("BENCH_", "WORKER_", "PYTHON")) and "KEY" not in k}
+    tuning = [f"`{k}={v}`" for k, v in sorted(os.environ.items()) if k.startswith(("BENCH_", "WORKER_", "PYTHON"))]
 
     def load(values: tuple[float, float, float]) -> str:
         return " / ".join(f"{v:.2f}" for v in values)
@@ -162,7 +163,7 @@ def _machine(context: Context) -> list[str]:
     return [
         f"- CPU (/proc/cpuinfo): {model.group(1) if model else platform.processor()}, {os.cpu_count()} logical cores"
         f"{speed}; RAM {mem_kb / 1024 / 1024:.1f} GiB; {platform.platform()}",
-        f"- Environment (`env`): the variables that tune a run — {tuning or 'none set'}",
+        f"- Environment (`env`, the variables that tune a run): {', '.join(tuning) or 'none set'}",
         f"- Load average (1/5/15 min) before the run: {load(context.load_before)}; after: {load(context.load_after)} "
         "(the machine is shared: other helpers' test suites ran on the same 2 cores meanwhile)",
         f"- Server: {context.server} (the bench's own, started as `make run` starts it: loopback, append-only file "
@@ -179,9 +180,9 @@ def section(results: Results, context: Context) -> str:
         START,
         "## The service beside its peers",
         "",
-        f"`python -m bench peers` — {mode}: {plan.rounds} round(s), interleaved (each round runs every system "
-        f"through A, then B, C and D), {context.elapsed / 60:.0f} min."
-        + (f" Peers run: {', '.join(context.only)}." if context.only else ""),
+        f"`python -m bench peers` — {mode}, ended {context.finished or 'at an unrecorded time'}: {plan.rounds} "
+        f"round(s), interleaved (each round runs every system through A, then B, C and D), "
+        f"{context.elapsed / 60:.0f} min." + (f" Peers run: {', '.join(context.only)}." if context.only else ""),
         "",
         *_machine(context),
         "",

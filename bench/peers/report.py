@@ -60,12 +60,12 @@ def write(text: str, svg_text: str) -> Path:
 
 
 def _peers(results: Results) -> list[System]:
-    return [s for s in results.systems if s is not SERVICE_FEATURED]
+    return [s for s in results.systems if s.key != SERVICE_FEATURED.key]
 
 
 def svg(results: Results) -> str:
     bars = [
-        plot.Bar(s.label, Spread.of([d.rate for d in results.measured[s.key].a]), highlight=s is SERVICE)
+        plot.Bar(s.label, Spread.of([d.rate for d in results.measured[s.key].a]), highlight=s.key == SERVICE.key)
         for s in _peers(results)
     ]
     bars.sort(key=lambda bar: -bar.spread.median)

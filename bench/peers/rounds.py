@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import redis
@@ -54,6 +55,14 @@ class Results:
     measured: dict[str, Measured]
     web: dict[str, list[float]] = field(default_factory=dict)  # POST /jobs: one client; 32 connections plain/featured
 
+    def __getstate__(self) -> dict[str, object]:
+        """Saved with each system's key (a system holds functions, which pickle cannot save)."""
+        return {**self.__dict__, "systems": [s.key for s in self.systems]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        known = {s.key: s for s in (SERVICE, SERVICE_FEATURED, *systems.PEERS)}
+        self.__dict__.update(state, systems=[known[key] for key in state["systems"]])
+
 
 def chosen(only: Sequence[str]) -> list[System]:
     """The service, then the peers named by `only` (a system's key or its peer's name; all when empty)."""
@@ -98,7 +107,7 @@ def run(bench: Bench, plan: Plan, only: Sequence[str] = ()) -> Results:
     results = Results(plan, chosen_systems, {s.key: Measured() for s in chosen_systems})
     try:
         for round_ in range(plan.rounds):
-            rotating = [s for s in chosen_systems if s is not SERVICE_FEATURED]
+            rotating = [s for s in chosen_systems if s.key != SERVICE_FEATURED.key]
             order = rotating[round_ % len(rotating) :] + rotating[: round_ % len(rotating)]
             print(f"peers: round {round_ + 1} of {plan.rounds}", flush=True)
             _round(bench, clients, plan, order, made, results, round_, (plain_url, featured_url))
@@ -121,7 +130,7 @@ def _round(
     # The service's plain and featured drains run back to back (their order alternating), so both see the same
     # machine; the other systems' order rotates from round to round.
     pair = [SERVICE, SERVICE_FEATURED] if round_ % 2 == 0 else [SERVICE_FEATURED, SERVICE]
-    for system in (member for s in order for member in (pair if s is SERVICE else [s])):
+    for system in (member for s in order for member in (pair if s.key == SERVICE.key else [s])):
         count = min(plan.a_jobs, system.drain_jobs or plan.a_jobs)
         drain = workloads.throughput(bench, clients, system, made[system.key], count, f"A-{system.key}-{round_}")
         results.measured[system.key].a.append(drain)

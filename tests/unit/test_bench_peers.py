@@ -71,3 +71,16 @@ def test_paired_ratio_is_the_median_of_each_rounds_ratio() -> None:
     assert paired_ratio([100.0, 200.0, 50.0], [95.0, 210.0, 40.0]) == 0.95
     with pytest.raises(ValueError):
         paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_saved_results_come_back_with_their_systems() -> None:
+    import pickle
+
+    from bench.peers.rounds import FULL, Measured, Results, chosen
+    from bench.peers.systems import SERVICE
+
+    systems = chosen(["bullmq"])
+    results = Results(FULL, systems, {s.key: Measured(c=[1.0]) for s in systems}, web={"plain": [2.0]})
+    back = pickle.loads(pickle.dumps(results))
+    assert back.systems == systems and back.systems[0] is SERVICE
+    assert back.measured == results.measured and back.web == results.web

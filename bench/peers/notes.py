@@ -10,12 +10,17 @@ if TYPE_CHECKING:
     from bench.peers.rounds import Results
 
 
-def featured() -> list[str]:
+def featured(results: Results) -> list[str]:
+    plain = results.web["plain"]
     return [
         "Both variants run in the same rounds, one after the other: the Procfile's worker line and web line",
         "as they are, and the same with `TYPE_CONCURRENCY=demo.sleep=4` (a limit on another job type; read",
         "once flow control lands on main, ignored before) and one cron schedule defined through `POST",
         "/schedules` (never due during a run). Tracing is off and streamed output unused, their defaults.",
+        "Neither addition is read by the submission path (the limit is ignored on main, the schedule is read",
+        "only by workers' schedulers), so the web ratio measures how alike two identical web processes are on",
+        f"this machine: the plain process alone gave {min(plain):,.0f} to {max(plain):,.0f} req/s from round to",
+        "round, a spread wider than the 5% band.",
     ]
 
 
@@ -45,6 +50,10 @@ def misses() -> list[str]:
         "  restore, the log lines, the hand-off to job threads), where BullMQ's Node worker runs its bookkeeping",
         "  inside Lua scripts and spends a fraction of that per job. Closing that gap means fewer, larger",
         "  commands per job from Python (the worker's hot path, being profiled and reworked separately).",
+        "- **B** — every system waits the same 100 ms per job; the service's time above the ideal 2.0 s is",
+        "  its per-job work at concurrency 50 in one process: the claim and the batched start and finish",
+        "  records (as on A), plus the progress report `demo.sleep` writes after its wait (one round trip and",
+        "  one event per job, which the peers' sleep jobs do not do). Not profiled in this run.",
         "- **D** — an idle worker of the service polls its claims script with a back-off from 10 ms to",
         "  100 ms (`workers/dequeue.py`; Redis has no blocking command that moves a job from several lists",
         "  into a hash), so a job sent to an idle system waits half a poll interval on average: about 50 ms",
@@ -77,6 +86,8 @@ def peers() -> list[str]:
         "- **BullMQ** — a job hash, wait/active lists, the completed set (the job and its return value kept;",
         "  `removeOnComplete` deletes it), an events stream entry per state change, a lock per active job",
         "  renewed while it runs, all in Lua scripts; retries on request (`attempts`).",
+        "- **Not run** — Celery without results (`ignore_result`) and taskiq without a result backend: both",
+        "  have such a mode, but neither leaves anything the bench can count finished jobs by.",
     ]
 
 

@@ -25,11 +25,11 @@ class Bar:
 
 
 def nice_ceiling(value: float) -> float:
-    """The axis end: the smallest of 1, 2, 2.5 or 5 times a power of ten at or above `value`."""
+    """The axis end: the smallest round step (1, 1.2, 1.5 ... 8 times a power of ten) at or above `value`."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    return float(next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value))
+    return float(next(step * power for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if step * power >= value))
 
 
 def render(bars: Sequence[Bar], title: str, unit: str) -> str:

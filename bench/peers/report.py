@@ -212,6 +212,6 @@ def section(results: Results, context: Context) -> str:
     lines += ["", "### Targets (measured in this run, reported, not asserted)", "",
               "| target | measured | goal | met |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {t.name} | {t.measured} | {t.goal} | {'PASS' if t.met else 'MISS'} |" for t in targets(results)]
-    lines += ["", "### No feature slows the hot path", "", *_featured(results), "", *notes.featured()]
+    lines += ["", "### No feature slows the hot path", "", *_featured(results), "", *notes.featured(results)]
     lines += ["", *notes.misses(), "", *notes.redis_limit(results), "", *notes.peers(), "", *notes.rerun(), END]
     return "\n".join(lines)

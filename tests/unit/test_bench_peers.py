@@ -34,7 +34,7 @@ def test_spread_text_shows_the_range_only_for_several_rounds() -> None:
 
 
 def test_axis_end_is_a_round_number_at_or_above_the_highest_value() -> None:
-    assert nice_ceiling(1234) == 2000
+    assert nice_ceiling(1234) == 1500
     assert nice_ceiling(2000) == 2000
     assert nice_ceiling(2100) == 2500
     assert nice_ceiling(0) == 1.0

@@ -4,7 +4,8 @@ write the peers section of docs/BENCHMARKS.md (in place, between its markers) an
 
 `--quick`: fewer jobs and one round, for development. `--only dramatiq` reruns the service beside one
 peer (a peer's name, or a system's key such as `arq-5ms`); such a run prints its figures but leaves the
-document alone unless `--write` is given.
+document alone unless `--write` is given. `--from-saved` renders the last run's figures again (kept in
+.data/bench), e.g. after the notes changed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
     parser.add_argument("--only", nargs="+", default=[], help="peers to run beside the service")
     parser.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md even for --quick/--only")
-    parser.add_argument("--from-saved", action="store_true", help=f"render the last run's figures again ({SAVED})")
+    parser.add_argument(
+        "--from-saved", action="store_true", help=f"render the last run's figures again ({SAVED}), writing as it would"
+    )
     return parser.parse_args(argv)
 
 
@@ -42,7 +45,7 @@ def main(argv: list[str]) -> int:
         results, context = pickle.loads(SAVED.read_bytes())
         if not context.finished:
             context = dataclasses.replace(context, finished=_utc(SAVED.stat().st_mtime))
-        return _report(results, context, write=True)
+        return _report(results, context, write=args.write or not (results.plan.quick or context.only))
     plan = rounds.QUICK if args.quick else rounds.FULL
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)

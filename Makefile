@@ -61,8 +61,10 @@ integration: $(VENV)/.dev system-deps browser
 conformance: $(VENV)/.dev  ## RQ's test suite against the service's workers (docs/workers.md)
 	$(BIN)/python -m tests.conformance $(CONFORMANCE_ARGS)
 
+# `make bench BENCH_ARGS='web workers'`: chosen sections; BENCH_ARGS='peers [--quick] [--only PEER]': the
+# service beside SAQ, Dramatiq, arq, taskiq, Celery and BullMQ (each installed into its own .venv-bench/<peer>).
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

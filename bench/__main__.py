@@ -1,8 +1,11 @@
 """`python -m bench [section ...]`: start a private Redis, run every section (or those named),
 print each figure as it comes, and write docs/BENCHMARKS.md.
 
-Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches, tracing. `BENCH_SECONDS`
-(default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
+`python -m bench peers [--quick] [--only PEER ...]` runs the service beside its peers instead
+(bench/peers; its own section of the document, written in place).
+
+Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches, tracing,
+replication. `BENCH_SECONDS` (default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +23,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import batches, data, load, output, schedules, tracing, web, workers
+from bench import batches, data, load, output, replication, schedules, tracing, web, workers
 from bench.common import ROOT, Bench
 from stack.redis_server import EmbeddedRedis
 
@@ -35,6 +39,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "output": output.run,
     "batches": batches.run,
     "tracing": tracing.run,
+    "replication": replication.run,
 }
 
 
@@ -77,7 +82,9 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m bench`); every figure below comes from one run, and every",
-        "baseline was measured in that same run, on the same machine, one after the other.",
+        "baseline was measured in that same run, on the same machine, one after the other. Sections between",
+        "`<!-- bench:NAME:start/end -->` markers come from runs of their own (dated in each) and are kept",
+        "when the report is written again.",
         "",
         "## Machine",
         "",
@@ -93,13 +100,14 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
         "```sh",
         "make bench                       # = .venv/bin/python -m bench (all sections)",
         "BENCH_SECONDS=8 python -m bench web workers   # longer load runs, chosen sections",
+        "python -m bench peers [--quick] [--only PEER]  # the service beside its peers (its own section below)",
         "```",
         "",
         "The bench starts its own valkey-server on a free loopback port, and each process from the",
         "Procfile's own lines: the web line (uvicorn, uvloop, httptools, one process) serves the",
         "service *and* both baselines (only the app path differs); the worker line runs the workers,",
-        "with only `-w` swapped for the RQ baselines. Celery runs from `.venv-bench` (created on first",
-        "use from `requirements-bench.txt`), never from the service's venv.",
+        "with only `-w` swapped for the RQ baselines. Celery runs from `.venv-bench/celery` (created on first",
+        "use from `bench/peers/requirements-celery.txt`), never from the service's venv.",
         "",
         "## Figures",
         "",
@@ -132,8 +140,17 @@ def write_report(bench: Bench, facts: list[str], elapsed: float, sections: list[
         ]
     path = ROOT / "docs" / "BENCHMARKS.md"
     path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    kept = kept_sections(path.read_text()) if path.exists() else []
+    path.write_text("\n".join([*lines, *(f"\n{block}" for block in kept)]) + "\n")
     return path
+
+
+#: A section another command writes in place (`python -m bench peers`): kept when this report is rewritten.
+MARKED = re.compile(r"<!-- bench:([\w-]+):start -->.*?<!-- bench:\1:end -->", re.DOTALL)
+
+
+def kept_sections(document: str) -> list[str]:
+    return [match.group(0) for match in MARKED.finditer(document)]
 
 
 EXPLANATIONS = [
@@ -225,6 +242,10 @@ PROFILE_NOTES = [
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["peers"]:  # its own options, server and section of the document (bench/peers)
+        from bench.peers.__main__ import main as peers
+
+        return peers(argv[1:])
     chosen = argv or list(SECTIONS)
     unknown = [name for name in chosen if name not in SECTIONS]
     if unknown:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -14,10 +13,10 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from bench.common import ROOT, Bench, Figure, compact, median, wait_until
+from bench.peers import envs
 from core.queues import SERIALIZER
 from stack.procfile import procfile_command
 
-BENCH_VENV = ROOT / ".venv-bench"
 OURS = "workers.Worker"
 if OURS not in procfile_command("worker"):
     raise RuntimeError(
@@ -118,13 +117,7 @@ def drain_rate(bench: Bench, name: str, count: int, *commands: str, **env: str) 
 
 
 def celery_rate(bench: Bench, count: int) -> float | None:
-    python = BENCH_VENV / "bin" / "python"
-    if not python.exists():
-        print("  creating .venv-bench (Celery peer) from requirements-bench.txt", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")], check=True
-        )
+    python = envs.python_env("celery") / "python"
     bench.flush()
     base = bench.url.rsplit("/", 1)[0]
     env = {"BENCH_CELERY_BROKER": f"{base}/1", "BENCH_CELERY_BACKEND": f"{base}/2", "PYTHONPATH": str(ROOT)}
@@ -134,7 +127,7 @@ def celery_rate(bench: Bench, count: int) -> float | None:
     compact(broker)
     subprocess.run([str(python), "-m", "bench.celery_app", str(count)], cwd=ROOT, env=bench.env(**env), check=True)
     proc = bench.spawn(
-        "celery", f"{BENCH_VENV}/bin/celery -A bench.celery_app worker --pool=solo --concurrency=1 --loglevel=warning "
+        "celery", f"{python.parent}/celery -A bench.celery_app worker --pool=solo --concurrency=1 --loglevel=warning "
         "--without-gossip --without-mingle --without-heartbeat", **env,
     )  # fmt: skip
     try:

@@ -119,6 +119,15 @@ function drawVitals(stats, ready) {
           : h("span", { class: "idle" }, "idle")));
     }
   }
+  if (stats.status === "fulfilled") {
+    for (const [name, limit] of Object.entries(stats.value.limits || {})) {
+      const full = limit.running >= limit.limit;
+      items.push(h("li", { class: `limit${full ? " full" : ""}`, title: `Flow-control limit on ${name}` },
+        h("span", { class: "queue-name" }, name),
+        h("span", { class: "count count-started" }, h("b", {}, `${limit.running}/${limit.limit}`), " running"),
+        limit.waiting ? h("span", { class: "count count-queued" }, " · ", h("b", {}, String(limit.waiting)), " held back") : null));
+    }
+  }
   if (ready.status === "fulfilled") {
     const { workers, workers_busy: busy } = ready.value;
     items.push(h("li", { class: `workers ${workers ? "ok" : "none"}` },

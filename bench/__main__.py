@@ -5,7 +5,8 @@ print each figure as it comes, and write docs/BENCHMARKS.md.
 (bench/peers; its own section of the document, written in place).
 
 Sections: web, progress, workers, io, memory, scale, profile, schedules, output, batches, tracing,
-replication. `BENCH_SECONDS` (default 4) is the length of one load run; the whole bench stays under ~10 minutes on 2 cores.
+replication. `BENCH_SECONDS` (default 4) is the length of one load run; the whole bench stays under
+~10 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def cmd_status(client: JobsClient, ns: argparse.Namespace, ui: UI) -> int:
         ui.data(job.raw)
         return EXIT_OK
     table = Table(show_header=False, box=None)
-    for key in ("id", "type", "description", "status", "progress", "queue", "position", "error"):
+    for key in ("id", "type", "description", "status", "progress", "queue", "position", "waiting", "trace_id", "error"):
         value = job.raw.get(key)
         if value is not None:
             table.add_row(key, f"{value:g}%" if key == "progress" else str(value))

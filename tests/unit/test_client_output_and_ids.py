@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from jobs_client import AmbiguousJobId, AsyncJobsClient, Job, JobsClient, OutputChunk, UnknownJobId
 from jobs_client._follow import OutputSink
-from jobs_client.cli import UI, jobs_table
+from jobs_client.cli import UI, cmd_status, jobs_table
 from rich.console import Console
 
 JOB_ID = "5bce7bb6-f0c0-4145-bda2-0fd8131ef55d"
@@ -131,3 +132,17 @@ def test_output_without_a_bar_is_written_as_it_comes_and_ends_its_line() -> None
     sink(OutputChunk(2, "tok2"))
     sink.close()
     assert stream.getvalue() == "tok1 tok2\n"
+
+
+def test_status_says_what_a_held_back_job_waits_for() -> None:
+    held = view(status="queued", position=0, waiting="demo.sleep: 2 of 2 running")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=held)
+
+    ui = UI(as_json=False)
+    printed = io.StringIO()
+    ui.out = Console(file=printed, width=100, highlight=False)
+    with JobsClient("http://svc", transport=httpx.MockTransport(handle)) as client:
+        assert cmd_status(client, argparse.Namespace(id=JOB_ID), ui) == 0
+    assert "waiting" in printed.getvalue() and "demo.sleep: 2 of 2 running" in printed.getvalue()

@@ -30,7 +30,7 @@ from stack.redis_server import free_port
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.support.browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium
-from tests.support.procs import ROOT, ProcessFactory
+from tests.support.procs import ROOT, ProcessFactory, wait_for
 
 IMAGES = ROOT / "docs" / "images"
 SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
@@ -64,6 +64,10 @@ class Stack:
         return body
 
 
+#: A flow-control limit on a type no other test here submits: the held-back test sees it in the header.
+LIMIT = "demo.sleep=1"
+
+
 @pytest.fixture(scope="module")
 def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     client = redis.Redis.from_url(redis_server_url)
@@ -76,9 +80,9 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     thread.start()
     factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("console"), TEST_ENV)
     try:
-        _, url = factory.web(CORS_ORIGINS=origin)
-        factory.worker()
-        factory.worker()
+        _, url = factory.web(CORS_ORIGINS=origin, TYPE_CONCURRENCY=LIMIT)
+        factory.worker(TYPE_CONCURRENCY=LIMIT)
+        factory.worker(TYPE_CONCURRENCY=LIMIT)
         stack = Stack(factory, url, origin, site)
         yield stack
         stack.api.close()
@@ -249,6 +253,20 @@ def test_cancel_stops_a_running_job(page: WebDriver, stack: Stack) -> None:
     until(page, lambda d: job_status(d) == "stopped")
     assert not has_button(page, "Cancel") and has_button(page, "Retry")
     assert stack.view(job_id)["status"] == "stopped"
+
+
+def test_a_held_back_job_says_why_and_the_header_shows_the_limit(page: WebDriver, stack: Stack) -> None:
+    running = stack.submit({"type": "demo.sleep", "args": {"seconds": 60}})
+    held = stack.submit({"type": "demo.sleep", "args": {"seconds": 60}})
+    try:
+        wait_for(lambda: stack.view(running)["status"] == "started", timeout=30, what="the first sleep to start")
+        page.get(f"{stack.url}/console/jobs/{held}")
+        until(page, lambda d: "demo.sleep: 1 of 1 running" in css(d, ".details").text)
+        until(page, lambda d: "1/1" in css(d, "#vitals .limit").text and "1 held back" in css(d, "#vitals .limit").text)
+        assert stack.view(running)["status"] == "started" and stack.view(held)["status"] == "queued"
+    finally:
+        for job_id in (held, running):
+            stack.api.delete(f"/jobs/{job_id}")
 
 
 def test_retry_runs_a_failed_job_again(page: WebDriver, stack: Stack) -> None:

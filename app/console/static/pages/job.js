@@ -162,6 +162,9 @@ export function jobPage(ctx) {
       outputSeen = true;
       appendOutput(data.text || "");
     } else if (event.event === "status") {
+      // The stream's views leave `waiting` out (it is read from the limits, for GET /jobs/{id} only): a job
+      // still queued keeps the reason it was shown.
+      if (data.status === "queued" && job?.status === "queued" && !data.waiting) data.waiting = job.waiting;
       job = data;
       draw(); // the status line is a live region: a new status is announced
       if (ENDED.includes(job.status) && !outputSeen) loadOutput();

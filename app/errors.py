@@ -135,27 +135,21 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+def _redis_unavailable(why: str) -> Response:
+    """503 `redis-unavailable` with `Retry-After`: nothing was changed, the client may try again."""
+    detail = f"The job store (Redis) is {why}; nothing was changed. Try again shortly."
+    return problem(503, "redis-unavailable", "Service unavailable", detail, headers={"Retry-After": "5"})
+
+
 async def handle_redis_down(request: Request, exc: Exception) -> Response:
     logger.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
-    return problem(
-        503,
-        "redis-unavailable",
-        "Service unavailable",
-        "The job store (Redis) is unreachable; nothing was changed. Try again shortly.",
-        headers={"Retry-After": "5"},
-    )
+    return _redis_unavailable("unreachable")
 
 
 async def handle_redis_not_primary(request: Request, exc: Exception) -> Response:
     # A demoted primary refuses a script or a MULTI whole (READONLY) before anything of it is applied.
     logger.warning("redis is not the primary (failover under way?): %s: %s", type(exc).__name__, exc)
-    return problem(
-        503,
-        "redis-unavailable",
-        "Service unavailable",
-        "The job store (Redis) is changing primaries; nothing was changed. Try again shortly.",
-        headers={"Retry-After": "5"},
-    )
+    return _redis_unavailable("changing primaries")
 
 
 async def handle_redis_reply(request: Request, exc: Exception) -> Response:

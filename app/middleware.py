@@ -23,9 +23,17 @@ def middleware(settings: Settings) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=origins,
-                allow_methods=["GET", "POST", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-                expose_headers=["Location", "Retry-After", "WWW-Authenticate"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "Last-Event-ID",
+                    "Cache-Control",
+                    "traceparent",
+                    "tracestate",
+                ],
+                expose_headers=["Location", "Retry-After", "WWW-Authenticate", "Cache-Status"],
                 max_age=600,
             )
         )

@@ -25,7 +25,7 @@ def test_configured_origins_are_allowed(make_client: Callable[..., TestClient]) 
         headers={
             "Origin": ORIGIN,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Headers": "authorization, content-type, traceparent, cache-control",
         },
     )
     assert preflight.status_code == 200  # answered before auth: a preflight carries no key
@@ -35,6 +35,7 @@ def test_configured_origins_are_allowed(make_client: Callable[..., TestClient]) 
     response = client.get("/jobs", headers={**bearer("alice"), "Origin": "http://localhost:5173"})
     assert response.headers["access-control-allow-origin"] == "http://localhost:5173"
     assert "Location" in response.headers["access-control-expose-headers"]
+    assert "Cache-Status" in response.headers["access-control-expose-headers"]  # a page can see a reused job
     unauthorized = client.get("/jobs", headers={"Origin": ORIGIN})  # the browser can read the 401
     assert unauthorized.status_code == 401 and unauthorized.headers["access-control-allow-origin"] == ORIGIN
 

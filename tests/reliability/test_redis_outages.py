@@ -174,8 +174,10 @@ def test_sigterm_during_an_outage_stops_an_idle_worker(tmp_path: Path, concurren
     with outage_stack(tmp_path) as (server, factory):
         worker = factory.worker(WORKER_CONCURRENCY=concurrency)
         client = redis.Redis.from_url(server.url)
-        # Its scheduler holds the locks: start-up is over, the signal handlers are in place.
-        wait_for(lambda: client.exists("rq:scheduler-lock:default"), 30, what="the worker's scheduler")
+        # Its scheduler holds every queue's lock: start-up is over, the signal handlers are in place (they are
+        # installed once the scheduler started; a kill between two locks would catch the worker before that).
+        locks = [f"rq:scheduler-lock:{queue}" for queue in ("high", "default", "low")]
+        wait_for(lambda: client.exists(*locks) == len(locks), 30, what="the worker's scheduler")
         client.close()
         server.kill()
         wait_for(lambda: "unreachable" in worker.log(), 30, what="the worker to miss Redis, log:\n" + worker.log())

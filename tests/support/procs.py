@@ -106,10 +106,11 @@ class ProcessFactory:
             command = command.rsplit(" high default low", 1)[0] + " " + " ".join(shlex.quote(q) for q in queues)
         full_env = base_env(self.redis_url, **{**self.env, **env})
         client = redis.Redis.from_url(self.redis_url)
-        before = client.scard("rq:workers")
         proc = self.spawn("worker", f"exec {command}", full_env)
         if wait:
-            wait_for(lambda: client.scard("rq:workers") > before or not proc.alive(), 30, what="worker registration")
+            # Its own registration (by pid: `exec` keeps it), not the count, which a dead worker's cleanup
+            # may lower at the same moment.
+            wait_for(lambda: _registered(client, proc.popen.pid) or not proc.alive(), 30, what="worker registration")
             assert proc.alive(), proc.log()
         client.close()
         return proc
@@ -147,3 +148,11 @@ class ProcessFactory:
             except subprocess.TimeoutExpired:
                 pass
             proc.kill_group()
+
+
+def _registered(client: redis.Redis, pid: int) -> bool:
+    """Whether a worker with process id `pid` is in RQ's set of workers."""
+    with client.pipeline(transaction=False) as pipe:
+        for name in client.smembers("rq:workers"):
+            pipe.hget(name, "pid")
+        return any(raw is not None and int(raw) == pid for raw in pipe.execute())

@@ -147,6 +147,7 @@ class Supervisor:
             self._output_ended.wait(POLL)
             self._output_ended.clear()
             self._turn(time.monotonic())
+        self._report_exits()  # the last process may have ended between the last turn and the check
         for child in self.children:
             child.signal(signal.SIGKILL)  # anything left in a group whose program is gone
         return self.returncode()

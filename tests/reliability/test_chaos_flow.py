@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import cast
 
 import redis
 from rq.job import JobStatus
@@ -14,7 +15,7 @@ from tests.conftest import REPORT, RecordProperty
 from tests.reliability.support import wait_claims_settled
 from tests.reliability.test_chaos import KILL_EVERY, WORKERS
 from tests.support.flow import intervals, most_at_once, push, slot_keys, statuses
-from tests.support.procs import ProcessFactory, wait_for
+from tests.support.procs import Proc, ProcessFactory, wait_for
 
 JOBS = 120
 LIMIT = 4
@@ -25,11 +26,20 @@ def running_now(client: redis.Redis, ids: list[str]) -> int:
     return sum(1 for status in statuses(client, ids) if status == JobStatus.STARTED)
 
 
+def slot_holder(client: redis.Redis, workers: list[Proc], rng: random.Random) -> int:
+    """The index of a worker that holds a slot of the limited type (so the kill cuts a run short), or of
+    any worker when none holds one."""
+    holders = {name.decode() for name in cast(list[bytes], client.hvals(flow_keys.running_type("demo.steps")))}
+    pids = {int(pid) for pid in (client.hget(f"rq:worker:{name}", "pid") for name in sorted(holders)) if pid}
+    candidates = [index for index, worker in enumerate(workers) if worker.pid in pids]
+    return rng.choice(candidates) if candidates else rng.randrange(len(workers))
+
+
 def test_chaos_keeps_limits_and_leaks_no_slot(
     procs: ProcessFactory, rclient: redis.Redis, record_property: RecordProperty
 ) -> None:
     procs.env.update(TYPE_CONCURRENCY=f"demo.steps={LIMIT}", KEY_CONCURRENCY="50", WORKER_CONCURRENCY="20")
-    ids = push(rclient, "demo.steps", JOBS, kwargs={"steps": 2, "delay": 0.1}, retries=3)
+    ids = push(rclient, "demo.steps", JOBS, kwargs={"steps": 2, "delay": 0.2}, retries=3)
     workers = [procs.worker(wait=False) for _ in range(WORKERS)]
     rng = random.Random(11)
     kills, peak_slots, peak_started, samples = 0, 0, 0, 0
@@ -40,7 +50,7 @@ def test_chaos_keeps_limits_and_leaks_no_slot(
         peak_started = max(peak_started, running_now(rclient, ids))
         samples += 1
         if time.monotonic() >= next_kill:
-            victim = rng.randrange(WORKERS)
+            victim = slot_holder(rclient, workers, rng)
             workers[victim].kill_group()
             kills += 1
             workers[victim] = procs.worker(wait=False)

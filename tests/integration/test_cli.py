@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -45,7 +46,9 @@ def command_line(args: list[str]) -> str:
 
 
 def spawn(args: list[str], url: str | None, columns: int = 150, **extra: str) -> pexpect.spawn:
-    """`jobsvc ARGS` typed into a fresh bash in a terminal."""
+    """`jobsvc ARGS` typed into a fresh bash in a terminal, with Ctrl-C's default action as a terminal gives it
+    (a suite started in the background by a shell without job control inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler)."""
     return pexpect.spawn(
         "bash",
         ["-lc", command_line(args)],
@@ -54,6 +57,7 @@ def spawn(args: list[str], url: str | None, columns: int = 150, **extra: str) ->
         dimensions=(40, columns),
         timeout=60,
         encoding="utf-8",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

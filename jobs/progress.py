@@ -4,7 +4,9 @@ Progress lives in `job.meta` (`progress`, `messages`, `seq`, `attempt`), so rq-d
 too. Each report is one entry of `messages` (the newest `PROGRESS_MAX_MESSAGES` are kept) and one
 progress event of the job's live stream, numbered by `seq` (`core.events`): the entry is the
 event, stored once. `report()` updates the running job's own `meta` object and writes it, with
-the announcement for live streams, in one Redis round trip; RQ's success and failure paths save
+the announcement for live streams, in one Redis round trip, unless the job was started again since
+(a frozen worker that comes back: its superseded run's reports are dropped, with one warning in its
+log, and the job taken over keeps its own progress); RQ's success and failure paths save
 the job without `meta`, and the worker re-reads `meta` before it handles a crash, so a message
 written just before the job returns or dies is kept.
 Outside a worker every call here is a no-op, so job functions stay testable as plain functions.
@@ -12,6 +14,7 @@ Outside a worker every call here is a no-op, so job functions stay testable as p
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -21,10 +24,15 @@ from rq.job import Job
 from core import events
 from core.clock import iso_z, utc_now
 from core.meta import ATTEMPT, BATCH_ID, MESSAGES, PROGRESS, SEQ
-from core.rqadapter.jobdata import meta_write
+from core.rqadapter.jobdata import SUPERSEDED, meta_write
 from core.rqadapter.redis_private import send_together
 from core.settings import get_settings
 from jobs.control import StopRequested, cancel_requested
+
+logger = logging.getLogger(__name__)
+
+#: Set on a job object once its run was told that a newer attempt superseded it (warned once per run).
+_WARNED_SUPERSEDED = "_jobsvc_superseded"
 
 __all__ = [
     "StopRequested",
@@ -68,7 +76,10 @@ def report(progress: float | None = None, message: str | None = None) -> None:
     if job is None or (progress is None and message is None):
         return
     append_message(job.meta, message, progress)
-    send_together(job.connection, meta_write(job), events.announcement(job.id, job.meta.get(BATCH_ID)))
+    written, _ = send_together(job.connection, meta_write(job), events.announcement(job.id, job.meta.get(BATCH_ID)))
+    if written == SUPERSEDED and not job.__dict__.get(_WARNED_SUPERSEDED):
+        job.__dict__[_WARNED_SUPERSEDED] = True
+        logger.warning("job %s: attempt %s was superseded by a newer one; its progress is dropped", job.id, attempt())
 
 
 def newest_seq(meta: dict[str, Any]) -> int:

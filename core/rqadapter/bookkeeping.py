@@ -9,7 +9,7 @@ the same keys, fields and scores as RQ's own code (tests compare the two on the 
 these differences, none visible to a reader of Redis but the timing of the second:
 
 - start (`write_start`): the job's `last_heartbeat` is written once (RQ writes it twice) and `meta`
-  (the attempt counter) in the same HSET; the worker's execution index gets its TTL once per batch
+  (the attempt counter) in the same HSET, with the attempt in a field of its own (`keys.ATTEMPT_FIELD`); the worker's execution index gets its TTL once per batch
   (`core.rqadapter.executions`);
 - success (`record_success`): the job hash gets the two fields that changed (`status`, `ended_at`)
   instead of all of them re-serialized; the dependents/dependencies keys of a job that has none are
@@ -40,6 +40,8 @@ from rq.utils import as_text, now, utcformat, utcparse
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from core import keys
+from core.meta import ATTEMPT
 from core.rqadapter.claims import Claims, lost_key
 from core.rqadapter.executions import registry_score, remove_ended, worker_executions_key
 
@@ -47,7 +49,8 @@ from core.rqadapter.executions import registry_score, remove_ended, worker_execu
 
 
 def write_start(job: Job, worker_name: str, pipeline: Pipeline) -> None:
-    """RQ's `Job.prepare_for_execution` (the same fields), with `job.meta` as it stands in the same HSET."""
+    """RQ's `Job.prepare_for_execution` (the same fields), with `job.meta` as it stands in the same HSET, and its
+    attempt number in a field of its own (`keys.ATTEMPT_FIELD`)."""
     job.worker_name = worker_name
     job.last_heartbeat = now()
     job.started_at = job.last_heartbeat
@@ -59,6 +62,7 @@ def write_start(job: Job, worker_name: str, pipeline: Pipeline) -> None:
         "started_at": started,
         "worker_name": worker_name,
         "meta": job._serialize_meta(),
+        keys.ATTEMPT_FIELD: int(job.meta.get(ATTEMPT, 1)),
     }
     pipeline.hset(job.key, mapping=mapping)
 

@@ -5,7 +5,8 @@
 - `queue_status_reads` / `decode_status`: a job's `status` field, read in a pipeline.
 - `readable_meta`, `meta_is_unreadable`: `meta`, unless it is not JSON (then RQ never deserializes it).
 - `exc_info`: the traceback RQ keeps on the hash of a job that failed before it had a result.
-- `serialize_meta` / `meta_write`: `meta` as RQ's JSON serializer writes it, and the HSET that saves it.
+- `serialize_meta` / `meta_write`: `meta` as RQ's JSON serializer writes it, and the script that saves it
+  unless the job was started again since (`SUPERSEDED`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer, resolve_serializer
 from rq.utils import str_to_date
 
-from core.meta import MESSAGES
+from core import keys
+from core.meta import ATTEMPT, MESSAGES
 
 #: The hash field holding a job's status, and the one holding its meta.
 STATUS_FIELD = "status"
@@ -119,9 +121,21 @@ def serialize_meta(job: Job) -> bytes:
     return f'{head[:-1]}{separator}"{MESSAGES}": [{listed}]}}'.encode()
 
 
+#: `meta_write`'s reply when nothing was written: a newer start of the job was recorded since the writer's (its
+#: run was superseded: its worker was presumed dead and the job was started again).
+SUPERSEDED = 0
+
+# KEYS: the job's hash. ARGV: the writer's attempt, the meta. Replies 1 (written) or SUPERSEDED.
+_META_WRITE = f"""local newest = tonumber(redis.call('HGET', KEYS[1], '{keys.ATTEMPT_FIELD}') or '0') or 0
+if newest > tonumber(ARGV[1]) then return {SUPERSEDED} end
+redis.call('HSET', KEYS[1], '{META_FIELD}', ARGV[2])
+return 1"""
+
+
 def meta_write(job: Job) -> tuple[Any, ...]:
-    """The command that saves `job.meta` alone (what `Job.save_meta` writes), for a caller's own batch."""
-    return ("HSET", job.key, META_FIELD, serialize_meta(job))
+    """The command that saves `job.meta` alone (what `Job.save_meta` writes), for a caller's own batch,
+    unless a newer start of the job was recorded since this run's (then it replies `SUPERSEDED`)."""
+    return ("EVAL", _META_WRITE, 1, job.key, int(job.meta.get(ATTEMPT, 1)), serialize_meta(job))
 
 
 def origin_and_status(connection: Redis, job_id: str) -> tuple[str | None, str | None]:

@@ -15,6 +15,7 @@ import pytest
 from redis import Redis
 
 import tests.differential.jobs  # noqa: F401  (registers the job types in this process)
+from core import keys
 from tests.differential import snapshot
 from tests.differential.runner import WORKER_NAME, CliWorker, rq_worker, run, service_settings, service_worker
 from tests.differential.scenarios import SCENARIOS, Scenario
@@ -66,6 +67,11 @@ class Intended:
 INTENDED = [
     Intended("jobsvc:*", "the service's own keys (events, run-time metrics, claims, liveness): RQ has none"),
     Intended("rq:job:* [meta]", "each start counted in the job's meta (`core.meta.ATTEMPT`)", item="attempt"),
+    Intended(
+        f"rq:job:* [{keys.ATTEMPT_FIELD}]",
+        "each start's number in a field of its own too, so a superseded run's progress report is refused by a "
+        "field read (`core.rqadapter.jobdata.meta_write`)",
+    ),
     Intended(
         "rq:worker:diff-worker* TTL",
         "the concurrent worker's heartbeat is periodic, with its idle TTL (worker_ttl + 60) while jobs run; RQ's "

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import httpx
-import pytest
 import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
@@ -188,11 +187,6 @@ def test_a_frozen_worker_back_adds_nothing_to_the_output_of_the_job_taken_over(
     assert after["results"] == taken_over.state["results"] and after["view"]["status"] == "finished"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: report() in a superseded run still rewrites the job's whole meta (jobs/progress.py writes it "
-    "unconditionally), so the finished job's attempt, progress and messages go back to the stalled run's",
-)
 def test_a_frozen_worker_back_leaves_the_progress_of_the_job_taken_over_alone(
     api: httpx.Client, procs: ProcessFactory, rclient: redis.Redis, worker_mode: str
 ) -> None:

@@ -11,6 +11,7 @@ import redis
 from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
+from core import keys
 from core.queues import SERIALIZER
 from core.rqadapter import jobdata
 from core.settings import get_settings
@@ -102,7 +103,7 @@ def test_one_report_is_one_round_trip(monkeypatch: pytest.MonkeyPatch, fake_redi
     writes.clear()
     progress.report(40, "Found 12 resources")
 
-    assert (len(writes), packed[-1]) == (1, ["HSET", "PUBLISH"])
+    assert (len(writes), packed[-1]) == (1, ["EVAL", "PUBLISH"])
     assert job.meta["progress"] == 40 and job.meta["messages"][0]["message"] == "Found 12 resources"
     assert job.meta["seq"] == 1
     assert SERIALIZER.loads(fake_redis.hget(job.key, "meta")) == job.meta
@@ -124,6 +125,29 @@ def test_a_refused_report_raises_and_the_next_one_is_written(
     fake_redis.delete(job.key)
     progress.report(20, "accepted")
     assert SERIALIZER.loads(fake_redis.hget(job.key, "meta"))["progress"] == 20
+
+
+def test_a_superseded_run_s_reports_leave_the_newer_attempt_s_progress_alone(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run whose job was started again elsewhere (a newer attempt recorded) writes nothing, and says so once."""
+    job = Job.create("jobs.builtin.demo.noop", connection=fake_redis, serializer=SERIALIZER, meta={"attempt": 1})
+    job.save()
+    monkeypatch.setattr(progress, "get_current_job", lambda: job)
+    progress.report(10, "attempt 1 under way")
+    newer = {"attempt": 2, "progress": 60, "messages": [{"time": "t", "message": "attempt 2", "progress": 60}]}
+    fake_redis.hset(job.key, mapping={"meta": json.dumps(newer), keys.ATTEMPT_FIELD: 2})  # as the newer start writes
+
+    with caplog.at_level("WARNING", logger="jobs.progress"):
+        progress.report(20, "stale")
+        progress.report(30, "still stale")
+
+    assert json.loads(text(fake_redis.hget(job.key, "meta"))) == newer
+    warnings = [record.getMessage() for record in caplog.records if "superseded" in record.getMessage()]
+    assert warnings == [f"job {job.id}: attempt 1 was superseded by a newer one; its progress is dropped"]
+    job.meta["attempt"] = 2  # the newer run itself writes as before
+    progress.report(70, "attempt 2 again")
+    assert json.loads(text(fake_redis.hget(job.key, "meta")))["progress"] == 70
 
 
 # -- the entries are the job's progress events, numbered ----------------------------------------

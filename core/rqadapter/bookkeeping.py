@@ -9,8 +9,8 @@ the same keys, fields and scores as RQ's own code (tests compare the two on the 
 these differences, none visible to a reader of Redis but the timing of the second:
 
 - start (`write_start`): the job's `last_heartbeat` is written once (RQ writes it twice) and `meta`
-  (the attempt counter) in the same HSET, with the attempt in a field of its own (`keys.ATTEMPT_FIELD`); the worker's execution index gets its TTL once per batch
-  (`core.rqadapter.executions`);
+  (the attempt counter) in the same HSET, with the attempt in a field of its own (`keys.ATTEMPT_FIELD`);
+  the worker's execution index gets its TTL once per batch (`core.rqadapter.executions`);
 - success (`record_success`): the job hash gets the two fields that changed (`status`, `ended_at`)
   instead of all of them re-serialized; the dependents/dependencies keys of a job that has none are
   not EXPIREd (the caller WATCHes the dependents keys and checks they do not exist).

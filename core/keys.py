@@ -58,6 +58,10 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"
 #: The events themselves live in the job hash (`core.events`); nothing else is stored per job.
 EVENTS_CHANNEL = f"{PREFIX}:channel:events"
 
+#: Pub/sub channel: each message is the key of a queue the service just pushed a job onto. Idle workers
+#: wait on it between polls (`workers.wake`), so a job sent to an idle system starts at once.
+WAKE_CHANNEL = f"{PREFIX}:channel:wake"
+
 
 # -- streamed output --
 

@@ -1,15 +1,17 @@
 """The forking worker's dequeue: a job is always in a queue or claimed (`core.rqadapter.claims`).
 
 Redis has no blocking command that moves from several lists into a hash, so an idle worker
-polls: the claims script is one round trip, retried after a short sleep that grows from
-`POLL_MIN` to `POLL_MAX` while all queues stay empty (the pick-up latency of an idle worker is
-at most `POLL_MAX`; a busy worker never sleeps). Liveness beats and abandoned-job sweeps go on
-meanwhile; a Redis outage is waited out.
+polls: the claims script is one round trip, retried after a short wait that grows from
+`POLL_MIN` to `POLL_MAX` while all queues stay empty, and that a job the service pushes cuts
+short (`workers.wake`: a message on the wake-up channel). A job pushed without one (RQ's
+scheduler, rq-dashboard) is found within `POLL_MAX`; a busy worker never waits. Liveness beats
+and abandoned-job sweeps go on meanwhile; a Redis outage is waited out.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rq import Queue
 from rq.job import Job
@@ -20,12 +22,18 @@ from core.rqadapter.worker_hooks import ordered_queues
 from workers.backoff import Backoff
 from workers.base import ServiceBase
 from workers.claimed import load_claimed
+from workers.wake import WakeListener
 
 POLL_MIN = 0.01
 POLL_MAX = 0.1
 
 
 class ClaimingDequeueMixin(ServiceBase):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: What an idle worker waits on between claims (it subscribes on first use).
+        self.wake_listener = WakeListener(self.connection)
+
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
@@ -59,7 +67,8 @@ class ClaimingDequeueMixin(ServiceBase):
                 continue
             if timeout is None or (max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time):
                 return None
-            time.sleep(poll.next())
+            if self.wake_listener.wait(poll.next()):
+                poll.reset()
 
     def _load_one(self, claimed: tuple[str, str]) -> tuple[Job, Queue] | None:
         """The claimed job and its queue, ready to run (None: it was gone or unreadable)."""

@@ -1,5 +1,5 @@
 """The concurrent worker's work loop: one turn records what ended, keeps the worker alive and starts
-what fits, then waits for a job to end, a signal, or the next thing due.
+what fits, then waits for a job to end, a signal, a job pushed (`workers.wake`), or the next thing due.
 
 The worker's state flips to `idle` only when the work runs out, not between batches; its
 heartbeat is the periodic one. Every step of the loop waits out a Redis outage; on the way out
@@ -23,8 +23,10 @@ from core.settings import get_settings
 from workers.backoff import Backoff
 from workers.commands import ConcurrentCommandsMixin
 from workers.running import RunOutcome
+from workers.wake import WakeThread
 
-#: Seconds between dequeue attempts while every queue is empty (and slots are free).
+#: Seconds between dequeue attempts while every queue is empty (and slots are free); a push the service makes
+#: wakes the worker sooner (`workers.wake`).
 IDLE_POLL = 0.05
 
 #: Seconds between checks whether the worker is suspended (`rq suspend`).
@@ -83,6 +85,7 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         state = LoopState(outage=self.redis_backoff(), max_jobs=max_jobs)
+        waker = None if burst else WakeThread(self.connection, self._woken_by_a_push).start()
         try:
             while True:
                 clock = time.monotonic()
@@ -98,10 +101,19 @@ class WorkLoopMixin(ConcurrentCommandsMixin):
                     break
                 await self._pause(popped, accepting)
         finally:
+            if waker is not None:
+                waker.stop()
             for running in list(self.running.values()):
                 if running.task is not None:
                     running.task.cancel()
         return state.started > 0
+
+    def _woken_by_a_push(self) -> None:
+        """From the wake-up thread: a job was pushed; look at once if a slot is free (a full worker claims
+        when a job of its own ends, and would only turn for nothing)."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and len(self.running) < self.concurrency:
+            loop.call_soon_threadsafe(wake.set)
 
     def _turn(self, clock: float, state: LoopState, burst: bool) -> tuple[int, bool]:
         """Record what ended, keep the worker alive, start what fits: (jobs started, whether accepting)."""

@@ -228,6 +228,7 @@ for _, tpl in ipairs(templates) do
   if #tpl.ids > 0 then
     redis.call('SADD', QUEUES, QUEUE .. tpl.queue)
     redis.call('RPUSH', QUEUE .. tpl.queue, unpack(tpl.ids))
+    redis.call('PUBLISH', WAKE, QUEUE .. tpl.queue)
     for _, index in ipairs(tpl.indexes) do redis.call('ZADD', index, unpack(tpl.scored)) end
   end
 end
@@ -255,6 +256,7 @@ def _constants() -> str:
         "BATCH": keys.batch(""),
         "STAGED": keys.staged_job(""),
         "CHANNEL": keys.batch_channel(""),
+        "WAKE": keys.WAKE_CHANNEL,
         "RUNNING": keys.BATCHES_RUNNING,
         "ENDED_COUNTS": keys.BATCHES_ENDED,
         "COUNT": COUNT_PREFIX,

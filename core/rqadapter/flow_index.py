@@ -1,7 +1,8 @@
 """The fair index's writes for a job pushed onto an RQ queue list (`core.flow.keys`, `core.rqadapter.flow_scripts`).
 
-Every push the service makes writes these beside RQ's RPUSH/LPUSH, in the same atomic step. A push made by
-code that does not (RQ's own retries, scheduler and dependents, rq-dashboard) is adopted by the claim script.
+Every push the service makes writes these beside RQ's RPUSH/LPUSH, in the same atomic step, with a message on
+`keys.WAKE_CHANNEL` that wakes idle workers (`workers.wake`). A push made by code that does not (RQ's own
+retries, scheduler and dependents, rq-dashboard) is adopted by the claim script, and found by the next poll.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from rq.job import Job
 
+from core import keys
 from core.flow import keys as flow_keys
 from core.meta import OWNER, TYPE
 from core.rqadapter.jobdata import readable_meta
@@ -19,7 +21,7 @@ Command = tuple[Any, ...]
 
 
 def index_writes(queue_key: str, job: Job, *, front: bool = False) -> list[Command]:
-    """The index writes for `job` pushed onto the list `queue_key` (its tail, or its front)."""
+    """The index writes for `job` pushed onto the list `queue_key` (its tail, or its front), and the wake-up."""
     meta = readable_meta(job)
     owner, job_type = str(meta.get(OWNER) or ""), str(meta.get(TYPE) or "")
     seq = 0 if front else time.time_ns() // 1000
@@ -29,6 +31,7 @@ def index_writes(queue_key: str, job: Job, *, front: bool = False) -> list[Comma
         ("SADD", flow_keys.types(queue_key, owner), job_type),
         ("ZADD", flow_keys.ring(queue_key), "NX", 0, owner),
         ("HSET", flow_keys.indexed(queue_key), job.id, f"{seq}\n{jobs}"),
+        ("PUBLISH", keys.WAKE_CHANNEL, queue_key),
     ]
 
 

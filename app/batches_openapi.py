@@ -10,15 +10,16 @@ from app.batches import OnComplete
 from app.operations import BODY_REFUSED, Operation, Reply
 from app.response_models import JobPage
 from app.routes.batches import ListQuery
-from app.schemas import SubmitRequest
+from app.schemas import BatchMember
 
 
 class BatchSubmitRequest(BaseModel):
-    """Body of `POST /batches` (each member is validated as a `POST /jobs` body, its errors under `jobs.<i>`)."""
+    """Body of `POST /batches` (each member is validated as a `POST /jobs` body without `depends_on` or
+    `cache_ttl`, its errors under `jobs.<i>`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    jobs: list[SubmitRequest] = Field(min_length=1, description="1 to MAX_BATCH_JOBS job submissions")
+    jobs: list[BatchMember] = Field(min_length=1, description="1 to MAX_BATCH_JOBS job submissions")
     description: str | None = None
     callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
         None, description="Receives the signed batch view once when the batch ends"

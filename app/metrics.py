@@ -123,9 +123,12 @@ class RequestMetricsMiddleware:
 # -- submissions -----------------------------------------------------------------------------------
 
 
-def submission_outcome(status: int) -> str:
+def submission_outcome(status: int, reused: bool = False) -> str:
+    """The `outcome` label of a submission answered with `status`; `reused`: answered with an identical job."""
     if status in (200, 201, 202):
-        return "accepted" if status == 202 else "existing"
+        if status == 202:
+            return "accepted"
+        return "reused" if reused else "existing"
     if status in (400, 413, 415, 422):
         return "invalid"
     if status == 503:
@@ -144,7 +147,8 @@ def track_submission(endpoint: Callable[[Request], Awaitable[Response]]) -> Call
     """Count every submission by type and outcome, and log each job submitted (id, type, queue; never args).
 
     The endpoint sets `request.state.job_type` (the `type` the client sent) once it has read the
-    body, and `request.state.job` (the RQ job) once it is enqueued.
+    body, `request.state.job` (the RQ job) once it is enqueued or found, and `request.state.reused`
+    when that job is an identical one reused rather than an Idempotency-Key's original.
     """
 
     @functools.wraps(endpoint)
@@ -160,7 +164,7 @@ def track_submission(endpoint: Callable[[Request], Awaitable[Response]]) -> Call
         except Exception:
             _metrics(request).submissions.labels(_type_label(request), "error").inc()
             raise
-        outcome = submission_outcome(response.status_code)
+        outcome = submission_outcome(response.status_code, reused=getattr(request.state, "reused", False))
         _metrics(request).submissions.labels(_type_label(request), outcome).inc()
         job = getattr(request.state, "job", None)
         if job is not None:

@@ -219,25 +219,30 @@ def build_openapi(
 def _deployment_limits(document: dict[str, Any], settings: Settings) -> None:
     """What the pydantic models leave to run-time checks: registered type names and configured maxima."""
     names = [spec.name for spec in registry]
-    submit_schema = document["components"]["schemas"].get("SubmitRequest", {})
-    submit = submit_schema.get("properties", {})
-    if "type" in submit:
-        submit["type"]["enum"] = names
-    add_submit_examples(document, submit_schema, registry)
+    schemas = document["components"]["schemas"]
+    for name in ("SubmitRequest", "BatchMember"):
+        _job_limits(schemas.get(name, {}).get("properties", {}), names, settings)
+    add_submit_examples(document, schemas.get("SubmitRequest", {}), registry)
+    for methods in document["paths"].values():
+        for entry in methods.values():
+            for param in entry.get("parameters", []):
+                if param["in"] == "query" and param["name"] == "type":
+                    param["schema"]["enum"] = names
+
+
+def _job_limits(fields: dict[str, Any], names: list[str], settings: Settings) -> None:
+    """A job body's registered type names and configured maxima, on the `fields` of its schema that have them."""
+    if "type" in fields:
+        fields["type"]["enum"] = names
     for field_name, keyword, value in (
         ("timeout", "maximum", settings.job_max_timeout),
         ("retries", "maximum", settings.job_max_retries),
         ("description", "maxLength", settings.max_description_chars),
         ("cache_ttl", "maximum", settings.result_ttl),
     ):
-        for branch in submit.get(field_name, {}).get("anyOf", []):
+        for branch in fields.get(field_name, {}).get("anyOf", []):
             if branch.get("type") != "null":
                 branch[keyword] = value
-    for methods in document["paths"].values():
-        for entry in methods.values():
-            for param in entry.get("parameters", []):
-                if param["in"] == "query" and param["name"] == "type":
-                    param["schema"]["enum"] = names
 
 
 def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:

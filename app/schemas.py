@@ -22,8 +22,8 @@ class JobFields(BaseModel):
     description: StrictStr | None = Field(None, description="Free text shown in the status and rq-dashboard")
 
 
-class SubmitRequest(JobFields):
-    """Body of `POST /jobs` (API.md section 1)."""
+class BatchMember(JobFields):
+    """A member of `POST /batches`: a `POST /jobs` body without dependencies or result reuse."""
 
     # -- job control --
     delay: Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)] | None = Field(
@@ -32,14 +32,19 @@ class SubmitRequest(JobFields):
     run_at: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
         None, description="Run no earlier than this ISO 8601 time (with a UTC offset or Z)"
     )
-    depends_on: (
-        Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]], Field(max_length=100)] | None
-    ) = Field(None, description="Start only after all these jobs finished")
 
     # -- completion callbacks --
     callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] | None = Field(
         None, description="http(s) URL that receives a signed POST when the job ends"
     )
+
+
+class SubmitRequest(BatchMember):
+    """Body of `POST /jobs` (API.md section 1): a batch member's fields, and what a lone job may add."""
+
+    depends_on: (
+        Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]], Field(max_length=100)] | None
+    ) = Field(None, description="Start only after all these jobs finished")
 
     # -- result reuse --
     cache_ttl: Annotated[StrictInt, Field(ge=1)] | None = Field(

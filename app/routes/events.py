@@ -4,7 +4,8 @@ and `GET /jobs/{id}/output`, the output so far as plain text.
 First a `status` event with the current job view (after the progress and output events missed
 since `Last-Event-ID`, when the client resumes), then a `progress` event for every report, an
 `output` event for every output chunk and a `status` event for every status change; the stream
-ends after the final status. Progress and output events carry their number (`core.events`) as
+ends after the final status. A status event's view says, like `GET /jobs/{id}`, why a queued job is held
+back by a flow-control limit (`waiting`). Progress and output events carry their number (`core.events`) as
 id, and a status event the id of the event before it, so `Last-Event-ID` resumes without repeats
 or gaps, also after the job ended. A comment line goes out every `SSE_KEEPALIVE` seconds on a
 quiet stream.
@@ -25,6 +26,7 @@ from starlette.routing import Route
 
 from app.auth import principal
 from app.errors import NotFoundError, ValidationFailedError
+from app.flow import waiting_of
 from app.live import EventHub, Listener, Snapshot
 from app.ownership import can_see, owned_job
 from app.store import JobRecord, JobStore
@@ -68,19 +70,26 @@ async def job_events(request: Request) -> Response:
         hub.leave(listener)  # another key's job is answered like a missing one
         raise NotFoundError(f"no job {job_id!r} (it never existed or has expired)")
     hub.ready(listener, snapshot.state)
+    try:
+        first = await _view(request, snapshot.record)  # a Redis error here is still an answer (503), not a cut stream
+    except BaseException:
+        hub.leave(listener)
+        raise
     settings: Settings = request.app.state.settings
     return EventSourceResponse(
-        _stream(hub, listener, snapshot),
+        _stream(request, listener, snapshot, first),
         ping=settings.sse_keepalive,
         background=BackgroundTask(hub.leave, listener),
     )
 
 
-async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> AsyncIterator[ServerSentEvent]:
+async def _stream(
+    request: Request, listener: Listener, snapshot: Snapshot, status: dict[str, Any]
+) -> AsyncIterator[ServerSentEvent]:
+    """The snapshot's replay and `status` (its view), then what the hub queues to `listener`."""
     try:
         for event in snapshot.replay:
             yield _event(event)
-        status = _view(snapshot.record)
         yield ServerSentEvent(json.dumps(status), event=events.STATUS, id=str(snapshot.seq))
         if status["status"] in events.FINAL_STATUSES:
             return
@@ -90,20 +99,22 @@ async def _stream(hub: EventHub, listener: Listener, snapshot: Snapshot) -> Asyn
                 if event.kind != events.STATUS:
                     yield _event(event)
                     continue
-                view = _view(batch.record)
+                view = await _view(request, batch.record)
                 yield ServerSentEvent(json.dumps(view), event=events.STATUS, id=str(event.id))
                 if view["status"] in events.FINAL_STATUSES:
                     return
     finally:
-        hub.leave(listener)
+        _hub(request).leave(listener)
 
 
 def _event(event: Event) -> ServerSentEvent:
     return ServerSentEvent(json.dumps(event.data), event=event.kind, id=str(event.id))
 
 
-def _view(record: JobRecord) -> dict[str, Any]:
-    return job_view(record.job, result=record.result, position=record.position)
+async def _view(request: Request, record: JobRecord) -> dict[str, Any]:
+    """The job view `GET /jobs/{id}` answers; `waiting` costs a read only for a queued job a limit applies to."""
+    waiting = await waiting_of(request, record.job)
+    return job_view(record.job, result=record.result, position=record.position, waiting=waiting)
 
 
 async def job_output_text(request: Request) -> Response:

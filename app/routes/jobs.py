@@ -110,6 +110,7 @@ async def _existing_job(request: Request, store: JobStore, settled: Settled, sub
             raise ConflictError("the identical job this request would reuse has just expired; send it again")
         raise ConflictError("the job this Idempotency-Key created has expired; send a new key")
     request.state.job = record.job  # for track_submission
+    request.state.reused = settled.reused
     headers = {"Location": f"/jobs/{settled.existing}"}
     if settled.reused and submission.cache_ttl is not None:
         headers[CACHE_STATUS] = hit(record.job, submission.cache_ttl)

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from stack.redis_server import EmbeddedRedis
-from tests.support.procs import ProcessFactory
+from tests.support.procs import ProcessFactory, web_process
 
 #: Settings every test process gets unless a test overrides them (fast retries).
 TEST_ENV = {"RETRY_BACKOFF_BASE": "1", "LOG_LEVEL": "INFO"}
@@ -66,12 +66,8 @@ def procs(redis_url: str, tmp_path: Path) -> Iterator[ProcessFactory]:
 @pytest.fixture(scope="session")
 def web_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One web process (the Procfile's line) for the session; it keeps no state of its own."""
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web"), TEST_ENV)
-    try:
-        _, url = factory.web()
+    with web_process(redis_server_url, tmp_path_factory.mktemp("web"), TEST_ENV) as url:
         yield url
-    finally:
-        factory.stop_all()
 
 
 @pytest.fixture

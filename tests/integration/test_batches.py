@@ -12,8 +12,7 @@ import redis
 
 from core import keys, signature
 from tests.factories import noop_job, steps_job
-from tests.integration.conftest import TEST_ENV
-from tests.integration.test_callbacks import SECRET, WORKER_ENV, Receiver, receiver  # noqa: F401
+from tests.integration.test_callbacks import SECRET, WORKER_ENV, Receiver, loopback_web, receiver  # noqa: F401
 from tests.support.procs import ProcessFactory, wait_for
 from tests.support.sse import SSE, events
 
@@ -21,21 +20,11 @@ from tests.support.sse import SSE, events
 ABANDONED_JOB_TIMEOUT = "6"
 
 
-@pytest.fixture(scope="module")
-def batch_api(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A web process that accepts loopback callback URLs."""
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web-batches"), dict(TEST_ENV, **WORKER_ENV))
-    try:
-        _, url = factory.web()
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        factory.stop_all()
-
-
 @pytest.fixture
-def api(batch_api: httpx.Client, redis_url: str) -> httpx.Client:
-    return batch_api
+def api(loopback_web: str, redis_url: str) -> Iterator[httpx.Client]:  # noqa: F811 (the imported fixture)
+    """A client of this module's web process that accepts loopback callback URLs."""
+    with httpx.Client(base_url=loopback_web, timeout=30) as client:
+        yield client
 
 
 def submit(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from tests.conftest import REPORT, RecordProperty
 from tests.factories import steps_job
 from tests.integration.conftest import TEST_ENV
 from tests.integration.test_spine import submit, view, wait_status
-from tests.support.procs import ProcessFactory, wait_for
+from tests.support.procs import ProcessFactory, wait_for, web_process
 
 SECRET = "test-callback-secret"
 
@@ -90,20 +90,18 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def callback_api(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A web process that accepts loopback callback URLs (the guard is tested at the worker here)."""
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web-callbacks"), dict(TEST_ENV, **WORKER_ENV))
-    try:
-        _, url = factory.web()
-        with httpx.Client(base_url=url, timeout=10) as client:
-            yield client
-    finally:
-        factory.stop_all()
+def loopback_web(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A web process that accepts loopback callback URLs (the guard is tested at the worker here), one for
+    each test module that uses it (batches' too): its base URL."""
+    logs = tmp_path_factory.mktemp("web-callbacks")
+    with web_process(redis_server_url, logs, dict(TEST_ENV, **WORKER_ENV)) as url:
+        yield url
 
 
 @pytest.fixture
-def api(callback_api: httpx.Client, redis_url: str) -> httpx.Client:
-    return callback_api
+def api(loopback_web: str, redis_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=loopback_web, timeout=10) as client:
+        yield client
 
 
 def delivery_jobs(rclient: redis.Redis) -> list[Job]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import TEST_ENV, rclient, redis_server_url, redis_url  # noqa: F401
-from tests.support.procs import ProcessFactory
+from tests.support.procs import ProcessFactory, web_process
 
 #: Seconds within which the tests expect an abandoned job to be handled (short, so the suite is quick).
 ABANDONED_JOB_TIMEOUT = 6.0
@@ -32,12 +32,8 @@ def procs(redis_url: str, tmp_path: Path) -> Iterator[ProcessFactory]:  # noqa: 
 
 @pytest.fixture(scope="session")
 def web_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web"), RELIABILITY_ENV)
-    try:
-        _, url = factory.web()
+    with web_process(redis_server_url, tmp_path_factory.mktemp("web"), RELIABILITY_ENV) as url:
         yield url
-    finally:
-        factory.stop_all()
 
 
 @pytest.fixture

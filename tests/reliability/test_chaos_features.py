@@ -41,7 +41,7 @@ from tests.integration.test_schedules import runs
 from tests.integration.test_spine import view
 from tests.reliability.conftest import RELIABILITY_ENV
 from tests.reliability.support import BatchEnds, Chaos, lost_attempts, wait_claims_settled
-from tests.support.procs import ProcessFactory, wait_for
+from tests.support.procs import ProcessFactory, wait_for, web_process
 from tests.support.replies import text
 from tests.support.sse import SSE, events
 
@@ -59,12 +59,8 @@ ON_TIME = 2.0
 def chaos_web(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A web process that accepts loopback callback URLs."""
     env = dict(RELIABILITY_ENV, **WORKER_ENV)
-    factory = ProcessFactory(redis_server_url, tmp_path_factory.mktemp("web-chaos"), env)
-    try:
-        _, url = factory.web()
+    with web_process(redis_server_url, tmp_path_factory.mktemp("web-chaos"), env) as url:
         yield url
-    finally:
-        factory.stop_all()
 
 
 @pytest.fixture

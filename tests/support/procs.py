@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,18 @@ class ProcessFactory:
             except subprocess.TimeoutExpired:
                 pass
             proc.kill_group()
+
+
+@contextmanager
+def web_process(redis_url: str, log_dir: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """A web process of its own, with `env`, for a fixture wider than one test: its base URL while in use,
+    then it is stopped."""
+    factory = ProcessFactory(redis_url, log_dir, env)
+    try:
+        _, url = factory.web()
+        yield url
+    finally:
+        factory.stop_all()
 
 
 def _registered(client: redis.Redis, pid: int) -> bool:

@@ -21,11 +21,15 @@ from app.live import Batch, EventHub, Listener, Snapshot, State, changes, status
 from app.store import JobRecord, JobStore
 from core import events, keys
 from core.clock import iso_z
+from core.flow.limits import Limits
 from core.queues import SERIALIZER
+from core.rqadapter.claims import Claims
 from core.settings import Settings, get_settings
 from jobs import progress
 from tests.support.sse import SSE
 from tests.support.sse import events as sse_events
+from tests.unit.conftest import app_client
+from tests.unit.test_flow_claims import queue_keys
 
 
 def test_keep_alive_is_at_most_15_seconds() -> None:
@@ -291,6 +295,31 @@ def test_a_client_connected_when_the_job_ends_gets_the_rest_then_the_stream_clos
                                                    ("status", "3")]  # fmt: skip
     assert received[0].data["status"] == "started" and received[-1].data["status"] == "finished"
     assert [e.data["message"] for e in received[1:3]] == ["step 2/3", "step 3/3"]
+
+
+def test_a_status_event_of_a_queued_job_says_why_a_limit_holds_it_back(fake_server: fakeredis.FakeServer) -> None:
+    sync = fakeredis.FakeRedis(server=fake_server)
+    with app_client(fake_server, type_concurrency="demo.sleep=1") as client:
+        body = {"type": "demo.sleep", "args": {"seconds": 1}}
+        _, held = (client.post("/jobs", json=body).json()["id"] for _ in range(2))
+        Claims(sync, Limits(concurrency={"demo.sleep": 1})).claim_many(queue_keys(), "w1", 10)  # takes the first
+        waiting = client.get(f"/jobs/{held}").json()["waiting"]
+        assert waiting == "demo.sleep: 1 of 1 running"
+        job = Job.fetch(held, connection=sync, serializer=SERIALIZER)
+        received: list[SSE] = []
+        with client.stream("GET", f"/jobs/{held}/events") as response:
+            for event in sse_events(response):
+                received.append(event)
+                # one change per event received, so that no read sees two of them at once
+                next_status = {1: JobStatus.SCHEDULED, 2: JobStatus.QUEUED, 3: JobStatus.CANCELED}
+                if len(received) in next_status:
+                    set_status(sync, job, next_status[len(received)])
+        assert [(e.data["status"], e.data["waiting"]) for e in received] == [
+            ("queued", waiting),  # the snapshot's status event
+            ("scheduled", None),
+            ("queued", waiting),  # a live one
+            ("canceled", None),
+        ]
 
 
 def test_the_web_can_announce_on_its_asyncio_pipeline(fake_server: fakeredis.FakeServer) -> None:

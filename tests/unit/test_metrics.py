@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import fakeredis
@@ -159,3 +160,31 @@ def test_histogram_buckets() -> None:
     cumulative = dict(series.cumulative())
     assert cumulative["0.01"] == 0 and cumulative["0.05"] == 2 and cumulative["3600.0"] == 2 and cumulative["+Inf"] == 3
     assert series.count == 3 and series.total == 9.5
+
+
+def test_a_reused_job_and_an_idempotent_replay_are_counted_and_logged_apart(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.submissions")
+    reusable = noop_job(cache_ttl=60)
+    first = client.post("/jobs", json=reusable)
+    assert first.status_code == 202
+    reused = client.post("/jobs", json=reusable)
+    assert reused.status_code == 200 and reused.headers["cache-status"] == "jobsvc; hit"
+    keyed = {"Idempotency-Key": "metrics-1"}
+    original = client.post("/jobs", json=noop_job(queue="high"), headers=keyed)
+    assert original.status_code == 202
+    replay = client.post("/jobs", json=noop_job(queue="high"), headers=keyed)
+    assert replay.status_code == 200 and "cache-status" not in replay.headers
+
+    samples = scrape(client)
+    assert value(samples, "jobsvc_submissions_total", type="demo.noop", outcome="accepted") == 2
+    assert value(samples, "jobsvc_submissions_total", type="demo.noop", outcome="reused") == 1
+    assert value(samples, "jobsvc_submissions_total", type="demo.noop", outcome="existing") == 1
+    logged = [(r.__dict__["job_id"], r.__dict__["outcome"]) for r in caplog.records if r.name == "app.submissions"]
+    assert logged == [
+        (first.json()["id"], "accepted"),
+        (first.json()["id"], "reused"),
+        (original.json()["id"], "accepted"),
+        (original.json()["id"], "existing"),
+    ]

@@ -94,6 +94,25 @@ def test_schemas_come_from_the_route_models(keyed: TestClient) -> None:
     assert generic["paths"].keys() == document["paths"].keys()
 
 
+def test_a_batch_member_advertises_no_field_only_post_jobs_takes(keyed: TestClient) -> None:
+    document = spec(keyed)
+    schemas = document["components"]["schemas"]
+    batch_body = document["paths"]["/batches"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    member_ref = schemas[batch_body["$ref"].rsplit("/", 1)[1]]["properties"]["jobs"]["items"]["$ref"]
+    member = schemas[member_ref.rsplit("/", 1)[1]]
+    submit = schemas["SubmitRequest"]["properties"]
+    assert {"cache_ttl", "depends_on"} <= set(submit)
+    assert set(member["properties"]) == set(submit) - {"cache_ttl", "depends_on"}
+    assert member["additionalProperties"] is False
+    assert set(member["properties"]["type"]["enum"]) == {spec.name for spec in registry}
+    assert member["properties"]["timeout"]["anyOf"][0] == submit["timeout"]["anyOf"][0]
+    for refused in ({"cache_ttl": 60}, {"depends_on": ["some-job"]}):  # what POST /batches says of such a member
+        body = {"jobs": [steps_job(steps=1, **refused)]}
+        answer = keyed.post("/batches", json=body, headers=bearer("alice"))
+        assert answer.status_code == 422, answer.text
+        assert [error["loc"] for error in answer.json()["errors"]] == [["jobs", 0, *refused]]
+
+
 def check(model: type[BaseModel] | TypeAdapter[Any], response: Any, status: int) -> None:
     assert response.status_code == status, response.text
     if isinstance(model, TypeAdapter):

@@ -36,7 +36,7 @@ from core.queues import make_queue
 from core.rqadapter import batches as lua
 from core.rqadapter.enqueue import enqueue_writes
 from core.settings import Settings
-from core.submitting import ACTIVE_STATUSES
+from core.submitting import ACTIVE_STATUSES, initial_meta
 from jobs.builtin import batch_report, callbacks
 from jobs.catalog import registry
 
@@ -189,7 +189,7 @@ class BatchWriter:
 
     def _job(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> Job:
         extra = {meta.BATCH_ID: batch_id, **callback}
-        return self.store.build_job(**submission.job_fields(), meta=meta.initial(submission.spec.name, owner, extra))
+        return self.store.build_job(**submission.job_fields(), meta=initial_meta(submission.spec.name, owner, extra))
 
     def _member(self, submission: Submission, batch_id: str, owner: str, callback: dict[str, Any]) -> list[Any]:
         """A member written by its own commands (a delayed or scheduled one)."""
@@ -200,7 +200,7 @@ class BatchWriter:
 
     def _on_complete(self, submission: Submission, batch_id: str, owner: str) -> Job:
         extra = {meta.COMPLETES_BATCH: batch_id}
-        return self.store.build_job(**submission.job_fields(), meta=meta.initial(submission.spec.name, owner, extra))
+        return self.store.build_job(**submission.job_fields(), meta=initial_meta(submission.spec.name, owner, extra))
 
     def _callback_job(self, batch_id: str) -> Job:
         settings = self.settings

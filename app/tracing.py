@@ -2,7 +2,7 @@
 covers the whole request, and continuing an incoming W3C `traceparent`/`tracestate`.
 
 Every request is traced but the probes and scrapes (`UNTRACED`), which would bury the rest. A job
-built while the span is current carries its context (`core.meta.initial`).
+built while the span is current carries its context (`core.submitting.initial_meta`).
 """
 
 from __future__ import annotations

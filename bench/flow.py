@@ -23,9 +23,9 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from bench.common import BIN, ROOT, median, wait_until
-from core.meta import initial
 from core.queues import SERIALIZER
 from core.rqadapter.enqueue import enqueue_writes
+from core.submitting import initial_meta as initial
 from stack.procfile import procfile_command
 from stack.redis_server import EmbeddedRedis
 

@@ -129,7 +129,7 @@ def submissions(bench: Bench, receiver: Receiver) -> None:
 def costs(bench: Bench) -> None:
     """What tracing off costs per job and per submission (its hooks), and what loading the SDK costs."""
     code = (
-        "import timeit; from core import tracing; from core.meta import initial;"
+        "import timeit; from core import tracing; from core.submitting import initial_meta as initial;"
         "from workers.job import RegisteredJob; import redis;"
         "job = RegisteredJob('x', connection=redis.Redis());"
         "n = 200000;"
@@ -141,7 +141,7 @@ def costs(bench: Bench) -> None:
     hook_ns, meta_ns = (float(x) for x in _python(code, env).split())
     sdk_ms = _import_ms("core.tracing.sdk", env)
     bench.add(Figure("tracing", "run hook with tracing off (per job)", hook_ns, "ns",
-                     note=f"tracing.job_run; core.meta.initial with its carrier check: {meta_ns:.0f} ns"))  # fmt: skip
+                     note=f"tracing.job_run; initial_meta with its carrier check: {meta_ns:.0f} ns"))  # fmt: skip
     bench.add(Figure("tracing", "loading the SDK and exporter (tracing on, once per process)", sdk_ms, "ms",
                      note="never imported with tracing off"))  # fmt: skip
 

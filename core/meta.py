@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Final, TypedDict
 
-from core import tracing
-
 #: The job type's registered name (`demo.sleep`), written at submission.
 TYPE: Final = "type"
 #: The name of the API key that submitted the job.
@@ -40,16 +38,6 @@ SCHEDULED_FOR: Final = "scheduled_for"
 #: The trace context the job's runs continue, as W3C headers (`traceparent`, `tracestate`); written
 #: when the job is built while a span is current (the request's), and only when tracing is on.
 TRACE: Final = "trace"
-
-
-def initial(job_type: str, owner: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A new job's meta: its type and owner, no progress yet, and `extra` (callback, schedule or batch keys);
-    with tracing on, the current span's context too."""
-    meta = {TYPE: job_type, PROGRESS: 0, MESSAGES: [], OWNER: owner, **(extra or {})}
-    carried = tracing.carrier()
-    if carried:
-        meta[TRACE] = carried
-    return meta
 
 
 class JobMeta(TypedDict, total=False):

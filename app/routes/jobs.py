@@ -26,9 +26,9 @@ from app.result_reuse import forwarded, hit, reuse_for
 from app.store import JobStore, Settled
 from app.submission import Submission, parse_submission, validate_model
 from app.views import job_view
-from core.meta import initial as initial_meta
 from core.queues import QueueName
 from core.settings import Settings
+from core.submitting import initial_meta
 from jobs.catalog import registry
 
 

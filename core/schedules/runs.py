@@ -17,11 +17,10 @@ from rq.job import Job
 from core import keys
 from core.clock import iso_z
 from core.meta import CALLBACK, CALLBACK_URL, SCHEDULE_ID, SCHEDULED_FOR
-from core.meta import initial as initial_meta
 from core.rqadapter.enqueue import queued_job_writes
 from core.schedules.model import Definition
 from core.settings import Settings
-from core.submitting import listing_horizon_us, retry_intervals
+from core.submitting import initial_meta, listing_horizon_us, retry_intervals
 
 #: Newest run ids kept per schedule for `GET /jobs?schedule=` (older ones drop out of that index).
 RUNS_KEPT = 1000

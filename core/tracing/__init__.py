@@ -11,7 +11,7 @@ hook below costs one test of a cached flag. On, `core.tracing.sdk` is imported o
 a worker forks its first horse, so horses inherit it).
 
 A job's trace context travels in its meta (`core.meta.TRACE`) as W3C `traceparent`/`tracestate`,
-written when the job is built inside a traced request (`core.meta.initial`), so it survives retries
+written when the job is built inside a traced request (`core.submitting.initial_meta`), so it survives retries
 and requeues; each run of the job is a span of that trace.
 """
 

@@ -10,9 +10,9 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from core.flow import keys as flow_keys
-from core.meta import initial
 from core.queues import SERIALIZER
 from core.rqadapter.enqueue import enqueue_writes
+from core.submitting import initial_meta as initial
 
 FUNCS = {
     "demo.sleep": "jobs.builtin.demo.sleep",

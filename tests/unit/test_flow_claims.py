@@ -10,10 +10,10 @@ from rq.job import Job
 from core import keys
 from core.flow import keys as flow_keys
 from core.flow.limits import Limits, Rate
-from core.meta import initial
 from core.queues import SERIALIZER
 from core.rqadapter.claims import Claims
 from core.rqadapter.enqueue import enqueue_writes
+from core.submitting import initial_meta as initial
 
 QUEUES = ("high", "default", "low")
 

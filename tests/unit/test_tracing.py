@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from core import tracing
-from core.meta import TRACE, initial
+from core.meta import TRACE
+from core.submitting import initial_meta as initial
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -58,6 +58,9 @@ class ClaimingDequeueMixin(ServiceBase):
                 if claimed is not None:
                     taken = self._load_one(claimed)
                     if taken is not None:
+                        # Unsubscribed while the job runs: the messages of a long job's minutes would pile up
+                        # in Redis's output buffer for this connection; the next idle wait subscribes again.
+                        self.wake_listener.close()
                         return taken
                     continue  # gone or unreadable: the next one, at once
             except REDIS_DOWN as exc:

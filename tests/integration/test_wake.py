@@ -30,6 +30,6 @@ def test_an_idle_worker_listens_for_pushes_and_runs_what_is_pushed(
         assert response.status_code == 202, response.text
         wait_finished(api, response.headers["Location"])
 
-    assert listeners(rclient) == 1  # idle again, listening again
+    wait_for(lambda: listeners(rclient) == 1, 15, what="the worker, idle again, listening again")
     worker.stop()
     wait_for(lambda: listeners(rclient) == 0, 15, what="the stopped worker's subscription to close")
